@@ -1,0 +1,117 @@
+"""Connecting this process to Ray: an embedded local cluster, a `ray://` client, or a cluster address.
+
+A Ray Client connect fails now and then (the server is still starting, a proxy hiccups), so it
+is retried a few times with a growing pause; a port nobody listens on fails fast with one clear
+message instead of Ray's own half-minute of retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from urllib.parse import urlparse
+
+import ray
+
+NAMESPACE = "kbit"
+
+
+class ClusterUnreachable(ConnectionError):
+    """No Ray cluster answers at the given address."""
+
+
+def _unreachable(address: str, reason: str) -> ClusterUnreachable:
+    return ClusterUnreachable(
+        f"cannot reach the Ray cluster at {address}: {reason}. Check that the head is running and its client "
+        "port is open (e.g. `kbit up`, or `docker compose up` on the head), or leave out --address / "
+        "KBIT_RAY_ADDRESS to run embedded on this machine."
+    )
+
+
+def _use_token_auth_if_available() -> None:
+    """Send the Ray auth token when this machine has one (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token), as `ray start` does: a head with token auth rejects clients without it."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    # Ray logs a warning each time it switches token auth on; for a client that is noise.
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        logger.setLevel(level)
+
+
+def _tcp_check(host: str, port: int, timeout: float) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int | None = None, quiet: bool = True):
+    """Connect (or reuse this process's connection) and return the address kind:
+    'embedded' (address None/'local': a local Ray in this process), 'client' (ray://HOST:PORT),
+    or 'driver' (a cluster address such as 'auto' or HOST:GCS_PORT, from a node of that cluster)."""
+    if ray.is_initialized():
+        return "client" if ray.util.client.ray.is_connected() else "driver"
+    log_level = logging.WARNING if quiet else logging.INFO
+    if not address or address == "local":
+        ray.init(
+            address="local",
+            namespace=NAMESPACE,
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=not quiet,
+            logging_level=log_level,
+            configure_logging=True,
+        )
+        return "embedded"
+    if address.startswith("ray://"):
+        parsed = urlparse(address)
+        if not parsed.hostname or not parsed.port:
+            raise ClusterUnreachable(f"{address!r} is not a Ray client address; use ray://HOST:PORT (e.g. ray://head:10001)")
+        last = "no answer"
+        for attempt in range(attempts):
+            problem = _tcp_check(parsed.hostname, parsed.port, timeout=3.0)
+            if problem is None:
+                _use_token_auth_if_available()
+                try:
+                    ray.init(address, namespace=NAMESPACE, logging_level=log_level, log_to_driver=not quiet)
+                    return "client"
+                except (ConnectionError, RuntimeError) as exc:
+                    problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    if ray.is_initialized():
+                        ray.shutdown()
+            last = problem
+            if attempt + 1 < attempts:
+                time.sleep(0.5 * 2**attempt)
+        raise _unreachable(address, last)
+    _use_token_auth_if_available()
+    extra = {}
+    if address.split(":")[0] in ("127.0.0.1", "localhost"):
+        # A head on loopback: this driver is on that node too (else Ray looks for it on the LAN address).
+        extra["_node_ip_address"] = "127.0.0.1"
+    try:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=log_level, log_to_driver=not quiet, **extra)
+    except (ConnectionError, RuntimeError) as exc:
+        raise _unreachable(address, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    return "driver"
+
+
+def resolve_address(cli_address: str | None, home_service_address: str | None = None) -> str | None:
+    """--address, else $KBIT_RAY_ADDRESS, else the local service `kbit up` started, else None (embedded)."""
+    return cli_address or os.environ.get("KBIT_RAY_ADDRESS") or home_service_address or None
+
+
+def disconnect() -> None:
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,36 @@
+"""The Streamlit entry point: `streamlit run kbit/dashboard/app.py` (or `python -m kbit.dashboard`).
+
+Picks the page from the sidebar (or `?page=`), draws it, and writes the view back into the URL.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kbit.dashboard.ui import common, compare_page, frontier_page, queue_page, run_page, scaling_page
+from kbit.db.errors import DatabaseError
+
+PAGES = {
+    "frontier": ("Frontier", frontier_page), "scaling": ("Scaling by data type and block size", scaling_page),
+    "queue": ("Queue", queue_page), "compare": ("Compare", compare_page), "run": ("Run", run_page),
+}
+
+
+def main() -> None:
+    st.set_page_config(page_title="kbit: k-bit scaling frontier", page_icon="📉", layout="wide")
+    st.sidebar.title("kbit")
+    page = common.pick_one("page", "page", list(PAGES), fallback="frontier", fmt=lambda p: PAGES[p][0])
+    for problem in common.url_problems():
+        st.warning(f"Link: {problem}")
+    url = common.database_url()
+    try:
+        opts = common.cached_options(url)
+        current = PAGES[page][1].render(url, opts)
+    except DatabaseError as exc:
+        st.error(f"{exc}\n\nStart the database or point the dashboard at one with KBIT_DATABASE_URL "
+                 "(or `kbit dashboard --database-url URL`).")
+        return
+    common.publish({"page": page, **current})
+
+
+main()

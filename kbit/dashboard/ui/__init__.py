@@ -1,0 +1,1 @@
+"""The dashboard's Streamlit pages: one module per page, each a `render(url, options) -> url view`."""

@@ -1,0 +1,142 @@
+"""Streamlit plumbing shared by the pages: cached loaders, the view kept in the URL, the filter
+widgets and the export buttons. Thin: the work is in kbit.dashboard.data / frontier / charts."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from kbit.dashboard import data, export, frontier, urlstate
+
+# Seconds a cached query stays fresh: short, so new results appear without a restart.
+TTL = float(os.environ.get("KBIT_DASHBOARD_TTL", "30"))
+EMPTY_HELP = (
+    "No finished runs in the database yet. Run `kbit demo` for a small end-to-end sweep, or submit "
+    "your own with `kbit submit examples/demo.yaml --team <team>`; results appear here as runs finish."
+)
+
+
+def database_url() -> str | None:
+    """The database the dashboard reads: $KBIT_DATABASE_URL, else kbit.db's default (SQLite under $KBIT_HOME)."""
+    return os.environ.get("KBIT_DATABASE_URL") or None
+
+
+cached_options = st.cache_data(ttl=TTL, show_spinner=False)(data.options)
+cached_sweeps = st.cache_data(ttl=2, show_spinner=False)(data.sweeps)  # the Queue page is live
+cached_failed = st.cache_data(ttl=2, show_spinner=False)(data.failed_runs)
+cached_results = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.results)
+cached_frontier = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.frontier)
+cached_run = st.cache_data(ttl=TTL, show_spinner=False)(data.run)
+
+
+@st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")
+def cached_points(url, task, metric, filters: tuple, line: str, panels: tuple, lower: bool, group: str | None = None):
+    """Chart points, the budget table and counts for one view; cached on the URL, metric and every filter,
+    so only the aggregated points (not the raw runs) are stored and copied on a cache hit."""
+    frame = data.frontier(url, task, metric, **dict(filters))
+    n_runs = len(frame)
+    usable = frontier.plottable(frame)
+    if group == "sweep":
+        usable = usable.assign(sweep="#" + usable["sweep_id"].astype(str) + " " + usable["sweep"].astype(str))
+    points = frontier.chart_points(usable, line, list(panels), lower)
+    table = frontier.best_per_budget(points, lower, line=line) if line == "bits" else None
+    shown = frontier.thin(points, line, lower)
+    return {"points": shown, "table": table, "n_runs": n_runs, "n_unplottable": n_runs - len(usable),
+            "n_points": len(points)}
+
+
+def view() -> dict:
+    """The view this session started from (the URL's query parameters, read once per session)."""
+    if "_url_view" not in st.session_state:
+        decoded, problems = urlstate.decode(st.query_params.to_dict())
+        st.session_state["_url_view"] = decoded
+        st.session_state["_url_problems"] = problems
+    return st.session_state["_url_view"]
+
+
+def url_problems() -> list[str]:
+    return st.session_state.get("_url_problems", [])
+
+
+def publish(current: dict) -> None:
+    """Write the view on screen into the URL, so the address bar is a link to it."""
+    params = urlstate.encode(current)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+
+
+def pick_many(label: str, key: str, choices: list, fmt=str, help: str | None = None) -> list:
+    """A multiselect whose first value comes from the URL (`key`); empty means all."""
+    start = [v for v in view().get(key, []) if v in choices]
+    missing = [v for v in view().get(key, []) if v not in choices]
+    if missing and st.session_state.get(f"w_{key}") is None:
+        st.warning(f"Link: {label} {', '.join(map(str, missing))} not found in the database; ignored.")
+    return st.sidebar.multiselect(label, choices, default=start, format_func=fmt, key=f"w_{key}", help=help,
+                                  placeholder="all")
+
+
+def pick_one(label: str, key: str, choices: list, fallback=None, fmt=str, where=None, **kwargs):
+    """A selectbox starting at the URL's value (`key`), else `fallback`, else the first choice."""
+    where = where or st.sidebar
+    if not choices:
+        return None
+    start = view().get(key)
+    if start not in choices:
+        start = fallback if fallback in choices else choices[0]
+    return where.selectbox(label, choices, index=choices.index(start), format_func=fmt, key=f"w_{key}", **kwargs)
+
+
+def metric_picker(metrics: list[str], where=None) -> str | None:
+    """Which task/metric the page plots (mean zero-shot accuracy by default)."""
+    return pick_one(
+        "metric", "metric", metrics, fallback=urlstate.DEFAULT_METRIC, where=where,
+        help="task/metric; perplexity and bits-per-byte are lower-is-better",
+    )
+
+
+def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
+    """The sidebar filters: team, sweep, family, dtype, block size, k.
+
+    Returns (the URL view of the filters, the hashable filter tuple for data.frontier).
+    """
+    st.sidebar.markdown("**Filters** (empty = all)")
+    teams = pick_many("team", "team", opts["teams"])
+    sweeps = [s for s in opts["sweeps"] if not teams or s["team"] in teams]
+    names = {s["sweep_id"]: f"#{s['sweep_id']} {s['name']} ({s['team']})" for s in sweeps}
+    chosen_sweeps = pick_many("sweep", "sweep", list(names), fmt=lambda i: names.get(i, str(i)))
+    families = pick_many("model family", "family", opts["families"])
+    dtypes = pick_many("data type", "dtype", opts["dtypes"])
+    blocks = pick_many("block size", "block", frontier.block_order(frontier.block_label(b) for b in opts["blocksizes"]))
+    bits = pick_many("k (bits)", "k", opts["bits"]) if with_bits else []
+    url_view = {"team": teams, "sweep": chosen_sweeps, "family": families, "dtype": dtypes, "block": blocks, "k": bits}
+    blocksizes = [None if b == frontier.PER_TENSOR else int(b[1:]) for b in blocks]
+    filters = (
+        ("teams", tuple(teams) or None), ("sweeps", tuple(chosen_sweeps) or None),
+        ("families", tuple(families) or None), ("dtypes", tuple(dtypes) or None),
+        ("blocksizes", tuple(blocksizes) or None), ("bits", tuple(bits) or None),
+    )
+    return url_view, filters
+
+
+def downloads(frame: pd.DataFrame, name: str, where=None) -> None:
+    """CSV and JSON download buttons for a table on the page."""
+    where = where or st
+    left, right = where.columns(2)
+    left.download_button(f"{name}.csv", export.to_csv(frame), file_name=f"{name}.csv", mime="text/csv",
+                         key=f"csv_{name}")
+    right.download_button(f"{name}.json", export.to_json(frame), file_name=f"{name}.json",
+                          mime="application/json", key=f"json_{name}")
+
+
+def run_link_column() -> st.column_config.LinkColumn:
+    """A table column of links to the Run page."""
+    return st.column_config.LinkColumn("run", display_text=r"\?page=run&run=(\d+)")
+
+
+def with_run_links(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a `run` column linking each row's run_id to the Run page."""
+    if "run_id" not in frame:
+        return frame
+    return frame.assign(run="?page=run&run=" + frame["run_id"].astype("Int64").astype(str))

@@ -1,0 +1,146 @@
+"""The engine from a URL, and the session scope every operation runs in.
+
+`connect()` resolves the URL (argument, then $KBIT_DATABASE_URL, then a SQLite file under
+$KBIT_HOME), checks the database answers, and upgrades the schema to the newest migration.
+SQLite runs in WAL mode with a busy timeout, and every transaction there starts with
+`BEGIN IMMEDIATE`: SQLite has no `FOR UPDATE SKIP LOCKED`, so writers take turns instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import Session
+
+from kbit.db.errors import DatabaseUnreachable
+from kbit.db.migrate import upgrade_to_head
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def kbit_home() -> Path:
+    return Path(os.environ.get("KBIT_HOME") or Path.home() / ".kbit").expanduser()
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else $KBIT_DATABASE_URL, else sqlite:///$KBIT_HOME/kbit.db."""
+    if url:
+        return url
+    env = os.environ.get("KBIT_DATABASE_URL", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{kbit_home() / 'kbit.db'}"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to show in messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _unreachable(url: str, reason: str) -> DatabaseUnreachable:
+    return DatabaseUnreachable(
+        f"cannot open the database {mask_url(url)}: {reason}. "
+        "Check that the server is running and reachable, or point KBIT_DATABASE_URL at one that is "
+        "(e.g. postgresql+psycopg://user:password@host:5432/kbit); unset it to use the embedded SQLite file "
+        "under KBIT_HOME."
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return text[0] if text else type(inner).__name__
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        try:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unreachable(url, f"cannot create its folder ({exc.strerror or exc})") from exc
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transaction control from the sqlite3 module, so our BEGIN IMMEDIATE is the only BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` without touching the schema (see `connect`)."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise _unreachable(url, "the URL is not valid") from exc
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(url)
+        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if backend == "postgresql" else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except (ArgumentError, ImportError) as exc:
+        raise _unreachable(url, f"no driver for it ({exc})") from exc
+
+
+def connect(url: str | None = None, *, upgrade: bool = True) -> Engine:
+    """Open the database (see `resolve_url`), check it answers, and upgrade its schema to head.
+
+    Raises DatabaseUnreachable, naming the URL without its password, when it cannot be opened.
+    """
+    url = resolve_url(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        if upgrade:
+            upgrade_to_head(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _unreachable(url, _first_line(exc)) from exc
+    return engine
+
+
+@contextlib.contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back on any error.
+
+    Losing the connection midway (server restarted or gone) raises DatabaseUnreachable; nothing of
+    the block is committed.
+    """
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except DBAPIError as exc:
+        with contextlib.suppress(DBAPIError):
+            session.rollback()
+        if exc.connection_invalidated:
+            raise _unreachable(engine.url.render_as_string(hide_password=False), _first_line(exc)) from exc
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,201 @@
+"""SQLAlchemy 2.0 typed models: teams, sweeps, runs, results, bit reports and samples.
+
+The schema itself is made only by the Alembic migrations in `kbit/db/migrations/`; these models
+must agree with them (tests/db/test_migrations.py compares the two). Configs, eval specs and
+provenance are plain JSON; the config fields the dashboard filters on are copied into columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "cached")
+FINAL_STATES = ("done", "failed", "cancelled", "cached")
+SWEEP_STATES = ("active", "cancelled")
+
+# Stable constraint names, so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict: JSON, list: JSON}
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+    __table_args__ = (
+        # Submitting the same sweep twice is a no-op while it is active; after a cancel it runs anew.
+        Index(
+            "uq_sweeps_active_spec",
+            "team_id",
+            "name",
+            "spec_hash",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        CheckConstraint("status IN ('active', 'cancelled')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict]
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    priority: Mapped[int] = mapped_column(default=0)
+    submitter: Mapped[str | None] = mapped_column(String(200))
+    code_version: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime]
+    cancelled_at: Mapped[dt.datetime | None]
+
+    team: Mapped[Team] = relationship()
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'cached')", name="status"
+        ),
+        # The queue's claim: queued runs by priority then age, and the group of one (model, revision, eval).
+        Index("ix_runs_claim", "status", "priority", "id"),
+        Index("ix_runs_group", "status", "model", "revision", "eval_hash", "priority", "id"),
+        Index("ix_runs_lease", "status", "lease_expires_at"),
+        Index("ix_runs_sweep_status", "sweep_id", "status"),
+        # A finished result is stored once per cache key; other runs with that key point at it.
+        Index(
+            "uq_runs_cache_key_done",
+            "cache_key",
+            unique=True,
+            sqlite_where=text("status = 'done'"),
+            postgresql_where=text("status = 'done'"),
+        ),
+        Index("ix_runs_cache_key", "cache_key"),
+        Index("ix_runs_frontier", "status", "family", "dtype", "bits", "blocksize"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
+    model: Mapped[str] = mapped_column(String(300))
+    revision: Mapped[str] = mapped_column(String(100))
+    family: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict]
+    # Copies of config fields, for the dashboard's filters.
+    bits: Mapped[int]
+    dtype: Mapped[str] = mapped_column(String(16))
+    blocksize: Mapped[int | None]
+    exponent_bits: Mapped[int | None]
+    outlier_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    label: Mapped[str] = mapped_column(String(64))
+    eval: Mapped[dict]
+    eval_hash: Mapped[str] = mapped_column(String(64))
+    cache_key: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    device: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    wall_time_s: Mapped[float | None]
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    provenance: Mapped[dict | None]
+    cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+
+    sweep: Mapped[Sweep] = relationship()
+
+
+class Result(Base):
+    __tablename__ = "results"
+    __table_args__ = (
+        UniqueConstraint("run_id", "task", "metric", name="uq_results_run_task_metric"),
+        Index("ix_results_task_metric", "task", "metric", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float]
+    stderr: Mapped[float | None]
+
+
+class BitReport(Base):
+    __tablename__ = "bit_reports"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    n_params: Mapped[int] = mapped_column(BigInteger)
+    n_quantized: Mapped[int] = mapped_column(BigInteger)
+    bits_per_param: Mapped[float]
+    total_bits: Mapped[float]
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    __table_args__ = (Index("ix_samples_run_task", "run_id", "task"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(200))
+    doc_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict]

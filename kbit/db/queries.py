@@ -1,0 +1,188 @@
+"""Read queries for the dashboard and the CLI: the frontier, flat per-run results, one run's
+detail, sweeps with their counts. Plain dicts out; a cached run reports its source run's
+metrics and bit report, so teams see shared results as their own."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from kbit.db.errors import NotFound
+from kbit.db.models import BitReport, Result, Run, Sweep, Team
+from kbit.db.models import RUN_STATES as STATES
+
+# The run whose results a run shows: itself, or the run it was cached from.
+SOURCE = func.coalesce(Run.cached_from_id, Run.id)
+FINISHED = ("done", "cached")
+
+
+def _dicts(session: Session, query) -> list[dict]:
+    """Rows as plain dicts, through Core (the ORM's row loading costs more than the query on 100k rows)."""
+    result = session.connection().execute(query)
+    keys = list(result.keys())
+    return [dict(zip(keys, row)) for row in result]
+
+
+def _iso(value):
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _in_filter(column, values):
+    """`column IN values`, where a None among the values also matches NULL (e.g. blocksize=None)."""
+    values = list(values)
+    present = [v for v in values if v is not None]
+    clauses = [column.in_(present)] if present else []
+    if len(present) < len(values):
+        clauses.append(column.is_(None))
+    return or_(*clauses)
+
+
+def frontier_rows(
+    session: Session,
+    task: str = "mean_zero_shot",
+    metric: str = "acc",
+    teams=None,
+    sweeps=None,
+    families=None,
+    dtypes=None,
+    blocksizes=None,
+    bits=None,
+) -> list[dict]:
+    """One dict per done or cached run that has `task/metric`: the scaling-frontier points.
+
+    Filters take iterables (None = all): team names, sweep ids, families, dtypes, block sizes
+    (None in the list matches per-tensor scaling), bits. One SQL query.
+    """
+    query = (
+        select(
+            Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
+            Run.revision, Run.family, BitReport.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
+            Run.outlier_fraction, Run.label, BitReport.bits_per_param, BitReport.total_bits, Result.value,
+            Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
+        )
+        .join(Sweep, Sweep.id == Run.sweep_id)
+        .join(Team, Team.id == Sweep.team_id)
+        .join(Result, and_(Result.run_id == SOURCE, Result.task == task, Result.metric == metric))
+        .outerjoin(BitReport, BitReport.run_id == SOURCE)
+        .where(Run.status.in_(FINISHED))
+    )
+    for column, values in (
+        (Team.name, teams), (Run.sweep_id, sweeps), (Run.family, families), (Run.dtype, dtypes),
+        (Run.blocksize, blocksizes), (Run.bits, bits),
+    ):
+        if values is not None:
+            query = query.where(_in_filter(column, values))
+    # Sorted here, not in SQL: Postgres would spill a 100k-row sort of wide rows to disk.
+    return sorted(_dicts(session, query), key=lambda row: row["run_id"])
+
+
+def list_metrics(session: Session) -> list[tuple[str, str]]:
+    """Every (task, metric) pair that has at least one result, sorted."""
+    rows = session.execute(select(Result.task, Result.metric).distinct().order_by(Result.task, Result.metric))
+    return [(task, metric) for task, metric in rows]
+
+
+def filter_options(session: Session) -> dict[str, list]:
+    """The distinct values of the frontier's filters among finished runs (for the dashboard's widgets)."""
+    finished = Run.status.in_(FINISHED)
+    out = {}
+    for key, column in (("families", Run.family), ("dtypes", Run.dtype), ("blocksizes", Run.blocksize), ("bits", Run.bits)):
+        values = session.scalars(select(column).where(finished).distinct()).all()
+        out[key] = sorted(values, key=lambda v: (v is None, v))
+    out["teams"] = list(session.scalars(select(Team.name).order_by(Team.name)))
+    return out
+
+
+def _run_columns():
+    return (
+        Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
+        Run.revision, Run.family, Run.label, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
+        Run.outlier_fraction, Run.config, Run.eval, Run.cache_key, Run.status, Run.attempts, Run.max_attempts,
+        Run.error_type, Run.error, Run.cached_from_id.label("cached_from"), Run.worker, Run.device,
+        Run.created_at, Run.started_at, Run.finished_at, Run.wall_time_s, Run.peak_memory_bytes,
+        BitReport.n_params, BitReport.n_quantized, BitReport.bits_per_param, BitReport.total_bits,
+    )
+
+
+def _runs_query(*columns):
+    return (
+        select(*columns)
+        .join(Sweep, Sweep.id == Run.sweep_id)
+        .join(Team, Team.id == Sweep.team_id)
+        .outerjoin(BitReport, BitReport.run_id == SOURCE)
+    )
+
+
+def results_rows(session: Session, sweep_id: int | None = None) -> list[dict]:
+    """One flat dict per run (all runs, or one sweep's): config fields, bit report, status, error,
+    timings, and a "task/metric" key per metric (its stderr under "task/metric_stderr")."""
+    query = _runs_query(*_run_columns()).order_by(Run.id)
+    metrics = select(Run.id, Result.task, Result.metric, Result.value, Result.stderr).join(
+        Result, Result.run_id == SOURCE
+    )
+    if sweep_id is not None:
+        query = query.where(Run.sweep_id == sweep_id)
+        metrics = metrics.where(Run.sweep_id == sweep_id)
+    rows = {}
+    for row in _dicts(session, query):
+        rows[row["run_id"]] = {key: _iso(value) for key, value in row.items()}
+    for run_id, task, metric, value, stderr in session.connection().execute(metrics):
+        rows[run_id][f"{task}/{metric}"] = value
+        rows[run_id][f"{task}/{metric}_stderr"] = stderr
+    return list(rows.values())
+
+
+def run_detail(session: Session, run_id: int) -> dict:
+    """Everything about one run: config, eval, bits, metrics, provenance, error, timings."""
+    row = session.execute(_runs_query(*_run_columns(), Run.provenance).where(Run.id == run_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist; check the run id")
+    detail = {key: _iso(value) for key, value in row.items()}
+    source = row["cached_from"] or run_id
+    if row["cached_from"]:
+        detail["provenance"] = session.scalar(select(Run.provenance).where(Run.id == source))
+    detail["bits_report"] = (
+        None if row["n_params"] is None else
+        {k: row[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")}
+    )
+    detail["metrics"] = [
+        {"task": t, "metric": m, "value": v, "stderr": e}
+        for t, m, v, e in session.execute(
+            select(Result.task, Result.metric, Result.value, Result.stderr)
+            .where(Result.run_id == source)
+            .order_by(Result.task, Result.metric)
+        )
+    ]
+    return detail
+
+
+def list_sweeps(session: Session, team: str | None = None) -> list[dict]:
+    """Sweeps, newest first, each with run counts by status and an overall status
+    (queued / running / done / cancelled)."""
+    counted = aliased(Run)
+    counts_q = select(counted.sweep_id, counted.status, func.count()).group_by(counted.sweep_id, counted.status)
+    query = (
+        select(
+            Sweep.id.label("sweep_id"), Sweep.name, Team.name.label("team"), Sweep.status, Sweep.priority,
+            Sweep.submitter, Sweep.code_version, Sweep.created_at, Sweep.cancelled_at,
+        )
+        .join(Team, Team.id == Sweep.team_id)
+        .order_by(Sweep.id.desc())
+    )
+    if team is not None:
+        query = query.where(Team.name == team)
+        counts_q = counts_q.join(Sweep, Sweep.id == counted.sweep_id).join(Team).where(Team.name == team)
+    counts: dict[int, dict[str, int]] = {}
+    for sweep_id, status, n in session.execute(counts_q):
+        counts.setdefault(sweep_id, {})[status] = n
+    out = []
+    for row in _dicts(session, query):
+        item = {key: _iso(value) for key, value in row.items()}
+        c = {s: counts.get(row["sweep_id"], {}).get(s, 0) for s in STATES}
+        item.update(c, total=sum(c.values()))
+        if row["status"] != "cancelled":
+            item["status"] = "running" if c["running"] else "queued" if c["queued"] else "done"
+        out.append(item)
+    return out

@@ -1,0 +1,70 @@
+"""Teams and their API tokens: a token is shown once at creation and stored only as a hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kbit.db.errors import AuthError, Conflict, NotFound
+from kbit.db.models import Team
+from kbit.db.util import utcnow
+
+TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough (no password stretching needed).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_team_name(name: str) -> str:
+    if not isinstance(name, str) or not TEAM_NAME.match(name):
+        raise ValueError(
+            f"team name {name!r} is not allowed; use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return name
+
+
+def create_team(session: Session, name: str) -> str:
+    """Create a team and return its API token (only this once; the database keeps a hash)."""
+    check_team_name(name)
+    if session.scalar(select(Team.id).where(Team.name == name)) is not None:
+        raise Conflict(f"team {name!r} already exists; pick another name, or use rotate_token() to issue it a new token")
+    token = secrets.token_urlsafe(32)
+    session.add(Team(name=name, token_hash=hash_token(token), created_at=utcnow()))
+    session.flush()
+    return token
+
+
+def rotate_token(session: Session, name: str) -> str:
+    """Issue a new token for an existing team (the old one stops working) and return it."""
+    team = get_team(session, name)
+    token = secrets.token_urlsafe(32)
+    team.token_hash = hash_token(token)
+    session.flush()
+    return token
+
+
+def get_team(session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        raise NotFound(f"team {name!r} does not exist; create it first (kbit.db.teams.create_team)")
+    return team
+
+
+def verify_token(session: Session, name: str, token: str) -> None:
+    """Raise AuthError unless `token` is the current token of team `name`."""
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        raise AuthError(f"unknown team {name!r}; ask an administrator to create it, or check the --team name")
+    if not isinstance(token, str) or not hmac.compare_digest(team.token_hash, hash_token(token)):
+        raise AuthError(f"wrong token for team {name!r}; use the token printed when the team was created")
+
+
+def list_teams(session: Session) -> list[str]:
+    return list(session.scalars(select(Team.name).order_by(Team.name)))

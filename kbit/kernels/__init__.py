@@ -1,0 +1,29 @@
+"""k-bit weight quantization: configs, codebooks, blockwise (de)quantization, packing, Triton
+kernels with plain-torch references, the quantized Linear and whole-model quantization.
+
+`QuantConfig` imports without torch; every other name loads torch on first use.
+"""
+
+from kbit.kernels.config import QuantConfig
+
+_LAZY = {
+    "codebook": "kbit.kernels.codebooks",
+    "quantize": "kbit.kernels.blockwise",
+    "dequantize": "kbit.kernels.blockwise",
+    "QuantizedTensor": "kbit.kernels.blockwise",
+    "matmul": "kbit.kernels.blockwise",
+    "QuantLinear": "kbit.kernels.linear",
+    "quantize_model_": "kbit.kernels.model",
+    "restore_model_": "kbit.kernels.model",
+    "BitReport": "kbit.kernels.model",
+}
+
+__all__ = ["QuantConfig", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kbit.kernels' has no attribute {name!r}")

@@ -1,0 +1,107 @@
+"""`QuantLinear`: an nn.Linear replacement holding a packed k-bit weight.
+
+The forward runs the fused dequantize-matmul (Triton on CUDA). With outlier handling, the weight's
+outlier input columns are cut out and kept in 16 bit; the rest is quantized as an (N, K - |J|)
+matrix, so the stored size is the paper's k + 16/B + p(16 - k) bits per weight.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kbit.kernels.blockwise import QuantizedTensor, dequantize, matmul, quantize
+from kbit.kernels.config import QuantConfig
+
+OUTLIER_BITS = 16
+INDEX_BITS = 32
+
+
+class QuantLinear(nn.Module):
+    """y = x W^T + b with W stored as packed k-bit codes, 16-bit block scales and a codebook.
+
+    The original nn.Linear is kept (unregistered, so it is neither counted nor moved) for
+    `restore_model_`. On the torch backend the dequantized weight is cached after the first call:
+    that backend simulates the format; the Triton backend never materializes W.
+    """
+
+    def __init__(self, linear: nn.Linear, cfg: QuantConfig, outlier_idx: torch.Tensor | None = None, backend: str = "auto"):
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"QuantLinear wraps an nn.Linear, got {type(linear).__name__}")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.config = cfg
+        self.backend = backend
+        object.__setattr__(self, "original", linear)
+        weight = linear.weight.detach()
+        idx = outlier_idx if outlier_idx is not None else torch.empty(0, dtype=torch.int64)
+        idx = idx.to(device=weight.device, dtype=torch.int64)
+        if idx.numel():
+            keep = torch.ones(self.in_features, dtype=torch.bool, device=weight.device)
+            keep[idx] = False
+            keep_idx = keep.nonzero().squeeze(1)
+            outlier_dtype = torch.bfloat16 if weight.dtype == torch.bfloat16 else torch.float16
+            self.register_buffer("outlier_idx", idx.to(torch.int32))
+            self.register_buffer("keep_idx", keep_idx.to(torch.int32))
+            self.register_buffer("outlier_weight", weight[:, idx].to(outlier_dtype).contiguous())
+            weight = weight[:, keep_idx]
+        else:
+            self.outlier_idx = self.keep_idx = self.outlier_weight = None
+        qt = quantize(weight, cfg, backend=backend)
+        self.register_buffer("codes", qt.codes)
+        self.register_buffer("absmax", qt.absmax)
+        self.register_buffer("codebook", qt.codebook)
+        self._shape, self._dtype = qt.shape, qt.dtype
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self._dense: torch.Tensor | None = None
+
+    @property
+    def qtensor(self) -> QuantizedTensor:
+        return QuantizedTensor(self.codes, self.absmax, self.codebook, self._shape, self._dtype, self.config)
+
+    @property
+    def n_outliers(self) -> int:
+        return 0 if self.outlier_idx is None else self.outlier_idx.numel()
+
+    @property
+    def weight_numel(self) -> int:
+        return self.in_features * self.out_features
+
+    @property
+    def weight_bits(self) -> int:
+        """Stored bits of the weight: packed codes, scales, stored codebook, 16-bit outlier columns and their indices."""
+        return self.qtensor.total_bits + self.n_outliers * (self.out_features * OUTLIER_BITS + INDEX_BITS)
+
+    def _apply(self, fn, recurse=True):
+        self._dense = None  # a moved module must not keep a stale cache
+        return super()._apply(fn, recurse)
+
+    def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The full (out, in) weight this layer computes with (outlier columns restored)."""
+        dtype = dtype or self._dtype
+        w = dequantize(self.qtensor, backend=self.backend, dtype=dtype)
+        if self.outlier_idx is None:
+            return w
+        full = torch.empty(self.out_features, self.in_features, dtype=dtype, device=w.device)
+        full[:, self.keep_idx.long()] = w
+        full[:, self.outlier_idx.long()] = self.outlier_weight.to(dtype)
+        return full
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kbit.kernels import backend as backends
+
+        if backends.resolve(self.backend, x.device) == "torch":
+            if self._dense is None or self._dense.dtype != x.dtype or self._dense.device != x.device:
+                self._dense = self.dequantized_weight(x.dtype).to(x.device)
+            y = x @ self._dense.T
+        elif self.outlier_idx is None:
+            y = matmul(x, self.qtensor, backend=self.backend)
+        else:
+            y = matmul(x.index_select(-1, self.keep_idx), self.qtensor, backend=self.backend)
+            y = y + x.index_select(-1, self.outlier_idx) @ self.outlier_weight.to(x.dtype).T
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.config.label()}, outliers={self.n_outliers}"

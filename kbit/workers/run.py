@@ -1,0 +1,151 @@
+"""`evaluate_configs`: the unit of work a cluster task runs. Load the model once; for each config
+restore the original weights, quantize, evaluate with lm-eval and yield a `RunResult` at once.
+Errors never escape: each becomes a failed result of a known type, and the next config runs.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+
+from kbit.kernels import QuantConfig, quantize_model_, restore_model_
+from kbit.version import code_version
+from kbit.workers import lmeval
+from kbit.workers.errors import EvaluationError, OutOfMemory, RunError
+from kbit.workers.loading import LoadedModel, load_model
+from kbit.workers.results import RunResult, flatten_metrics, sample_records
+from kbit.workers.specs import EvalSpec, ModelSpec
+
+
+def evaluate_configs(
+    model_spec: ModelSpec,
+    configs: Iterable[QuantConfig],
+    eval_spec: EvalSpec = EvalSpec(),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[RunResult]:
+    """One RunResult per config, in order, each yielded as soon as it is done. `should_stop()` is
+    asked before every config; once it says True no further result is yielded."""
+    configs = list(configs)
+    try:
+        loaded = load_model(model_spec)
+        tasks = lmeval.load_tasks(eval_spec.tasks, eval_spec.num_fewshot, eval_spec.seed)
+    except Exception as exc:  # noqa: BLE001 - the group's setup failed: every config fails alike
+        error = exc if isinstance(exc, RunError) else EvaluationError(_one_line(exc))
+        for cfg in configs:
+            if should_stop():
+                return
+            yield _failed(cfg, error, device_name(None), 0.0, model_spec, eval_spec)
+        return
+    batch_size = eval_spec.batch_size
+    try:
+        for cfg in configs:
+            if should_stop():
+                return
+            result, batch_size = _run_one(loaded, tasks, cfg, eval_spec, batch_size)
+            yield result
+    finally:
+        restore_model_(loaded.model)
+
+
+def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec, batch_size: int):
+    """(result, batch size for the next config: smaller if memory ran out here)."""
+    started = time.perf_counter()
+    device = device_name(loaded.device)
+    if loaded.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(loaded.device)
+    try:
+        report = quantize_model_(loaded.model, cfg)
+        raw, batch_size = evaluate_with_retry(
+            lambda b: lmeval.evaluate_model(loaded.model, loaded.tokenizer, tasks, batch_size=b, limit=spec.limit, seed=spec.seed),
+            batch_size, on_gpu=loaded.device.type == "cuda", device=device,
+        )
+        result = RunResult(
+            config=cfg.to_dict(),
+            status="done",
+            metrics=flatten_metrics(raw),
+            bits={k: report.to_dict()[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")},
+            wall_time_s=time.perf_counter() - started,
+            peak_memory_bytes=peak_memory(loaded.device),
+            device=device,
+            provenance=provenance(loaded.spec, spec, raw, loaded.commit),
+            samples=sample_records(raw) if spec.log_samples else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - one bad config must not stop the others
+        error = exc if isinstance(exc, RunError) else EvaluationError(_one_line(exc))
+        result = _failed(cfg, error, device, time.perf_counter() - started, loaded.spec, spec)
+    finally:
+        restore_model_(loaded.model)
+    return result, batch_size
+
+
+def evaluate_with_retry(evaluate: Callable[[int], dict], batch_size: int, *, on_gpu: bool, device: str) -> tuple[dict, int]:
+    """(evaluate(batch size), the batch size that worked). Out of memory on a GPU retries with half
+    the batch (a smaller batch often fits) down to 1; anywhere else it fails as OutOfMemory."""
+    while True:
+        try:
+            return evaluate(batch_size), batch_size
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if not on_gpu or batch_size == 1:
+                raise OutOfMemory(f"out of memory at batch size {batch_size} on {device}: {_one_line(exc)}") from None
+            batch_size //= 2
+            torch.cuda.empty_cache()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+
+def _failed(cfg: QuantConfig, error: Exception, device: str, wall: float, model: ModelSpec, spec: EvalSpec) -> RunResult:
+    return RunResult(
+        config=cfg.to_dict(), status="failed", error_type=getattr(error, "error_type", "evaluation_error"),
+        error=str(error), wall_time_s=wall, peak_memory_bytes=0, device=device,
+        provenance=provenance(model, spec, None, None),
+    )
+
+
+def device_name(device: torch.device | None) -> str:
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def peak_memory(device: torch.device) -> int:
+    """GPU: peak allocated bytes during this config. CPU: the process's peak resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    scale = 1 if platform.system() == "Darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
+def provenance(model: ModelSpec, spec: EvalSpec, raw: dict | None, commit: str | None) -> dict:
+    import lm_eval
+    import transformers
+
+    return {
+        "kbit": code_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "lm_eval": lm_eval.__version__,
+        "task_versions": dict(raw.get("versions", {})) if raw else {},
+        "n_samples": dict(raw.get("n-samples", {})) if raw else {},
+        "seed": spec.seed,
+        "model": model.model,
+        "revision": model.revision,
+        "commit": commit,
+        "eval": spec.to_dict(),
+    }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run the whole test suite: a real PostgreSQL (started if none answers), headless Chromium for
+# the browser test (installed from Debian's packages if missing), offline Hugging Face caches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${KBIT_TEST_POSTGRES_URL:-}" ]; then
+  KBIT_TEST_POSTGRES_URL=$(bash scripts/ensure_postgres.sh)
+  export KBIT_TEST_POSTGRES_URL
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null))
+  else
+    sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0
+exec .venv/bin/python -m pytest "$@"

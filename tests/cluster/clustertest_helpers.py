@@ -1,0 +1,83 @@
+"""Helpers for the cluster tests (a module name no other test folder uses)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from kbit.cluster import service
+from kbit.cluster.sweep import parse_sweep
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert port != 6379
+    return port
+
+
+def make_sweep(name="t", models=("m/a", "m/b"), bits=(4, 8), dtypes=("int", "nf"), blocksizes=(64,), tasks=("x",),
+               family_members=None, extra=""):
+    text = (
+        f"name: {name}\nmodels: [{', '.join(models)}]\n"
+        f"grid: {{bits: [{', '.join(map(str, bits))}], dtypes: [{', '.join(dtypes)}], "
+        f"blocksizes: [{', '.join(map(str, blocksizes))}]}}\n"
+        f"tasks: [{', '.join(tasks)}]\n{extra}"
+    )
+    return parse_sweep(text, family_members=family_members or (lambda f: []))
+
+
+def submit(db, sweep, **kw):
+    engine, _, team, token = db
+    return service.submit(engine, sweep.spec(), team, token, **kw)
+
+
+def slow_evaluate(model, revision, configs, eval_spec, should_stop):
+    """A stand-in evaluator for fault tests: 0.4 s per config and one metric per result, so a
+    worker can be killed mid-group and every stored result counted."""
+    import os
+    import time
+
+    for i, config in enumerate(configs):
+        if should_stop():
+            return
+        time.sleep(0.4)
+        yield {
+            "config": config, "status": "done", "error_type": None, "error": None,
+            "metrics": [{"task": "t", "metric": "acc", "value": 0.5 + 0.01 * i, "stderr": 0.01}],
+            "bits": None, "wall_time_s": 0.4, "peak_memory_bytes": 0, "device": "cpu",
+            "provenance": {"pid": os.getpid()}, "samples": None,
+        }
+
+
+def results_per_run(engine, sweep_id) -> dict[int, int]:
+    """run id -> how many metric rows it stored for t/acc (exactly one when nothing was duplicated)."""
+    from sqlalchemy import func, select
+
+    from kbit.db import session_scope
+    from kbit.db.models import Result, Run
+
+    with session_scope(engine) as s:
+        runs = s.scalars(select(Run.id).where(Run.sweep_id == sweep_id)).all()
+        counts = dict(
+            s.execute(
+                select(Result.run_id, func.count()).join(Run, Run.id == Result.run_id)
+                .where(Run.sweep_id == sweep_id, Result.task == "t").group_by(Result.run_id)
+            ).all()
+        )
+    return {run_id: counts.get(run_id, 0) for run_id in runs}
+
+
+def group_task_pids() -> list[int]:
+    """Ray worker processes running a group task right now (Ray titles them ray::run_group_task)."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("ray::run_group_task"):
+            pids.append(proc.pid)
+    return pids

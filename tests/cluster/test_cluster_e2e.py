@@ -1,0 +1,102 @@
+"""End to end through a real Ray head and the Ray client, with the micro model family and the real
+evaluator: `kbit submit --address ray://... --wait`, results in the database, `kbit results` output,
+the cache (same sweep twice runs nothing), and cancelling."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from kbit.cluster.cli import main
+from kbit.db import connect, queries, session_scope, teams
+
+
+@pytest.fixture(scope="module")
+def team(ray_head):
+    """Team `e2e` in the head's database (the session's KBIT_HOME) and its token in the environment."""
+    engine = connect()
+    with session_scope(engine) as s:
+        token = teams.create_team(s, "e2e")
+    yield engine, token
+    engine.dispose()
+
+
+@pytest.fixture
+def env(team, monkeypatch, ray_head):
+    monkeypatch.setenv("KBIT_TOKEN", team[1])
+    monkeypatch.delenv("KBIT_RAY_ADDRESS", raising=False)
+    return ray_head["address"]
+
+
+def micro_sweep(tmp_path, name="micro-e2e", bits="[4, 8]"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nteam: e2e\nmodels:\n  - family: micro\n"
+        f"grid: {{bits: {bits}, dtypes: [nf, int], blocksizes: [64]}}\n"
+        "tasks: [kbit_lastword, kbit_choice, kbit_heldout]\neval: {limit: 8, batch_size: 8}\n"
+    )
+    return str(path)
+
+
+def test_submit_through_the_ray_client_runs_everything_and_results_match(env, team, tmp_path, capsys):
+    engine = team[0]
+    path = micro_sweep(tmp_path)
+    assert main(["submit", path, "--address", env, "--wait"]) == 0
+    out = capsys.readouterr().out
+    sweep_id = int(out.split("sweep ")[1].split()[0])
+    with session_scope(engine) as s:
+        rows = queries.results_rows(s, sweep_id=sweep_id)
+        members = {r["model"] for r in rows}
+    from kbit.workers.family import family_members
+
+    assert members == set(family_members("micro"))
+    assert len(rows) == len(members) * 5 and all(r["status"] == "done" for r in rows), rows
+    assert all(r["mean_zero_shot/acc"] is not None and r["total_bits"] > 0 for r in rows)
+    assert f"{len(rows)}" in out and "done" in out  # the summary table
+
+    assert main(["results", "--sweep", str(sweep_id), "--format", "csv", "--address", env]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(int(r["run_id"]) for r in table) == sorted(r["run_id"] for r in rows)
+    by_id = {r["run_id"]: r for r in rows}
+    for line in table:
+        expected = by_id[int(line["run_id"])]
+        assert line["label"] == expected["label"] and line["model"] == expected["model"]
+        assert float(line["mean_zero_shot/acc"]) == pytest.approx(expected["mean_zero_shot/acc"])
+        assert float(line["total_bits"]) == pytest.approx(expected["total_bits"])
+
+    out_file = tmp_path / "runs.json"
+    assert main(["results", "--sweep", str(sweep_id), "--format", "json", "--output", str(out_file)]) == 0
+    assert {r["run_id"] for r in json.loads(out_file.read_text())} == set(by_id)
+
+    # the same sweep again: same id, nothing new runs
+    before = {r["run_id"]: (r["attempts"], r["finished_at"]) for r in rows}
+    assert main(["submit", path, "--address", env, "--wait"]) == 0
+    again = capsys.readouterr().out
+    assert f"sweep {sweep_id} " in again
+    with session_scope(engine) as s:
+        after = {r["run_id"]: (r["attempts"], r["finished_at"]) for r in queries.results_rows(s, sweep_id=sweep_id)}
+    assert after == before
+
+    # a new sweep with the same runs under another name: every run cached, none executed
+    renamed = micro_sweep(tmp_path, name="micro-e2e-again")
+    assert main(["submit", renamed, "--address", env, "--wait"]) == 0
+    text = capsys.readouterr().out
+    new_id = int(text.split("sweep ")[1].split()[0])
+    with session_scope(engine) as s:
+        progress = [r["status"] for r in queries.results_rows(s, sweep_id=new_id)]
+    assert progress == ["cached"] * len(rows)
+
+
+def test_cancel_through_the_cluster(env, team, tmp_path, capsys):
+    path = micro_sweep(tmp_path, name="micro-cancel", bits="[2, 3, 4, 5, 6, 7, 8]")
+    assert main(["submit", path, "--address", env]) == 0
+    sweep_id = int(capsys.readouterr().out.split("sweep ")[1].split()[0])
+    assert main(["cancel", str(sweep_id), "--team", "e2e", "--address", env]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert main(["status", str(sweep_id), "--address", env]) == 0
+    with session_scope(team[0]) as s:
+        statuses = {r["status"] for r in queries.results_rows(s, sweep_id=sweep_id)}
+    assert "queued" not in statuses and "cancelled" in statuses

@@ -1,0 +1,74 @@
+"""Fault tolerance on a real Ray head through the Ray client: a worker process killed mid-sweep,
+and the scheduler killed and restarted. The sweep completes, every run has exactly one result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import clustertest_helpers
+import pytest
+import ray
+from clustertest_helpers import group_task_pids, make_sweep, results_per_run, slow_evaluate, submit
+
+from kbit.cluster.actor import NAMESPACE, get_or_create_scheduler
+from kbit.cluster.client import RayService, wait_for_sweep
+
+ray.cloudpickle.register_pickle_by_value(clustertest_helpers)  # the cluster cannot import test modules
+
+
+@pytest.fixture
+def scheduler(ray_head, db, request):
+    """A scheduler of its own (own name, own database, the slow evaluator, short leases)."""
+    name = f"kbit-test-{request.node.name[:30]}"
+    svc = RayService(ray_head["address"], db_url=db[1], evaluate=slow_evaluate,
+                     scheduler_options={"lease_seconds": 5.0, "poll_s": 0.2}, scheduler_name=name)
+    yield svc, name
+    actor = ray.get_actor(name, namespace=NAMESPACE)
+    ray.kill(actor, no_restart=True)
+    svc.close()
+
+
+def wait_until(predicate, timeout=60, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):
+    svc, _ = scheduler
+    engine = db[0]
+    reply = submit(db, make_sweep(name="kill-worker", models=("m/a", "m/b"), bits=(3, 4, 8)))  # 2 x 7 runs
+    wait_until(lambda: svc.call("progress", sweep_id=reply["sweep_id"])["done"] >= 2)
+    pids = wait_until(group_task_pids)
+    os.kill(pids[0], signal.SIGKILL)
+    final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
+    assert final["done"] == final["total"] == 14
+    assert set(results_per_run(engine, reply["sweep_id"]).values()) == {1}
+    info = ray.get(svc.actor.ping.remote())
+    assert info["tasks_failed"] >= 1 and info["runs_requeued"] >= 1
+    attempts = [r["attempts"] for r in svc.call("results", sweep_id=reply["sweep_id"])]
+    assert max(attempts) == 2
+
+
+def test_a_killed_scheduler_is_restarted_and_resumes_from_the_database(scheduler, db):
+    svc, name = scheduler
+    engine = db[0]
+    reply = submit(db, make_sweep(name="kill-scheduler", models=("m/a",), bits=(3, 4, 5, 8)))  # 1 + 8 runs
+    wait_until(lambda: svc.call("progress", sweep_id=reply["sweep_id"])["done"] >= 2)
+    old = ray.get(svc.actor.ping.remote())
+    ray.kill(svc.actor, no_restart=True)
+    partial = results_per_run(engine, reply["sweep_id"])
+    assert 0 < sum(partial.values()) < len(partial)  # killed in the middle
+    actor, info = get_or_create_scheduler(db_url=db[1], evaluate=slow_evaluate,
+                                          options={"lease_seconds": 5.0, "poll_s": 0.2}, name=name)
+    assert info["instance"] != old["instance"]
+    svc.actor = actor
+    final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
+    assert final["done"] == final["total"] == 9
+    assert set(results_per_run(engine, reply["sweep_id"]).values()) == {1}

@@ -1,0 +1,184 @@
+"""The scheduler's logic and the group task body on SQLite, with in-process launchers (no Ray)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import pytest
+from clustertest_helpers import make_sweep, submit
+
+from kbit.cluster import service
+from kbit.cluster.evaluators import noop_evaluate
+from kbit.cluster.grouprun import run_group
+from kbit.cluster.scheduling import Scheduler
+from kbit.db import queries, queue, session_scope
+from kbit.db.errors import AuthError
+
+
+class WorkerCrashedError(RuntimeError):
+    """Stands in for Ray's error when a worker process dies."""
+
+
+class ThreadLauncher:
+    """Runs group tasks in threads; `crash(worker, runs)` decides whether a task dies after
+    `results_before_crash` results."""
+
+    def __init__(self, db_url, capacity=2, evaluate=noop_evaluate, crash=lambda worker, runs: False,
+                 results_before_crash=1):
+        self.db_url, self.slots, self.evaluate, self.crash = db_url, capacity, evaluate, crash
+        self.results_before_crash = results_before_crash
+        self.pool = ThreadPoolExecutor(max_workers=capacity)
+        self.launched = []
+
+    def capacity(self):
+        return self.slots
+
+    def launch(self, worker, runs):
+        self.launched.append((worker, [r["run_id"] for r in runs], {r["model"] for r in runs}))
+        evaluate = self.evaluate
+        if self.crash(worker, runs):
+            def evaluate(*args):  # some results, then the "worker" dies
+                results = noop_evaluate(*args)
+                for _ in range(self.results_before_crash):
+                    yield next(results)
+                raise WorkerCrashedError("the worker process died unexpectedly (SIGKILL)")
+        return self.pool.submit(run_group, self.db_url, worker, runs, evaluate, 30.0)
+
+    def wait(self, handles, timeout):
+        done, _ = wait(handles, timeout=timeout)
+        return [(f, None if f.exception() else f.result(), f.exception()) for f in done]
+
+
+def drain(scheduler, rounds=200):
+    for _ in range(rounds):
+        scheduler.tick(wait_s=0.05)
+        if not scheduler.inflight:
+            with session_scope(scheduler.engine) as s:
+                if not any(x["queued"] or x["running"] for x in queries.list_sweeps(s)):
+                    return
+    raise AssertionError("scheduler did not drain the queue")
+
+
+def runs_of(engine, sweep_id):
+    with session_scope(engine) as s:
+        return queries.results_rows(s, sweep_id=sweep_id)
+
+
+def test_submit_checks_the_token_and_writes_nothing_on_a_wrong_one(db):
+    engine = db[0]
+    with pytest.raises(AuthError, match="wrong token"):
+        service.submit(engine, make_sweep().spec(), "nlp", "not-the-token")
+    with pytest.raises(AuthError, match="unknown team"):
+        service.submit(engine, make_sweep().spec(), "nobody", db[3])
+    assert service.sweeps(engine) == []
+
+
+def test_groups_by_model_up_to_capacity_and_every_run_done_once(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a", "m/b", "m/c")))
+    assert reply["total"] == 3 * 5 and reply["queued"] == 15
+    launcher = ThreadLauncher(url, capacity=2)
+    scheduler = Scheduler(engine, launcher, lease_seconds=30)
+    scheduler.fill()
+    assert len(scheduler.inflight) == 2  # capacity, not more
+    drain(scheduler)
+    rows = runs_of(engine, reply["sweep_id"])
+    assert [r["status"] for r in rows] == ["done"] * 15
+    assert all(r["attempts"] == 1 for r in rows)
+    assert all(len(models) == 1 for _, _, models in launcher.launched)  # one model per task
+    claimed = [i for _, ids, _ in launcher.launched for i in ids]
+    assert sorted(claimed) == sorted(r["run_id"] for r in rows)  # each run claimed exactly once
+
+
+def test_group_size_spreads_one_model_over_free_slots(db):
+    engine, url, *_ = db
+    submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8)))  # 1 + 14 runs of one model
+    scheduler = Scheduler(engine, ThreadLauncher(url, capacity=4), max_runs_per_task=64)
+    assert scheduler.group_size(4) == 4  # ceil(15 / 4)
+    assert Scheduler(engine, ThreadLauncher(url), max_runs_per_task=3).group_size(1) == 3
+
+
+def test_a_dead_worker_requeues_its_unfinished_runs_with_the_error_kept(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a",)))
+    first_task = threading.Event()
+
+    def crash_once(worker, runs):
+        if first_task.is_set():
+            return False
+        first_task.set()
+        return True
+
+    scheduler = Scheduler(engine, ThreadLauncher(url, capacity=1, crash=crash_once), lease_seconds=30,
+                          max_runs_per_task=64)
+    scheduler.tick(wait_s=0)
+    scheduler.harvest(wait_s=5)  # the crashed task
+    assert scheduler.stats["tasks_failed"] == 1
+    rows = runs_of(engine, reply["sweep_id"])
+    done = [r for r in rows if r["status"] == "done"]
+    queued = [r for r in rows if r["status"] == "queued"]
+    assert len(done) == 1 and len(queued) == 4  # the result stored before the crash is kept
+    assert all("died" in r["error"] and "WorkerCrashedError" in r["error"] for r in queued)
+    drain(scheduler)
+    rows = runs_of(engine, reply["sweep_id"])
+    assert [r["status"] for r in rows] == ["done"] * 5
+    assert sorted(r["attempts"] for r in rows) == [1, 2, 2, 2, 2]
+
+
+def test_retries_are_bounded_and_the_last_error_is_kept(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("nf",), extra="max_attempts: 2\n",
+                                  name="bounded"))
+    always = ThreadLauncher(url, capacity=1, crash=lambda worker, runs: True, results_before_crash=0)
+    scheduler = Scheduler(engine, always, lease_seconds=30)
+    drain(scheduler)
+    rows = runs_of(engine, reply["sweep_id"])
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all(r["attempts"] == 2 and "WorkerCrashedError" in r["error"] for r in rows)
+    assert scheduler.stats["tasks_failed"] == 2  # one task per attempt, then no more
+
+
+def test_results_are_stored_as_they_arrive(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("int", "nf", "fp")))
+    with session_scope(engine) as s:
+        claimed = queue.claim_runs(s, worker="w1", limit=10, lease_seconds=30)
+    runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
+            for c in claimed]
+    seen_done = []
+
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        for i, result in enumerate(noop_evaluate(model, revision, configs, eval_spec, should_stop)):
+            with session_scope(engine) as s:
+                seen_done.append(queue.sweep_progress(s, reply["sweep_id"])["done"])
+            yield result
+
+    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30)
+    assert summary["stored"] == 4 and summary["unfinished"] == []
+    assert seen_done == [0, 1, 2, 3]  # before config i, the i earlier results are already in the database
+
+
+def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
+    engine, url, team, token = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("int", "nf", "fp")))
+    with session_scope(engine) as s:
+        claimed = queue.claim_runs(s, worker="w1", limit=10, lease_seconds=30)
+    runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
+            for c in claimed]
+    started = []
+
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        for config in configs:
+            if should_stop():
+                return
+            started.append(config)
+            if len(started) == 2:
+                service.cancel(engine, reply["sweep_id"], team, token)
+            yield next(iter(noop_evaluate(model, revision, [config], eval_spec, lambda: False)))
+
+    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, heartbeat_seconds=0.05)
+    assert len(started) == 2  # stopped before the third config
+    assert summary["stored"] == 1 and summary["skipped"] == 1
+    statuses = sorted(r["status"] for r in runs_of(engine, reply["sweep_id"]))
+    assert statuses == ["cancelled", "cancelled", "cancelled", "done"]

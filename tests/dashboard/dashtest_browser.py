@@ -1,0 +1,167 @@
+"""Helpers for the real-browser test: serve the dashboard with `python -m kbit.dashboard`, drive
+headless Chromium over the DevTools protocol (a websocket; no Selenium), read the DOM and take a
+screenshot."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from websockets.sync.client import connect as ws_connect
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1400,1100",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium_binary() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        raise RuntimeError("Chromium is missing: run scripts/test.sh (it installs Debian's chromium) "
+                           "or `apt-get install -y chromium`")
+    return found
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"{what} within {timeout:.0f} s (last: {last!r})")
+
+
+def _get(url: str, timeout: float = 2.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+@contextmanager
+def dashboard_server(database_url: str, log_path: Path):
+    """`python -m kbit.dashboard` on 127.0.0.1:<free port>; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "KBIT_DASHBOARD_TTL": "5"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kbit.dashboard", "--host", "127.0.0.1", "--port", str(port),
+             "--database-url", database_url],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: proc.poll() is not None or _get(base + "/_stcore/health") == "ok", 60,
+                   "the dashboard did not answer /_stcore/health")
+        assert proc.poll() is None, f"the dashboard exited: {log_path.read_text()[-2000:]}"
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+class Browser:
+    """Headless Chromium with one page, driven over the DevTools protocol."""
+
+    def __init__(self, profile: Path):
+        self.proc = subprocess.Popen(
+            [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+             "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        port_file = profile / "DevToolsActivePort"
+        port = wait_until(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 30,
+                          "Chromium did not open its DevTools port")
+        targets = wait_until(lambda: _get(f"http://127.0.0.1:{port}/json"), 30, "no DevTools targets")
+        page = next(t for t in json.loads(targets) if t["type"] == "page")
+        self.stack = ExitStack()
+        self.ws = self.stack.enter_context(ws_connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=30))
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=60))
+            if reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def open(self, url: str) -> None:
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        try:
+            self.stack.close()
+        finally:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+# What the page shows of its charts: per vega-embed element, the marks Vega drew as SVG (circles
+# are .mark-symbol.role-mark paths, lines .mark-line ones; legends have other roles) or, when it
+# renders to a canvas, how many of the canvas's pixels are painted (not transparent, not white).
+CHART_PROBE = """
+(() => {
+  const out = [];
+  for (const embed of document.querySelectorAll('.vega-embed')) {
+    const canvas = embed.querySelector('canvas');
+    const symbols = embed.querySelectorAll('svg .mark-symbol.role-mark path').length;
+    const lines = embed.querySelectorAll('svg .mark-line.role-mark path').length;
+    let drawn = 0, width = 0, height = 0;
+    if (canvas) {
+      width = canvas.width; height = canvas.height;
+      const pixels = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+      for (let i = 0; i < pixels.length; i += 4) {
+        if (pixels[i + 3] > 0 && (pixels[i] < 240 || pixels[i + 1] < 240 || pixels[i + 2] < 240)) drawn++;
+      }
+    }
+    out.push({canvas: !!canvas, width, height, drawn, symbols, lines});
+  }
+  return {charts: out, exceptions: document.querySelectorAll('[data-testid="stException"]').length,
+          running: !!document.querySelector('[data-testid="stStatusWidgetRunningIcon"]'),
+          text: document.body ? document.body.innerText.slice(0, 4000) : ''};
+})()
+"""

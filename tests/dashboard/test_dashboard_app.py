@@ -1,0 +1,229 @@
+"""Every page of the Streamlit app through AppTest, on the seeded database and on an empty one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "kbit" / "dashboard" / "app.py")
+PAGES = ("frontier", "scaling", "queue", "compare", "run")
+
+
+def run_app(monkeypatch, url: str, **params) -> AppTest:
+    monkeypatch.setenv("KBIT_DATABASE_URL", url)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def charts(at):
+    """Each Vega-Lite chart on the page as (spec dict, its rows)."""
+    out = []
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        rows = []
+        for dataset in chart.proto.datasets:
+            rows.extend(_arrow_rows(dataset.data.data))
+        out.append((spec, rows))
+    return out
+
+
+def _arrow_rows(data: bytes) -> list[dict]:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all().to_pylist()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_frontier_page_default_view(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url)
+    [(spec, rows)] = charts(at)
+    # 3 models x k in {3, 4, 8, 16}: repeats averaged, best config per (k, model)
+    assert len(rows) == 12
+    assert {r["bits"] for r in rows} == {3, 4, 8, 16}
+    assert {r["model"] for r in rows} == {"kbit/toy/s", "kbit/toy/m", "kbit/toy/l"}
+    assert all(r["dtype"] in ("nf", "none") and r["block"] in ("b64", "per-tensor") for r in rows)
+    s4 = next(r for r in rows if r["model"] == "kbit/toy/s" and r["bits"] == 4)
+    assert s4["n_runs"] == 2 and s4["value"] == pytest.approx((0.306 + 0.309) / 2)
+    on_front = {(r["model"], r["bits"]) for r in rows if r["on_frontier"]}
+    assert ("kbit/toy/m", 16) not in on_front and ("kbit/toy/l", 4) in on_front
+    layer_y = spec["layer"][1]["encoding"]["y"]
+    assert layer_y["title"] == "mean_zero_shot / acc"
+    # the budget table: at the large model's 4-bit budget, 4-bit beats the best 8-bit that fits
+    table = at.dataframe[0].value
+    row = table[np.isclose(table["budget_bits"], 16e6 * 4.25)].iloc[0]
+    assert row["best_k"] == 4 and row["k=4"] > row["k=8"]
+    assert "left out" in texts(at.caption)  # the repeat sweep's run without a bit report
+    assert at.query_params["page"] == "frontier" and at.query_params["metric"] == "mean_zero_shot/acc"
+    assert len(at.get("download_button")) == 4
+
+
+def test_frontier_filters_and_facets_from_the_url(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="frontier", dtype="int", k="3,4", facet="block", team="nlp")
+    [(spec, rows)] = charts(at)
+    assert spec["facet"]["field"] == "panel"
+    assert {r["panel"] for r in rows} == {"b64", "b256"}
+    assert {(r["dtype"], r["bits"]) for r in rows} == {("int", 3), ("int", 4)}
+    assert len(rows) == 12
+    assert at.sidebar.multiselect(key="w_dtype").value == ["int"]
+    assert at.query_params["k"] == "3,4" and at.query_params["facet"] == "block"
+
+
+def test_frontier_widget_change_updates_the_url(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url)
+    at.sidebar.multiselect(key="w_k").set_value([8]).run()
+    assert not at.exception
+    assert at.query_params["k"] == "8"
+    [(_, rows)] = charts(at)
+    assert {r["bits"] for r in rows} == {8}
+
+
+def test_frontier_lower_is_better_metric(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, metric="kbit_heldout/perplexity")
+    [(spec, rows)] = charts(at)
+    assert spec["layer"][1]["encoding"]["y"]["title"] == "kbit_heldout / perplexity (lower is better)"
+    smallest = min(rows, key=lambda r: r["total_bits"])
+    assert smallest["on_frontier"]
+    front = sorted((r["total_bits"], r["value"]) for r in rows if r["on_frontier"])
+    assert all(b[1] < a[1] for a, b in zip(front, front[1:]))  # perplexity falls along the frontier
+
+
+def test_frontier_no_runs_match(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, team="vision", dtype="int")  # vision's only int run failed
+    assert not charts(at)
+    assert "No finished run has mean_zero_shot/acc under these filters" in texts(at.info)
+
+
+def test_link_to_values_not_in_the_database(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, dtype="fp,nf")
+    assert "data type fp not found in the database; ignored" in texts(at.warning)
+    [(_, rows)] = charts(at)
+    assert {r["dtype"] for r in rows} == {"nf"}
+
+
+def test_scaling_page_one_line_per_block_size(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="scaling", at="4", by="block", dtype="int")
+    [(spec, rows)] = charts(at)
+    assert spec["layer"][0]["encoding"]["color"]["field"] == "block"
+    assert {(r["block"], r["bits"], r["dtype"]) for r in rows} == {("b64", 4, "int"), ("b256", 4, "int")}
+    assert len(rows) == 6
+    summary = at.dataframe[0].value
+    assert summary["block"].tolist() == ["b64", "b256"]  # block 64 beats 256 at 4 bits
+
+
+def test_scaling_page_one_line_per_dtype(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="scaling", at="3")
+    [(spec, rows)] = charts(at)
+    assert spec["layer"][0]["encoding"]["color"]["field"] == "dtype"
+    assert {r["dtype"] for r in rows} == {"nf", "int"} and {r["bits"] for r in rows} == {3}
+    assert at.dataframe[0].value["dtype"].tolist() == ["nf", "int"]
+
+
+def test_queue_page(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="queue")
+    counts = {m.label: m.value for m in at.metric}
+    assert counts == {"queued": "3", "running": "2", "done": "47", "failed": "1", "cancelled": "0", "cached": "1"}
+    [bar] = at.get("progress")
+    assert "#3 live (nlp): 1/6 finished, 2 running, 3 queued; ETA" in bar.proto.text
+    failed = at.dataframe[1].value
+    assert failed["error"].tolist() == ["CUDA out of memory while quantizing; lower batch_size"]
+    assert failed["error_type"].tolist() == ["out_of_memory"]
+
+
+def test_queue_page_for_one_team(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="queue", team="vision")
+    sweeps = at.dataframe[0].value
+    assert sweeps["name"].tolist() == ["repeat"]
+    assert at.query_params["team"] == "vision"
+
+
+def test_compare_page_teams(monkeypatch, seeded_db):
+    url, ids = seeded_db
+    at = run_app(monkeypatch, url, page="compare", group="team")
+    spec, rows = charts(at)[0]
+    assert spec["layer"][0]["encoding"]["color"]["field"] == "team"
+    assert {r["team"] for r in rows} == {"nlp", "vision"}
+    pivot = at.dataframe[0].value
+    assert set(pivot.columns) >= {"team", "model", "kbit_choice", "kbit_lastword"}
+    assert all("±" in cell for cell in pivot["kbit_lastword"])
+
+
+def test_compare_page_difference_of_two_sweeps(monkeypatch, seeded_db):
+    url, ids = seeded_db
+    at = run_app(monkeypatch, url, page="compare", group="sweep", items=f"{ids['grid']},{ids['repeat']}")
+    diff = at.dataframe[1].value
+    # nf4-b64 and 16bit of 3 models and l's nf3-b256 were re-run (+0.003); one nf8 result was shared (cached)
+    assert len(diff) == 8
+    assert sorted(round(d, 6) for d in diff["delta"]) == [0.0] + [0.003] * 7
+    assert at.selectbox(key="w_a").value == ids["grid"] and at.selectbox(key="w_b").value == ids["repeat"]
+    assert "B is better on 7" in texts(at.caption)
+    assert at.query_params["a"] == str(ids["grid"])
+
+
+def test_run_page(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="run", run="1")
+    metrics = at.dataframe[0].value
+    assert {"mean_zero_shot", "kbit_lastword", "kbit_choice", "kbit_heldout"} <= set(metrics["task"])
+    assert {m.label for m in at.metric} == {"total bits", "bits / param", "params", "quantized params"}
+    assert at.json[0].value and json.loads(at.json[0].value)["bits"] == 3
+    assert "0.1.0+test" in at.json[2].value
+
+
+def test_run_page_failed_and_missing_runs(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    with_failure = None
+    for run_id in range(40, 60):
+        at = run_app(monkeypatch, url, page="run", run=str(run_id))
+        if at.error:
+            with_failure = at
+            break
+    assert with_failure is not None, "the seeded failed run was not found"
+    assert "out_of_memory: CUDA out of memory" in texts(with_failure.error)
+    at = run_app(monkeypatch, url, page="run", run="99999")
+    assert "Run 99999 does not exist" in texts(at.warning)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_on_an_empty_database(monkeypatch, empty_db_url, page):
+    at = run_app(monkeypatch, empty_db_url, page=page)
+    assert not charts(at) and not at.error
+    shown = texts(at.info)
+    assert shown, f"page {page} shows no hint on an empty database"
+    if page in ("frontier", "scaling", "compare"):
+        assert "kbit demo" in shown
+    if page == "queue":
+        assert "No sweeps yet" in shown
+
+
+def test_bad_link_values_are_reported(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="nowhere", k="four")
+    assert charts(at)  # falls back to the Frontier page
+    warnings = texts(at.warning)
+    assert "?k=four is not a whole number" in warnings and "nowhere is not one of" in warnings
+
+
+def test_unreachable_database_is_one_clear_message(monkeypatch):
+    at = run_app(monkeypatch, "postgresql+psycopg://kbit@127.0.0.1:9/nowhere")
+    message = texts(at.error)
+    assert "127.0.0.1:9" in message and "KBIT_DATABASE_URL" in message

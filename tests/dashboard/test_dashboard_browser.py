@@ -1,0 +1,59 @@
+"""The Frontier page in a real browser: `python -m kbit.dashboard` on 127.0.0.1, headless Chromium
+over the DevTools protocol; the chart's marks are in the DOM and the screenshot is not blank.
+The screenshot is kept under artifacts/dashboard/."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dashtest_browser import CHART_PROBE, Browser, dashboard_server
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
+N_POINTS = 12  # 3 model sizes x k in {3, 4, 8, 16}: see test_dashboard_app.test_frontier_page_default_view
+
+
+def rendered(browser: Browser) -> dict | None:
+    probe = browser.evaluate(CHART_PROBE)
+    charts = probe["charts"]
+    if probe["running"] or not charts:
+        return None
+    chart = charts[0]
+    drew = chart["symbols"] >= N_POINTS if not chart["canvas"] else chart["drawn"] > 2000
+    return probe if drew else None
+
+
+def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
+    url, _ = seeded_db
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with dashboard_server(url, ARTIFACTS / "server.log") as base:
+        browser = Browser(tmp_path / "profile")
+        try:
+            probe = None
+            # The first load after the server starts can stay blank: load again until it draws.
+            for _ in range(3):
+                browser.open(f"{base}/?page=frontier")
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not (probe := rendered(browser)):
+                    time.sleep(0.5)
+                if probe:
+                    break
+            assert probe, f"the Frontier chart never rendered: {browser.evaluate(CHART_PROBE)}"
+            time.sleep(1.5)  # let the sidebar's and the chart's transitions finish before the picture
+            shot = browser.screenshot(ARTIFACTS / "frontier.png")
+        finally:
+            browser.close()
+
+    chart = probe["charts"][0]
+    assert probe["exceptions"] == 0
+    assert chart["canvas"] or (chart["symbols"] == N_POINTS and chart["lines"] >= 5)  # 4 k lines + the frontier
+    assert "Best precision at each bit budget" in probe["text"]
+    assert "Scaling frontier" in probe["text"]
+
+    image = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert image.shape[0] >= 600 and image.shape[1] >= 1000
+    assert image.std() > 10, "the screenshot is (nearly) one colour"
+    assert (image < 200).mean() > 0.02, "almost nothing is drawn on the screenshot"

@@ -1,0 +1,140 @@
+"""claim_runs / heartbeat / fail_run / requeue_expired: grouping, order, leases and bounded attempts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from dbtest_helpers import EVAL, make_run
+from kbit.db import queue, session_scope
+from kbit.db.models import Run
+from kbit.db.util import utcnow
+
+
+def enqueue(engine, runs, name="demo", priority=0, max_attempts=3) -> int:
+    with session_scope(engine) as s:
+        return queue.enqueue_sweep(
+            s, team="nlp", name=name, spec={"n": name}, runs=runs, priority=priority, max_attempts=max_attempts
+        )
+
+
+def claim(engine, worker="w1", limit=16, lease_seconds=120):
+    with session_scope(engine) as s:
+        return queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=lease_seconds)
+
+
+def run_row(engine, run_id):
+    with session_scope(engine) as s:
+        return s.execute(select(Run).where(Run.id == run_id)).scalar_one()
+
+
+def test_claim_takes_one_group_in_age_order(engine, team_token):
+    other_eval = EVAL | {"num_fewshot": 5}
+    runs = [
+        make_run(0, "a"), make_run(1, "b"), make_run(2, "a"), make_run(3, "a", eval_spec=other_eval),
+        make_run(4, "a", revision="v2"), make_run(5, "a"),
+    ]
+    enqueue(engine, runs)
+    first = claim(engine, limit=10)
+    assert [r.run_id for r in first] == [1, 3, 6]  # model a, main, EVAL: same group as the oldest run
+    assert all(r.attempt == 1 and r.model == "a" and r.revision == "main" and r.eval == EVAL for r in first)
+    assert first[0].config == runs[0]["config"] and first[0].sweep_id == 1
+    assert [r.run_id for r in claim(engine, limit=10)] == [2]
+    assert [r.run_id for r in claim(engine, limit=10)] == [4]
+    assert [r.run_id for r in claim(engine, limit=10)] == [5]
+    assert claim(engine) == []
+
+
+def test_priority_beats_age_and_limit_holds(engine, team_token):
+    enqueue(engine, [make_run(i, "low") for i in range(3)], name="old-low", priority=0)
+    enqueue(engine, [make_run(i, "high") for i in range(3)], name="new-high", priority=10)
+    got = claim(engine, limit=2)
+    assert [r.model for r in got] == ["high", "high"] and [r.run_id for r in got] == [4, 5]
+    assert [r.run_id for r in claim(engine, limit=5)] == [6]
+    assert [r.model for r in claim(engine, limit=5)] == ["low"] * 3
+
+
+def test_claim_sets_lease_and_heartbeat_extends_it(engine, team_token):
+    enqueue(engine, [make_run(i) for i in range(3)])
+    before = utcnow()
+    got = claim(engine, worker="node-1:42", lease_seconds=60)
+    row = run_row(engine, got[0].run_id)
+    assert row.status == "running" and row.lease_owner == "node-1:42" and row.worker == "node-1:42"
+    assert row.attempts == 1 and row.started_at is not None
+    assert before + dt.timedelta(seconds=50) < row.lease_expires_at < utcnow() + dt.timedelta(seconds=70)
+    ids = [r.run_id for r in got]
+    with session_scope(engine) as s:
+        assert queue.heartbeat(s, ids, worker="node-1:42", lease_seconds=600) == ids
+        assert queue.heartbeat(s, ids, worker="someone-else", lease_seconds=600) == []
+        assert queue.heartbeat(s, [], worker="node-1:42") == []
+    assert run_row(engine, ids[0]).lease_expires_at > utcnow() + dt.timedelta(seconds=500)
+
+
+def test_bad_claim_arguments(engine, team_token):
+    with session_scope(engine) as s:
+        with pytest.raises(ValueError, match="limit"):
+            queue.claim_runs(s, worker="w", limit=0)
+        with pytest.raises(ValueError, match="lease_seconds"):
+            queue.claim_runs(s, worker="w", lease_seconds=0)
+
+
+def test_fail_run_retries_until_max_attempts_then_fails_with_last_error(engine, team_token):
+    enqueue(engine, [make_run(0)], max_attempts=2)
+    (r,) = claim(engine)
+    with session_scope(engine) as s:
+        assert queue.fail_run(s, r.run_id, error="CUDA hiccup", worker="w1") == "queued"
+    row = run_row(engine, r.run_id)
+    assert (row.status, row.error, row.lease_owner) == ("queued", "CUDA hiccup", None)
+    (again,) = claim(engine, worker="w2")
+    assert again.attempt == 2
+    with session_scope(engine) as s:
+        assert queue.fail_run(s, r.run_id, error="stale report", worker="w1") == "running"  # w1 holds nothing
+        assert queue.fail_run(s, r.run_id, error="CUDA hiccup again", worker="w2") == "failed"
+    row = run_row(engine, r.run_id)
+    assert (row.status, row.error, row.attempts) == ("failed", "CUDA hiccup again", 2)
+    assert row.finished_at is not None
+    assert claim(engine) == []
+
+
+def test_non_retryable_failure_is_final(engine, team_token):
+    enqueue(engine, [make_run(0)], max_attempts=5)
+    (r,) = claim(engine)
+    with session_scope(engine) as s:
+        status = queue.fail_run(s, r.run_id, error="model not found", worker="w1", retryable=False,
+                                error_type="model_not_found")
+    assert status == "failed"
+    row = run_row(engine, r.run_id)
+    assert (row.status, row.error_type, row.attempts) == ("failed", "model_not_found", 1)
+
+
+def test_expired_leases_return_to_queue_then_fail_after_max_attempts(engine, team_token):
+    enqueue(engine, [make_run(0), make_run(1)], max_attempts=2)
+    first = claim(engine, worker="dead-1", lease_seconds=30)
+    assert len(first) == 2
+    with session_scope(engine) as s:
+        assert queue.requeue_expired(s) == []  # leases still valid
+        later = utcnow() + dt.timedelta(seconds=31)
+        assert queue.requeue_expired(s, now=later) == [1, 2]
+    row = run_row(engine, 1)
+    assert row.status == "queued" and row.attempts == 1 and "dead-1" in row.error
+    second = claim(engine, worker="dead-2", lease_seconds=30)
+    assert [r.attempt for r in second] == [2, 2]
+    with session_scope(engine) as s:
+        assert queue.requeue_expired(s, now=utcnow() + dt.timedelta(seconds=31)) == [1, 2]
+    row = run_row(engine, 1)
+    assert row.status == "failed" and "dead-2" in row.error and "previous error" in row.error
+    assert row.error_type == "lease_expired"
+    assert claim(engine) == []
+
+
+def test_lease_expires_on_the_real_clock(engine, team_token):
+    import time
+
+    enqueue(engine, [make_run(0)])
+    claim(engine, worker="slow", lease_seconds=0.3)
+    time.sleep(0.5)
+    with session_scope(engine) as s:
+        assert queue.requeue_expired(s) == [1]
+    assert [r.attempt for r in claim(engine, worker="fresh")] == [2]

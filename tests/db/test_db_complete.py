@@ -1,0 +1,150 @@
+"""complete_run: metrics, bit report, provenance and samples stored exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from dbtest_helpers import done_result, make_run
+from kbit.db import queries, queue, session_scope
+from kbit.db.errors import NotFound
+from kbit.db.models import BitReport, Result, Run, Sample
+
+
+def setup_claimed(engine, runs, worker="w1", name="demo"):
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name=name, spec={}, runs=runs)
+    with session_scope(engine) as s:
+        return queue.claim_runs(s, worker=worker, limit=100)
+
+
+def counts(engine):
+    with session_scope(engine) as s:
+        return tuple(s.scalar(select(func.count()).select_from(m)) for m in (Result, BitReport, Sample))
+
+
+def test_complete_stores_everything(engine, team_token):
+    (r,) = setup_claimed(engine, [make_run(0)])
+    samples = [{"task": "kbit_choice", "doc_id": 3, "loglikelihoods": [-1.0, -2.0], "target": 0}]
+    result = done_result(r.config, 0.6, n_params=5000, samples=samples)
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, result, worker="w1") is True
+    with session_scope(engine) as s:
+        detail = queries.run_detail(s, r.run_id)
+        sample = s.scalars(select(Sample)).one()
+    assert detail["status"] == "done" and detail["device"] == "cpu" and detail["wall_time_s"] == 1.5
+    assert detail["peak_memory_bytes"] == 12345 and detail["provenance"] == {"kbit": "0.1.0", "seed": 1234}
+    assert detail["bits_report"] == result["bits"]
+    assert {m["task"]: m["value"] for m in detail["metrics"]} == pytest.approx(
+        {"kbit_lastword": 0.6, "kbit_choice": 0.3, "mean_zero_shot": 0.45}
+    )
+    assert (sample.task, sample.doc_id, sample.data["loglikelihoods"]) == ("kbit_choice", 3, [-1.0, -2.0])
+    assert counts(engine) == (3, 1, 1)
+
+
+def test_result_reported_twice_is_stored_once(engine, team_token):
+    (r,) = setup_claimed(engine, [make_run(0)])
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.6), worker="w1") is True
+    # A retried attempt (or a confused worker) reports again, with other numbers.
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.9), worker="w2") is False
+    assert counts(engine) == (3, 1, 0)
+    with session_scope(engine) as s:
+        assert s.scalar(select(Result.value).where(Result.task == "kbit_lastword")) == 0.6
+        assert s.scalar(select(Run.worker)) == "w1"
+
+
+def test_a_unique_constraint_backs_the_check(engine, team_token):
+    (r,) = setup_claimed(engine, [make_run(0)])
+    with session_scope(engine) as s:
+        queue.complete_run(s, r.run_id, done_result(r.config), worker="w1")
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        with session_scope(engine) as s:
+            s.add(Result(run_id=r.run_id, task="kbit_lastword", metric="acc", value=0.1))
+    assert counts(engine)[0] == 3
+
+
+def test_two_runs_with_one_cache_key_keep_one_result(engine, team_token):
+    # Two sweeps asked for the same thing before either finished: the second to finish is cached.
+    runs = [make_run(0, cache_key="same"), make_run(1, "other-model", cache_key="same")]
+    a, b = setup_claimed(engine, runs[:1]) + setup_claimed(engine, runs[1:], name="later")
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, a.run_id, done_result(a.config, 0.6), worker="w1") is True
+        assert queue.complete_run(s, b.run_id, done_result(b.config, 0.7), worker="w1") is False
+    with session_scope(engine) as s:
+        second = s.get(Run, b.run_id)
+        assert (second.status, second.cached_from_id) == ("cached", a.run_id)
+    assert counts(engine) == (3, 1, 0)
+
+
+def test_late_report_after_lease_expiry_counts_once(engine, team_token):
+    import datetime as dt
+
+    from kbit.db.util import utcnow
+
+    (r,) = setup_claimed(engine, [make_run(0)], worker="slow")
+    with session_scope(engine) as s:
+        queue.requeue_expired(s, now=utcnow() + dt.timedelta(hours=1))
+    with session_scope(engine) as s:
+        (again,) = queue.claim_runs(s, worker="fast")
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.6), worker="slow") is True
+        assert queue.heartbeat(s, [again.run_id], worker="fast") == []  # fast stops: nothing left to do
+        assert queue.complete_run(s, again.run_id, done_result(r.config, 0.7), worker="fast") is False
+    assert counts(engine) == (3, 1, 0)
+
+
+def test_failed_result_marks_run_failed(engine, team_token):
+    (r,) = setup_claimed(engine, [make_run(0)])
+    failed = {"config": r.config, "status": "failed", "error_type": "task_not_found",
+              "error": "task 'nope' is not a known lm-eval task", "metrics": [], "bits": None,
+              "wall_time_s": 0.1, "peak_memory_bytes": 0, "device": "cpu", "provenance": {"seed": 1}}
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, failed, worker="w1") is True
+        detail = queries.run_detail(s, r.run_id)
+    assert (detail["status"], detail["error_type"]) == ("failed", "task_not_found")
+    assert "nope" in detail["error"] and detail["metrics"] == []
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_bad_results_are_rejected_before_writing(engine, team_token):
+    (r,) = setup_claimed(engine, [make_run(0)])
+    with session_scope(engine) as s:
+        with pytest.raises(ValueError, match="status 'done' or 'failed'"):
+            queue.complete_run(s, r.run_id, {"status": "weird"}, worker="w1")
+        with pytest.raises(ValueError, match="task, metric and value"):
+            queue.complete_run(s, r.run_id, {"status": "done", "metrics": [{"task": "t"}]}, worker="w1")
+        with pytest.raises(NotFound, match="run 999"):
+            queue.complete_run(s, 999, done_result(r.config), worker="w1")
+    with session_scope(engine) as s:
+        assert s.get(Run, r.run_id).status == "running"
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_concurrent_completes_of_one_cache_key_keep_one_result(engine, team_token):
+    # Two transactions finish runs with one cache key at the same time; the later commit sees
+    # the unique index (Postgres) or waits for the writer lock (SQLite) and becomes cached.
+    import threading
+
+    runs = [make_run(0, cache_key="same"), make_run(1, "other-model", cache_key="same")]
+    a, b = setup_claimed(engine, runs[:1]) + setup_claimed(engine, runs[1:], name="later")
+    outcome = {}
+
+    def finish_b():
+        with session_scope(engine) as s:
+            outcome["b"] = queue.complete_run(s, b.run_id, done_result(b.config, 0.7), worker="w2")
+
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, a.run_id, done_result(a.config, 0.6), worker="w1") is True
+        thread = threading.Thread(target=finish_b)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "b must wait for a's transaction"
+    thread.join(30)
+    assert outcome == {"b": False}
+    with session_scope(engine) as s:
+        assert (s.get(Run, b.run_id).status, s.get(Run, b.run_id).cached_from_id) == ("cached", a.run_id)
+    assert counts(engine) == (3, 1, 0)
