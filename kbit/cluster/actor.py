@@ -73,7 +73,7 @@ class SchedulerActor:
 
     def ping(self) -> dict:
         return {"database": mask_url(self.db_url), "pid": os.getpid(), "lease_seconds": self.core.lease_seconds,
-                **self.core.info()}
+                "node_id": ray.get_runtime_context().get_node_id(), **self.core.info()}
 
     def call(self, operation: str, kwargs: dict):
         """Run one of service.OPERATIONS; user errors come back as {"error", "message"}."""

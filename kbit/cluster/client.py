@@ -21,6 +21,7 @@ _ERRORS = {
     for name in ("DatabaseError", "DatabaseUnreachable", "AuthError", "NotFound", "PermissionDenied", "Conflict")
 }
 TERMINAL = ("done", "failed", "cancelled", "cached")
+CALL_ATTEMPTS = 5
 
 
 class SchedulerUnavailable(RuntimeError):
@@ -92,9 +93,22 @@ class RayService:
             raise SchedulerUnavailable(_explain_actor_error(exc)) from None
 
     def call(self, operation: str, **kwargs):
+        """One operation on the scheduler. Every operation is idempotent (submit included), so a call
+        that meets the actor while Ray restarts it (its node died; max_restarts) is sent again."""
         import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
-        reply = ray.get(self.actor.call.remote(operation, kwargs))
+        for attempt in range(CALL_ATTEMPTS):
+            try:
+                reply = ray.get(self.actor.call.remote(operation, kwargs))
+                break
+            except (ActorUnavailableError, RayActorError) as exc:
+                if attempt == CALL_ATTEMPTS - 1:
+                    raise SchedulerUnavailable(
+                        f"the kbit scheduler did not answer {operation!r} after {CALL_ATTEMPTS} tries "
+                        f"({type(exc).__name__}); check the head with `kbit status` or restart it with `kbit up`"
+                    ) from None
+                time.sleep(min(2.0 * (attempt + 1), 10.0))
         if "error" in reply:
             raise_reply_error(reply)
         return reply["ok"]

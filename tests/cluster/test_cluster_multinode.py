@@ -29,7 +29,11 @@ def test_a_node_removed_mid_sweep_has_its_runs_retried_on_the_others(db, offline
         while svc.call("progress", sweep_id=reply["sweep_id"])["done"] < 2:
             assert time.monotonic() < deadline, "no progress before the node removal"
             time.sleep(0.2)
-        cluster.remove_node(workers[0])
+        # Remove a GPU node that hosts neither this driver nor the scheduler (all raylets share
+        # 127.0.0.1, so either may have landed on a worker node): only its tasks die.
+        keep = {ray.get_runtime_context().get_node_id(), svc.info["node_id"]}
+        victim = next(node for node in workers if node.node_id not in keep)
+        cluster.remove_node(victim)
         final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=150)
         assert final["done"] == final["total"] == 14
         assert set(results_per_run(db[0], reply["sweep_id"]).values()) == {1}
