@@ -36,7 +36,7 @@ def scheduler_options(options: dict | None) -> dict:
     env = os.environ
     merged = {
         "lease_seconds": float(env.get("KBIT_LEASE_SECONDS", 120)),
-        "max_runs_per_task": int(env.get("KBIT_MAX_RUNS_PER_TASK", 64)),
+        "max_runs_per_task": int(env.get("KBIT_MAX_RUNS_PER_TASK", 16)),
         "poll_s": float(env.get("KBIT_POLL_SECONDS", 0.5)),
     }
     merged.update(options or {})

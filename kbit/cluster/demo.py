@@ -60,7 +60,7 @@ def with_family(sweep, family: str):
         members = []
     if not members:
         raise SweepError("--family", [f"{family!r} is not a bundled model family; use demo or micro"])
-    models = tuple(ModelEntry(m, "main", model_family(m)) for m in members)
+    models = tuple(ModelEntry(m, "main", model_family(m)) for m in reversed(members))  # largest first, as sweep files
     return dataclasses.replace(sweep, models=models, name=f"{sweep.name}-{family}")
 
 

@@ -57,7 +57,7 @@ class Scheduler:
         *,
         name: str = "kbit-scheduler",
         lease_seconds: float = 120.0,
-        max_runs_per_task: int = 64,
+        max_runs_per_task: int = 16,
     ):
         self.engine = engine
         self.launcher = launcher
@@ -124,7 +124,7 @@ class Scheduler:
         free = self.launcher.capacity() - len(self.inflight)
         if free <= 0:
             return
-        limit = self.group_size(free)
+        limit = self.group_size(self.launcher.capacity())
         while free > 0:
             self._serial += 1
             worker = f"{self.instance}/t{self._serial}"
@@ -147,12 +147,13 @@ class Scheduler:
             self.stats["runs_claimed"] += len(runs)
             free -= 1
 
-    def group_size(self, free_slots: int) -> int:
-        """Runs per task: the queue split evenly over the free slots (so one big model group can use
-        several workers), capped so a task's results never wait too long behind one model load."""
+    def group_size(self, slots: int) -> int:
+        """Runs per task: the queue split evenly over all the cluster's slots, capped at
+        max_runs_per_task. Splitting over all slots, not just the free ones, keeps the tail short:
+        the last model's runs go to two workers, not to the one slot that happened to be free."""
         with session_scope(self.engine) as s:
             queued = sum(sweep["queued"] for sweep in queries.list_sweeps(s))
-        return max(1, min(self.max_runs_per_task, math.ceil(queued / max(free_slots, 1))))
+        return max(1, min(self.max_runs_per_task, math.ceil(queued / max(slots, 1))))
 
     # -- the loop ----------------------------------------------------------------------------
 

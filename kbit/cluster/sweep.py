@@ -261,7 +261,8 @@ class _Checker:
             if members is None:
                 self.add(path + ("family",), f"{family!r} is not a bundled model family; use e.g. demo or micro")
                 return []
-            return [ModelEntry(m, revision, model_family(m)) for m in members]
+            # Largest member first: its long runs start first, so the sweep's tail stays short.
+            return [ModelEntry(m, revision, model_family(m)) for m in reversed(members)]
         model = item["model"]
         if not isinstance(model, str) or not model.strip():
             self.add(path + ("model",), f"must be a model id or path, not {model!r}")

@@ -87,7 +87,7 @@ def train_model(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = loss.item()
-        bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)  # redrawn at tqdm's own pace
     model.eval()
     stats = TrainStats(
         n_params=sum(p.numel() for p in model.parameters()),

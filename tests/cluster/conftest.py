@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -18,25 +17,6 @@ def db(tmp_path):
         token = teams.create_team(s, "nlp")
     yield engine, url, "nlp", token
     engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def offline_env(tmp_path_factory):
-    """KBIT_HOME (with the micro family's build cache) and offline Hugging Face settings for the session."""
-    home = tmp_path_factory.mktemp("kbit-home")
-    hf = tmp_path_factory.mktemp("hf-home")
-    env = {
-        "KBIT_HOME": str(home), "HF_HOME": str(hf), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from clustertest_helpers import make_sweep, submit
 from kbit.cluster import service
 from kbit.cluster.evaluators import noop_evaluate
 from kbit.cluster.grouprun import run_group
-from kbit.cluster.scheduling import Scheduler
+from kbit.cluster.scheduling import Scheduler, TaskInfo
 from kbit.db import queries, queue, session_scope
 from kbit.db.errors import AuthError
 
@@ -97,6 +97,18 @@ def test_group_size_spreads_one_model_over_free_slots(db):
     scheduler = Scheduler(engine, ThreadLauncher(url, capacity=4), max_runs_per_task=64)
     assert scheduler.group_size(4) == 4  # ceil(15 / 4)
     assert Scheduler(engine, ThreadLauncher(url), max_runs_per_task=3).group_size(1) == 3
+
+
+def test_the_last_model_is_split_over_the_cluster_not_given_to_the_one_free_slot(db):
+    """One slot busy, one model left: it gets half the remaining runs, so the slot that frees up
+    next takes the other half instead of idling while one worker does them all."""
+    engine, url, *_ = db
+    submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8)))  # 15 runs
+    launcher = ThreadLauncher(url, capacity=2)
+    scheduler = Scheduler(engine, launcher, max_runs_per_task=64)
+    scheduler.inflight[object()] = TaskInfo("busy-worker", [], "m/other")
+    scheduler.fill()
+    assert [len(ids) for _, ids, _ in launcher.launched] == [8]  # ceil(15 / 2), not 15
 
 
 def test_a_dead_worker_requeues_its_unfinished_runs_with_the_error_kept(db):

@@ -41,7 +41,7 @@ def test_good_sweep_expands_to_models_times_configs_with_one_baseline():
     sweep = parse(GOOD)
     assert sweep.name == "small" and sweep.team == "nlp"
     assert [m.model for m in sweep.models] == [
-        "EleutherAI/pythia-70m", "EleutherAI/pythia-160m", "kbit/demo/s1", "kbit/demo/s2"]
+        "EleutherAI/pythia-70m", "EleutherAI/pythia-160m", "kbit/demo/s2", "kbit/demo/s1"]  # a family: largest first
     assert sweep.models[1].revision == "step1000"
     assert [m.family for m in sweep.models] == ["pythia", "pythia", "kbit-demo", "kbit-demo"]
     # baseline once + 2 bits x 2 dtypes x 2 blocksizes
@@ -106,7 +106,7 @@ def test_example_sweeps_are_valid():
     assert {c.dtype for c in demo.configs if c.bits < 16} == {"int", "fp", "nf", "quantile", "dynamic"}
     assert {c.blocksize for c in demo.configs if c.bits < 16} == {64, 1024}
     assert len(demo.configs) == 5 * 5 * 2 + 1
-    assert [m.model for m in demo.models] == FAMILIES["demo"]
+    assert [m.model for m in demo.models] == FAMILIES["demo"][::-1]  # largest first
 
 
 # -- bad files: (yaml, the line the problem is on, words the message must contain) -----------------

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from kbit.workers.family import ensure_family
 
 
 @pytest.fixture(scope="session")
-def offline_home(tmp_path_factory):
-    """A temporary KBIT_HOME and HF_HOME with the Hugging Face hub and datasets offline."""
-    env = {
-        "KBIT_HOME": str(tmp_path_factory.mktemp("kbit-home")),
-        "HF_HOME": str(tmp_path_factory.mktemp("hf-home")),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env["KBIT_HOME"]
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+def offline_home(offline_env):
+    """The session's temporary KBIT_HOME (see tests/conftest.py)."""
+    return offline_env["KBIT_HOME"]
 
 
 @pytest.fixture(scope="session")
