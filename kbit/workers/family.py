@@ -19,7 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-RECIPE_VERSION = 2  # bump when a recipe changes so stale builds are rebuilt
+RECIPE_VERSION = 3  # bump when a recipe changes so stale builds are rebuilt
 MARKER = "kbit-build.json"
 
 
@@ -64,7 +64,8 @@ FAMILIES: dict[str, Family] = {
             "s1": Geometry(hidden=32, layers=2, heads=2, intermediate=96, lr=1e-2),
             "s2": Geometry(hidden=64, layers=3, heads=4, intermediate=192, lr=8e-3),
             "s3": Geometry(hidden=128, layers=4, heads=4, intermediate=384, lr=4e-3),
-            "s4": Geometry(hidden=256, layers=4, heads=8, intermediate=768, lr=2.5e-3),
+            # 2.5e-3 left s4 behind s3 (held-out loss 3.43 vs 3.19 nats/token); 1e-3 gives 3.12.
+            "s4": Geometry(hidden=256, layers=4, heads=8, intermediate=768, lr=1e-3),
         },
     ),
 }
