@@ -113,8 +113,8 @@ def main() -> None:
             lines.append(f"| {cap} | {r['tasks']} (8 models) | {r['submit_s']:.2f} s | {r['run_s']:.2f} s | "
                          f"{r['overhead_ms_per_run']:.1f} ms |")
     lines += ["", "Model loads per sweep = Ray tasks: a task loads its model once for all its runs. A model's "
-              "runs are split into tasks of at most the cap (and spread over the free slots when the queue is "
-              "short, `Scheduler.group_size`), so loads = sum over models of ceil(runs / task size): 8 x "
+              "runs are split into tasks of at most the cap (and spread over all the cluster's slots when the "
+              "queue is short, `Scheduler.group_size`), so loads = sum over models of ceil(runs / task size): 8 x "
               "ceil(125 / 64) = 16 and 8 x ceil(125 / 16) = 64 above.", ""]
     if not args.skip_demo:
         with tempfile.TemporaryDirectory() as home:

@@ -41,3 +41,15 @@ def test_report_verdicts_follow_the_data():
 
 def test_empty_report_says_what_to_do():
     assert "run `kbit demo` first" in render_report([([], "mean_zero_shot", "acc")])
+
+
+def test_summary_sets_each_metric_against_the_paper_and_states_the_noise():
+    agree = [run("s", 1000, 4, 0.5), run("s", 1000, 8, 0.45), run("b", 2000, 4, 0.6), run("b", 2000, 8, 0.55)]
+    disagree = [run("s", 1000, 4, 0.3), run("s", 1000, 3, 0.5), run("b", 2000, 4, 0.35), run("b", 2000, 3, 0.6)]
+    for r in agree + disagree:
+        r["stderr"] = 0.02
+    text = render_report([(agree, "mean_zero_shot", "acc"), (disagree, "kbit_lastword", "acc")])
+    summary = text.split("## The paper's findings, metric by metric")[1].split("\n# ")[0]
+    assert "| `mean_zero_shot/acc` | `kbit_lastword/acc` |" in summary
+    assert "| 4-bit is almost always optimal for a fixed total of model bits | agrees | differs |" in summary
+    assert text.count("median standard error of one score is 0.0200") == 2

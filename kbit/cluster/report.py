@@ -75,8 +75,17 @@ def _verdict(ok: bool | None) -> str:
     return {True: "agrees", False: "differs", None: "not enough data"}[ok]
 
 
+FINDINGS = (
+    "4-bit is almost always optimal for a fixed total of model bits",
+    "small blocks (64-128) help at 3-5 bits",
+    "quantile and float beat integer and dynamic exponent",
+)
+
+
 def render_report(sections: list[tuple[list[dict], str, str]]) -> str:
-    """RESULTS.md: a header, then one section per (frontier rows, task, metric)."""
+    """RESULTS.md: a header, the paper's findings against every metric at a glance, then one
+    section per (frontier rows, task, metric)."""
+    rendered = [render_section(*section) for section in sections]
     head = [
         "# kbit results",
         "",
@@ -84,22 +93,39 @@ def render_report(sections: list[tuple[list[dict], str, str]]) -> str:
         "do not edit by hand.",
         "",
     ]
-    return "\n".join(head) + "\n".join(render_section(*section) for section in sections)
+    judged = [(task, metric, verdicts) for (_, task, metric), (_, verdicts) in zip(sections, rendered) if verdicts]
+    if judged:
+        head += [
+            "## The paper's findings, metric by metric",
+            "",
+            "| finding of Dettmers & Zettlemoyer (2023) | " + " | ".join(f"`{t}/{m}`" for t, m, _ in judged) + " |",
+            "|---|" + "---|" * len(judged),
+        ]
+        head += [f"| {finding} | " + " | ".join(v[i] for _, _, v in judged) + " |" for i, finding in enumerate(FINDINGS)]
+        head += ["", "Each verdict is worked out, with its evidence and the noise level, in the metric's section below.", ""]
+    return "\n".join(head) + "\n" + "\n".join(text for text, _ in rendered)
 
 
-def render_section(rows: list[dict], task: str, metric: str) -> str:
-    """The findings for one metric: winners per budget, the frontier, block size and data type, the paper."""
+def render_section(rows: list[dict], task: str, metric: str) -> tuple[str, list[str]]:
+    """The findings for one metric: winners per budget, the frontier, block size and data type, the
+    paper. Returns the markdown and the verdict on each of FINDINGS (empty without data)."""
     lower = lower_is_better(metric)
     better = "lower" if lower else "higher"
     out = [f"# `{task}/{metric}`", ""]
     if not rows:
         out.append(f"No finished runs with `{task}/{metric}` yet: run `kbit demo` first.")
-        return "\n".join(out) + "\n"
+        return "\n".join(out) + "\n", []
     models = sorted({(r["n_params"] or 0, r["model"]) for r in rows})
+    stderrs = sorted(r["stderr"] for r in rows if r.get("stderr"))
+    noise = (
+        f" The median standard error of one score is {stderrs[len(stderrs) // 2]:.4f}: configs of one model are "
+        "scored on the same documents, so their differences are less noisy than that, but a gap well inside it "
+        "decides nothing." if stderrs else ""
+    )
     out += [
         f"{better.capitalize()} is better. {len(rows)} runs of {len(models)} models: "
         + ", ".join(f"{m} ({n / 1e6:.2f}M params)" for n, m in models)
-        + ".",
+        + "." + noise,
         "",
         "## Which precision wins at a fixed memory budget",
         "",
@@ -164,19 +190,22 @@ def render_section(rows: list[dict], task: str, metric: str) -> str:
     def share(d: dict) -> bool | None:
         return None if not d else sum(d.values()) * 2 > len(d)
 
+    verdicts = [_verdict(None if not wins else four_wins * 2 > len(wins)), _verdict(share(block_small_best)),
+                _verdict(share(dtype_order))]
+
     out += [
         "",
         "## Beside the paper",
         "",
         "| finding of Dettmers & Zettlemoyer (2023) | this data | verdict |",
         "|---|---|---|",
-        f"| 4-bit is almost always optimal for a fixed total of model bits | 4-bit wins {four_wins} of {len(wins)} budgets "
+        f"| {FINDINGS[0]} | 4-bit wins {four_wins} of {len(wins)} budgets "
         f"(winners: {', '.join(f'k={k}' for k in wins) or 'none'}); k on the frontier: {', '.join(map(str, front_ks))} | "
-        f"{_verdict(None if not wins else four_wins * 2 > len(wins))} |",
-        f"| small blocks (64-128) help at 3-5 bits | the smallest block size is best at "
-        f"{sum(block_small_best.values())} of {len(block_small_best)} of k=3,4,5 | {_verdict(share(block_small_best))} |",
-        f"| quantile and float beat integer and dynamic exponent | the best of quantile/fp/nf beats the best of int/dynamic at "
-        f"{sum(dtype_order.values())} of {len(dtype_order)} of k=3,4,5 | {_verdict(share(dtype_order))} |",
+        f"{verdicts[0]} |",
+        f"| {FINDINGS[1]} | the smallest block size is best at "
+        f"{sum(block_small_best.values())} of {len(block_small_best)} of k=3,4,5 | {verdicts[1]} |",
+        f"| {FINDINGS[2]} | the best of quantile/fp/nf beats the best of int/dynamic at "
+        f"{sum(dtype_order.values())} of {len(dtype_order)} of k=3,4,5 | {verdicts[2]} |",
         "",
     ]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n", verdicts
