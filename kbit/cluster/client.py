@@ -106,7 +106,7 @@ class RayService:
                 if attempt == CALL_ATTEMPTS - 1:
                     raise SchedulerUnavailable(
                         f"the kbit scheduler did not answer {operation!r} after {CALL_ATTEMPTS} tries "
-                        f"({type(exc).__name__}); check the head with `kbit status` or restart it with `kbit up`"
+                        f"({type(exc).__name__}); check the head's logs (`ray logs` or /tmp/ray/session_latest/logs)"
                     ) from None
                 time.sleep(min(2.0 * (attempt + 1), 10.0))
         if "error" in reply:
