@@ -28,10 +28,12 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
         sweeps = queries.list_sweeps(s, team="demo")
     assert len(sweeps) == 1 and sweeps[0]["done"] == sweeps[0]["total"] > 0
     budgets, _ = frontier_summary(engine, sweeps[0]["sweep_id"])
-    assert budgets
+    bpb_budgets, _ = frontier_summary(engine, sweeps[0]["sweep_id"], "kbit_heldout", "bits_per_byte")
+    assert budgets and bpb_budgets
+    assert "(kbit_heldout/bits_per_byte, lower is better)" in out
     rows = [line for line in out.splitlines() if re.search(r"\d\.\d{4}\s*│?\s*$", line)]
-    assert len(rows) >= len(budgets)
-    for entry, line in zip(budgets, rows):
+    assert len(rows) == len(budgets) + len(bpb_budgets)
+    for entry, line in zip(budgets + bpb_budgets, rows):
         best = entry["best"]
         cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
         assert cells[1] == entry["budget_model"] and cells[2] == str(best["bits"]) and cells[3] == best["dtype"]
