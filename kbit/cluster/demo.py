@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from kbit.cluster.client import LocalService, RayService
-from kbit.cluster.naming import bundled_parts, model_family
+from kbit.cluster.naming import bundled_parts
 from kbit.cluster.report import best_k_per_budget, lower_is_better, pareto_front
-from kbit.cluster.sweep import ModelEntry, SweepError, load_sweep
+from kbit.cluster.sweep import SweepError, family_entries, load_sweep
 from kbit.db import errors, queries, session_scope, teams
 from kbit.db.engine import kbit_home
 
@@ -62,7 +62,7 @@ def with_family(sweep, family: str):
         members = []
     if not members:
         raise SweepError("--family", [f"{family!r} is not a bundled model family; use demo or micro"])
-    models = tuple(ModelEntry(m, "main", model_family(m)) for m in reversed(members))  # largest first, as sweep files
+    models = tuple(family_entries(members))
     return dataclasses.replace(sweep, models=models, name=f"{sweep.name}-{family}")
 
 

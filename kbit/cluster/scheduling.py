@@ -121,10 +121,11 @@ class Scheduler:
 
     def fill(self) -> None:
         """Launch group tasks until the cluster's capacity is used or the queue is empty."""
-        free = self.launcher.capacity() - len(self.inflight)
+        slots = self.launcher.capacity()
+        free = slots - len(self.inflight)
         if free <= 0:
             return
-        limit = self.group_size(self.launcher.capacity())
+        limit = self.group_size(slots)
         while free > 0:
             self._serial += 1
             worker = f"{self.instance}/t{self._serial}"

@@ -105,6 +105,12 @@ class Sweep:
         )
 
 
+def family_entries(members: list[str], revision: str = "main") -> list[ModelEntry]:
+    """A bundled family's members (smallest first) as sweep models, largest first: its long runs
+    start first, so the sweep's tail stays short."""
+    return [ModelEntry(m, revision, model_family(m)) for m in reversed(members)]
+
+
 def load_sweep(path: str | FsPath, family_members=None) -> Sweep:
     """Read and validate a sweep file; `SweepError` names every problem."""
     path = FsPath(path)
@@ -261,8 +267,7 @@ class _Checker:
             if members is None:
                 self.add(path + ("family",), f"{family!r} is not a bundled model family; use e.g. demo or micro")
                 return []
-            # Largest member first: its long runs start first, so the sweep's tail stays short.
-            return [ModelEntry(m, revision, model_family(m)) for m in reversed(members)]
+            return family_entries(members, revision)
         model = item["model"]
         if not isinstance(model, str) or not model.strip():
             self.add(path + ("model",), f"must be a model id or path, not {model!r}")
