@@ -27,7 +27,7 @@ test: install
 	bash scripts/test.sh
 
 bench: install
-	$(BIN)/python -m kbit.kernels.bench
+	$(BIN)/python -m benchmarks.kernels
 
 clean-venv:
 	rm -rf $(VENV_DIR) $(VENV)

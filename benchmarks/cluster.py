@@ -42,8 +42,9 @@ tasks: [none]
 def overhead(runs_per_task: int) -> dict:
     from ray import get
 
-    from kbit.cluster.client import RayService, wait_for_sweep
-    from kbit.cluster.sweep import parse_sweep
+    from kbit.cli.progress import wait_for_sweep
+from kbit.cluster.client import RayService
+    from kbit.spec.reader import parse_sweep
     from kbit.db import connect, session_scope, teams
 
     engine = connect()
@@ -57,7 +58,7 @@ def overhead(runs_per_task: int) -> dict:
     with RayService(None, evaluate="noop", scheduler_options={"max_runs_per_task": runs_per_task},
                     scheduler_name=f"bench-{runs_per_task}") as svc:
         ready = time.perf_counter()
-        reply = svc.call("submit", spec=sweep.spec(), team=f"bench{runs_per_task}", token=token)
+        reply = svc.submit(sweep.spec(), f"bench{runs_per_task}", token)
         submitted = time.perf_counter()
         final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.05)
         finished = time.perf_counter()
@@ -73,7 +74,7 @@ def overhead(runs_per_task: int) -> dict:
 def demo(home: Path) -> dict:
     env = dict(os.environ, KBIT_HOME=str(home))
     env.pop("KBIT_DATABASE_URL", None)
-    kbit = [sys.executable, "-m", "kbit.cluster.cli", "demo"]
+    kbit = [sys.executable, "-m", "kbit.cli.main", "demo"]
     out = {}
     for label in ("fresh", "cached"):
         started = time.perf_counter()

@@ -6,21 +6,35 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "kbit"
-PARTS = ("kernels", "workers", "db", "cluster", "dashboard")
-# part -> kbit parts it may import
+PARTS = ("kernels", "spec", "analysis", "workers", "db", "service", "cluster", "cli", "dashboard")
+# part -> kbit parts it may import (docs/DESIGN.md, "Layout")
 ALLOWED_PARTS = {
     "kernels": set(),
-    "workers": {"kernels"},
-    "db": set(),
-    "cluster": {"workers", "db", "kernels"},
-    "dashboard": {"db"},
+    "spec": {"kernels"},
+    "analysis": set(),
+    "workers": {"kernels", "spec"},
+    "db": {"spec"},
+    "service": {"spec", "db"},
+    "cluster": {"service", "workers", "spec", "db"},
+    "cli": {"kernels", "spec", "analysis", "workers", "db", "service", "cluster"},
+    "dashboard": {"spec", "db", "analysis"},
 }
+# where a part may import only some modules of another part: the leaves every part shares
+ONLY_MODULES = {
+    ("spec", "kernels"): {"kbit.kernels.config"},
+    ("db", "spec"): {"kbit.spec.settings", "kbit.spec.errors"},
+}
+_SERVICE_LIBS = {"torch", "triton", "ray", "transformers", "lm_eval", "streamlit", "altair"}
 # third-party top-level modules a part must not import
 FORBIDDEN_LIBS = {
-    "kernels": {"ray", "sqlalchemy", "alembic", "lm_eval", "streamlit", "altair", "transformers", "psycopg"},
+    "kernels": {"ray", "sqlalchemy", "alembic", "lm_eval", "streamlit", "altair", "transformers", "psycopg", "pandas"},
+    "spec": _SERVICE_LIBS | {"sqlalchemy", "alembic", "psycopg", "pandas"},
+    "analysis": _SERVICE_LIBS | {"sqlalchemy", "alembic", "psycopg"},
     "workers": {"ray", "sqlalchemy", "alembic", "streamlit", "altair", "psycopg"},
-    "db": {"torch", "triton", "ray", "transformers", "lm_eval", "streamlit", "altair"},
+    "db": _SERVICE_LIBS,
+    "service": _SERVICE_LIBS,
     "cluster": {"streamlit", "altair"},
+    "cli": {"streamlit", "altair"},
     "dashboard": {"torch", "triton", "ray", "transformers", "lm_eval"},
 }
 
@@ -57,16 +71,53 @@ def test_part_imports_follow_design(part):
                 other = pieces[1] if len(pieces) > 1 else None
                 if other in PARTS and other != part and other not in ALLOWED_PARTS[part]:
                     problems.append(f"{path.relative_to(ROOT.parent)} imports {name}")
+                only = ONLY_MODULES.get((part, other))
+                if only and name not in only:
+                    problems.append(f"{path.relative_to(ROOT.parent)} imports {name} (only {', '.join(sorted(only))})")
             elif top in FORBIDDEN_LIBS[part]:
                 problems.append(f"{path.relative_to(ROOT.parent)} imports {name}")
     assert not problems, "import direction broken:\n" + "\n".join(problems)
 
 
-def test_nothing_imports_cluster_or_dashboard():
-    for part in ("kernels", "workers", "db"):
+def test_nothing_imports_cli_or_dashboard():
+    for part in PARTS:
         for path in modules_of(part):
             for name in imported_modules(path):
-                assert not name.startswith(("kbit.cluster", "kbit.dashboard")), f"{path} imports {name}"
+                for top in ("cli", "dashboard"):
+                    if part != top:
+                        assert not name.startswith(f"kbit.{top}"), f"{path} imports {name}"
+
+
+def test_only_cluster_imports_ray_and_only_dashboard_imports_streamlit():
+    for part in PARTS:
+        libs = {name.split(".")[0] for path in modules_of(part) for name in imported_modules(path)}
+        assert ("ray" in libs) == (part == "cluster"), part
+        assert ("streamlit" in libs) == (part == "dashboard"), part
+
+
+def test_every_module_is_in_a_part():
+    loose = sorted(p.name for p in ROOT.glob("*.py") if p.name not in ("__init__.py", "version.py"))
+    folders = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    assert loose == [] and folders == sorted(PARTS), (loose, folders)
+
+
+def test_no_environment_variable_is_read_outside_settings():
+    """KBIT_* variables are read in kbit/spec/settings.py only."""
+    import re
+
+    # reads: os.environ.get("KBIT_..."), os.getenv("KBIT_..."), os.environ["KBIT_..."] not followed by "="
+    readers = re.compile(r"""os\.environ\.get\(\s*["']KBIT_|getenv\(\s*["']KBIT_|os\.environ\[\s*["']KBIT_\w*["']\s*\](?!\s*=)""")
+    assert readers.search('home = os.environ.get("KBIT_HOME")') and readers.search('os.environ["KBIT_X"]')
+    assert not readers.search('os.environ["KBIT_HOME"] = path')
+    found = [str(p.relative_to(ROOT.parent)) for p in ROOT.rglob("*.py")
+             if p.name != "settings.py" and readers.search(p.read_text())]
+    assert found == []
+
+
+def test_nothing_cites_outside_the_repository():
+    repo = ROOT.parent
+    files = [*ROOT.rglob("*.py"), *repo.glob("*.md"), *(repo / "docs").glob("*.md"), *(repo / "examples").glob("*")]
+    assert [str(f.relative_to(repo)) for f in files if "../shared" in f.read_text()] == []
 
 
 def test_checker_sees_a_violation(tmp_path):

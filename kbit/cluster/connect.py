@@ -8,18 +8,16 @@ message instead of Ray's own half-minute of retries.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from urllib.parse import urlparse
 
 import ray
 
-NAMESPACE = "kbit"
+from kbit.spec import settings
+from kbit.spec.errors import ClusterUnreachable
 
-
-class ClusterUnreachable(ConnectionError):
-    """No Ray cluster answers at the given address."""
+NAMESPACE = settings.RAY_NAMESPACE
 
 
 def _unreachable(address: str, reason: str) -> ClusterUnreachable:
@@ -109,7 +107,7 @@ def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int 
 
 def resolve_address(cli_address: str | None, home_service_address: str | None = None) -> str | None:
     """--address, else $KBIT_RAY_ADDRESS, else the local service `kbit up` started, else None (embedded)."""
-    return cli_address or os.environ.get("KBIT_RAY_ADDRESS") or home_service_address or None
+    return cli_address or settings.ray_address() or home_service_address or None
 
 
 def disconnect() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kbit.dashboard.ui import common, compare_page, frontier_page, queue_page, run_page, scaling_page
-from kbit.db.errors import DatabaseError
+from kbit.spec.errors import DatabaseError, DatabaseUnreachable
 
 PAGES = {
     "frontier": ("Frontier", frontier_page), "scaling": ("Scaling by data type and block size", scaling_page),
@@ -27,8 +27,9 @@ def main() -> None:
         opts = common.cached_options(url)
         current = PAGES[page][1].render(url, opts)
     except DatabaseError as exc:
-        st.error(f"{exc}\n\nStart the database or point the dashboard at one with KBIT_DATABASE_URL "
-                 "(or `kbit dashboard --database-url URL`).")
+        hint = ("\n\nStart the database, or point the dashboard at one with `kbit dashboard --database-url URL` "
+                "(or KBIT_DATABASE_URL).") if isinstance(exc, DatabaseUnreachable) else ""
+        st.error(f"{exc}{hint}")
         return
     common.publish({"page": page, **current})
 

@@ -1,6 +1,6 @@
 """Altair charts of the dashboard: DataFrame in, `alt.Chart` out, no Streamlit and no database.
 
-The frames come from kbit.dashboard.frontier (points already aggregated, so a chart never carries
+The frames come from kbit.analysis.frontier (points already aggregated, so a chart never carries
 more than a few thousand rows).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from kbit.dashboard.frontier import block_order
+from kbit.analysis.frontier import block_order
 
 BITS_AXIS = alt.X("total_bits:Q", scale=alt.Scale(type="log"), title="total model bits (log)", axis=alt.Axis(format="~s"))
 FADED = 0.25

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kbit.dashboard.frontier import average_repeats
+from kbit.analysis.frontier import average_repeats
 
 
 def metric_tasks(results: pd.DataFrame, metric: str) -> list[str]:

@@ -11,17 +11,17 @@ import functools
 
 import pandas as pd
 
-from kbit.db import connect, queries, queue, session_scope
-from kbit.db.errors import NotFound
-from kbit.dashboard.frontier import rows_to_frame
-
-STATE_COLUMNS = ("queued", "running", "done", "failed", "cancelled", "cached")
+from kbit.analysis.frontier import rows_to_frame
+from kbit.db import connect_reader, queries, queue, session_scope
+from kbit.spec.errors import NotFound
+from kbit.spec.settings import RUN_STATES as STATE_COLUMNS
 
 
 @functools.lru_cache(maxsize=8)
 def engine_for(url: str | None):
-    """One engine per database URL for the life of the process (None: $KBIT_DATABASE_URL or the default)."""
-    return connect(url)
+    """One engine per database URL for the life of the process (None: $KBIT_DATABASE_URL or the default).
+    The dashboard only reads: it never creates or migrates the schema (SchemaMissing says who does)."""
+    return connect_reader(url)
 
 
 def options(url: str | None) -> dict:

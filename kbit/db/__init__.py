@@ -1,5 +1,5 @@
 """The durable store and job queue: SQLAlchemy models, Alembic migrations, queue operations
-and the dashboard's read queries. Imports no torch and no other kbit part.
+and the read queries. Imports no torch, no ray and no kbit part but spec's settings and errors.
 
     from kbit.db import connect, session_scope, queue, teams, queries
     engine = connect()                      # $KBIT_DATABASE_URL or SQLite under $KBIT_HOME, upgraded to head
@@ -7,7 +7,7 @@ and the dashboard's read queries. Imports no torch and no other kbit part.
         queue.claim_runs(s, worker="node-1:123", limit=16)
 """
 
-from kbit.db import errors, queries, queue, teams
-from kbit.db.engine import connect, mask_url, resolve_url, session_scope
+from kbit.db import queries, queue, teams
+from kbit.db.engine import connect, connect_reader, mask_url, resolve_url, session_scope
 
-__all__ = ["connect", "session_scope", "queue", "teams", "queries", "errors", "mask_url", "resolve_url"]
+__all__ = ["connect", "connect_reader", "session_scope", "queue", "teams", "queries", "mask_url", "resolve_url"]

@@ -9,7 +9,6 @@ SQLite runs in WAL mode with a busy timeout, and every transaction there starts 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,25 +17,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-from kbit.db.errors import DatabaseUnreachable
-from kbit.db.migrate import upgrade_to_head
+import kbit.spec.settings as settings
+from kbit.spec.errors import DatabaseUnreachable, SchemaMissing
+from kbit.db.migrate import current_revision, head_revision, upgrade_to_head
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10
 
 
-def kbit_home() -> Path:
-    return Path(os.environ.get("KBIT_HOME") or Path.home() / ".kbit").expanduser()
-
-
 def resolve_url(url: str | None = None) -> str:
     """The URL to use: the argument, else $KBIT_DATABASE_URL, else sqlite:///$KBIT_HOME/kbit.db."""
-    if url:
-        return url
-    env = os.environ.get("KBIT_DATABASE_URL", "").strip()
-    if env:
-        return env
-    return f"sqlite:///{kbit_home() / 'kbit.db'}"
+    return url or settings.database_url()
 
 
 def mask_url(url: str) -> str:
@@ -107,7 +98,9 @@ def make_engine(url: str) -> Engine:
 def connect(url: str | None = None, *, upgrade: bool = True) -> Engine:
     """Open the database (see `resolve_url`), check it answers, and upgrade its schema to head.
 
-    Raises DatabaseUnreachable, naming the URL without its password, when it cannot be opened.
+    Only what writes (the service, `kbit` commands that write) upgrades; a reader passes
+    upgrade=False (see `connect_reader`). Raises DatabaseUnreachable, naming the URL without its
+    password, when it cannot be opened.
     """
     url = resolve_url(url)
     engine = make_engine(url)
@@ -119,6 +112,25 @@ def connect(url: str | None = None, *, upgrade: bool = True) -> Engine:
     except DBAPIError as exc:
         engine.dispose()
         raise _unreachable(url, _first_line(exc)) from exc
+    return engine
+
+
+def connect_reader(url: str | None = None) -> Engine:
+    """Open the database for reading only (the dashboard): never migrates it; SchemaMissing when
+    its schema is not the one this kbit reads."""
+    engine = connect(url, upgrade=False)
+    try:
+        found, wanted = current_revision(engine), head_revision()
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _unreachable(resolve_url(url), _first_line(exc)) from exc
+    if found != wanted:
+        engine.dispose()
+        state = "has no kbit schema yet" if found is None else f"is at schema {found}, this kbit reads {wanted}"
+        raise SchemaMissing(
+            f"the database {mask_url(resolve_url(url))} {state}. Run a kbit command that writes "
+            "(`kbit submit`, `kbit demo`, `kbit up`, or the service) once to create or upgrade it."
+        )
     return engine
 
 

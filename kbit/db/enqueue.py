@@ -7,9 +7,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kbit.db.models import Run, Sweep
-from kbit.db.runrows import run_problems, run_row
+from kbit.db.newruns import run_problems, run_row
 from kbit.db.teams import get_team
-from kbit.db.util import canonical_json, db_now, sha256_hex
+from kbit.db.clock import db_now
+from kbit.db.newruns import canonical_json, sha256_hex
 
 CHUNK = 2000  # keys per IN (...) list: well under SQLite's bound-parameter limit
 

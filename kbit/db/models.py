@@ -1,7 +1,7 @@
 """SQLAlchemy 2.0 typed models: teams, sweeps, runs, results, bit reports and samples.
 
 The schema itself is made only by the Alembic migrations in `kbit/db/migrations/`; these models
-must agree with them (tests/db/test_migrations.py compares the two). Configs, eval specs and
+must agree with them (tests/db/test_db_migrations.py compares the two). Configs, eval specs and
 provenance are plain JSON; the config fields the dashboard filters on are copied into columns.
 """
 
@@ -27,9 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "cached")
-FINAL_STATES = ("done", "failed", "cancelled", "cached")
-SWEEP_STATES = ("active", "cancelled")
+from kbit.spec.settings import RUN_STATES, SWEEP_STATES
+
+
+def _one_of(states) -> str:
+    return "status IN (" + ", ".join(f"'{s}'" for s in states) + ")"
+
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING = {
@@ -87,7 +90,7 @@ class Sweep(Base):
             sqlite_where=text("status = 'active'"),
             postgresql_where=text("status = 'active'"),
         ),
-        CheckConstraint("status IN ('active', 'cancelled')", name="status"),
+        CheckConstraint(_one_of(SWEEP_STATES), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -109,7 +112,7 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'cached')", name="status"
+            _one_of(RUN_STATES), name="status"
         ),
         # The queue's claim: queued runs by priority then age, and the group of one (model, revision, eval).
         Index("ix_runs_claim", "status", "priority", "id"),

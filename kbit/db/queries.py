@@ -9,9 +9,9 @@ import datetime as dt
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from kbit.db.errors import NotFound
+from kbit.spec.errors import NotFound
 from kbit.db.models import BitReport, Result, Run, Sweep, Team
-from kbit.db.models import RUN_STATES as STATES
+from kbit.spec.settings import RUN_STATES as STATES
 
 # The run whose results a run shows: itself, or the run it was cached from.
 SOURCE = func.coalesce(Run.cached_from_id, Run.id)

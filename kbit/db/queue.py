@@ -1,16 +1,325 @@
-"""The durable job queue, as the cluster calls it: `queue.enqueue_sweep`, `queue.claim_runs`, ...
+"""The durable queue: the whole life cycle of a run's lease, in one place.
+
+    claim_runs -> heartbeat ... -> complete_run | fail_run (retry or give up)
+    requeue_expired: leases nobody renewed go back to the queue (or fail at max_attempts)
+    cancel_sweep: queued and running runs of a sweep end; their workers see it at the next heartbeat
+    sweep_progress: counts by state and an ETA
 
 Plain functions on an injected Session; the caller's `session_scope` decides when a transaction
-commits. Each operation lives in the module named after its job; this module gathers them.
+commits. Claims on Postgres lock rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never
+wait on each other or claim a run twice. SQLite has no such clause (SQLAlchemy leaves it out
+there); its transactions begin with `BEGIN IMMEDIATE` (see engine.py), so one writer claims at a
+time. Writing a new sweep is `kbit.db.enqueue`.
 """
 
-from kbit.db.completion import complete_run
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kbit.db.clock import now_value
 from kbit.db.enqueue import enqueue_sweep
-from kbit.db.leases import ClaimedRun, claim_runs, fail_run, heartbeat, requeue_expired
-from kbit.db.models import RUN_STATES as STATES
-from kbit.db.sweeps import cancel_sweep, sweep_progress
+from kbit.db.models import BitReport, Result, Run, Sample, Sweep, Team
+from kbit.spec.errors import NotFound, PermissionDenied
+from kbit.spec.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
-    "ClaimedRun", "STATES", "enqueue_sweep", "claim_runs", "heartbeat", "complete_run", "fail_run",
+    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "heartbeat", "complete_run", "fail_run",
     "requeue_expired", "cancel_sweep", "sweep_progress",
 ]
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """One run handed to a worker; `attempt` counts from 1."""
+
+    run_id: int
+    sweep_id: int
+    model: str
+    revision: str
+    config: dict
+    eval: dict
+    attempt: int
+
+
+def _head_of_queue(session: Session):
+    """The highest-priority, oldest queued run nobody holds a lock on (None when there is none)."""
+    top = select(func.max(Run.priority)).where(Run.status == "queued").scalar_subquery()
+    base = select(Run.id, Run.model, Run.revision, Run.eval_hash).where(Run.status == "queued")
+    # Two tries keep both index-friendly: within the top priority by age, then the general order
+    # (only needed when every top-priority run is locked by another claimer right now).
+    for query in (
+        base.where(Run.priority == top).order_by(Run.id),
+        base.order_by(Run.priority.desc(), Run.id),
+    ):
+        head = session.execute(query.limit(1).with_for_update(skip_locked=True)).first()
+        if head is not None:
+            return head
+    return None
+
+
+def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120) -> list[ClaimedRun]:
+    """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
+
+    The group is that of the highest-priority, oldest queued run; within it runs go by priority
+    then age. Each claimed run becomes `running` with attempts + 1 and a lease of `lease_seconds`
+    that `heartbeat` renews; `requeue_expired` returns it to the queue if the lease runs out.
+    """
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"claim_runs: limit must be an int >= 1, got {limit!r}")
+    if not lease_seconds or lease_seconds <= 0:
+        raise ValueError(f"claim_runs: lease_seconds must be > 0, got {lease_seconds!r}")
+    head = _head_of_queue(session)
+    if head is None:
+        return []
+    group = (
+        select(Run.id)
+        .where(
+            Run.status == "queued", Run.model == head.model, Run.revision == head.revision,
+            Run.eval_hash == head.eval_hash,
+        )
+        .order_by(Run.priority.desc(), Run.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(group))
+    now = now_value(session)
+    claimed = session.execute(
+        update(Run)
+        .where(Run.id.in_(ids), Run.status == "queued")
+        .values(
+            status="running", attempts=Run.attempts + 1, lease_owner=worker, worker=worker,
+            lease_expires_at=now + dt.timedelta(seconds=lease_seconds), started_at=now,
+        )
+        .returning(Run.id, Run.sweep_id, Run.model, Run.revision, Run.config, Run.eval, Run.attempts, Run.priority)
+    ).all()
+    claimed.sort(key=lambda r: (-r.priority, r.id))
+    return [ClaimedRun(r.id, r.sweep_id, r.model, r.revision, r.config, r.eval, r.attempts) for r in claimed]
+
+
+def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_seconds: float = 120) -> list[int]:
+    """Renew `worker`'s leases on `run_ids`; return the ids it still holds.
+
+    A run that was cancelled, finished, or re-leased to another worker is not in the answer: the
+    worker should stop before starting it.
+    """
+    if not run_ids:
+        return []
+    now = now_value(session)
+    held = session.scalars(
+        update(Run)
+        .where(Run.id.in_(list(run_ids)), Run.status == "running", Run.lease_owner == worker)
+        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+        .returning(Run.id)
+    ).all()
+    return sorted(held)
+
+
+def locked_run(session: Session, run_id: int):
+    row = session.execute(
+        select(Run.id, Run.status, Run.cache_key, Run.attempts, Run.max_attempts, Run.lease_owner, Run.error)
+        .where(Run.id == run_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist; check the run id")
+    return row
+
+
+def fail_run(
+    session: Session, run_id: int, *, error: str, worker: str, retryable: bool = True, error_type: str | None = None
+) -> str:
+    """Record a failed attempt by the worker holding the run; return the run's new status.
+
+    Retryable failures go back to the queue until attempts reach max_attempts, then the run is
+    `failed` with this (the last) error. A report from a worker that no longer holds the run
+    changes nothing.
+    """
+    run = locked_run(session, run_id)
+    if run.status != "running" or run.lease_owner != worker:
+        return run.status
+    again = retryable and run.attempts < run.max_attempts
+    now = now_value(session)
+    session.execute(
+        update(Run).where(Run.id == run_id).values(
+            status="queued" if again else "failed", error=error, error_type=error_type, lease_owner=None,
+            lease_expires_at=None, finished_at=None if again else now,
+        )
+    )
+    return "queued" if again else "failed"
+
+
+def requeue_expired(session: Session, now: dt.datetime | None = None) -> list[int]:
+    """Return runs whose lease ran out to the queue; return their ids.
+
+    The attempt that lost its lease counts: a run already at max_attempts becomes `failed`, with
+    the lease error and the previous attempt's error in its error text.
+    """
+    now = now or now_value(session)
+    expired = session.execute(
+        select(Run.id, Run.attempts, Run.max_attempts, Run.lease_owner, Run.error)
+        .where(Run.status == "running", Run.lease_expires_at < now)
+        .order_by(Run.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for run in expired:
+        lost = (
+            f"worker {run.lease_owner} stopped renewing its lease during attempt {run.attempts} of "
+            f"{run.max_attempts} (it died or lost its connection)"
+        )
+        again = run.attempts < run.max_attempts
+        error = lost if again or not run.error else f"{lost}; previous error: {run.error}"
+        session.execute(
+            update(Run).where(Run.id == run.id).values(
+                status="queued" if again else "failed", error=error, error_type="lease_expired",
+                lease_owner=None, lease_expires_at=None, finished_at=None if again else now,
+            )
+        )
+    return [run.id for run in expired]
+
+
+# -- results --------------------------------------------------------------------------------
+
+def _metric_rows(run_id: int, metrics: list[dict]) -> list[dict]:
+    rows: dict[tuple[str, str], dict] = {}
+    for m in metrics:
+        key = (str(m["task"]), str(m["metric"]))
+        stderr = m.get("stderr")
+        rows.setdefault(key, {
+            "run_id": run_id, "task": key[0], "metric": key[1], "value": float(m["value"]),
+            "stderr": None if stderr is None else float(stderr),
+        })
+    return list(rows.values())
+
+
+def _check_result(result: dict) -> None:
+    if not isinstance(result, dict) or result.get("status") not in ("done", "failed"):
+        raise ValueError(
+            "complete_run: result must be RunResult.to_dict() with status 'done' or 'failed', "
+            f"got {result.get('status') if isinstance(result, dict) else type(result).__name__!r}"
+        )
+    if result["status"] == "done":
+        bad = [m for m in result.get("metrics") or [] if not {"task", "metric", "value"} <= set(m)]
+        if bad:
+            raise ValueError(f"complete_run: metrics need task, metric and value; got {bad[:3]}")
+        bits = result.get("bits")
+        if bits is not None and not {"n_params", "n_quantized", "bits_per_param", "total_bits"} <= set(bits):
+            raise ValueError(f"complete_run: bits needs n_params, n_quantized, bits_per_param, total_bits; got {bits}")
+
+
+def complete_run(session: Session, run_id: int, result: dict, *, worker: str) -> bool:
+    """Store a finished run's RunResult.to_dict(); return True when this call stored it.
+
+    A run that is already done (or cached) ignores a second report, so a retried attempt that
+    reports twice is stored once. A late report from a worker whose lease expired still counts.
+    If another run with the same cache key finished first, this one becomes `cached` pointing at
+    it. A `failed` result marks the run failed for good (its error is kept).
+    """
+    _check_result(result)
+    run = locked_run(session, run_id)
+    if run.status in ("done", "cached"):
+        return False
+    now = now_value(session)
+    common = {
+        "lease_owner": None, "lease_expires_at": None, "finished_at": now, "worker": worker,
+        "device": result.get("device"), "wall_time_s": result.get("wall_time_s"),
+        "peak_memory_bytes": result.get("peak_memory_bytes"), "provenance": result.get("provenance"),
+    }
+    if result["status"] == "failed":
+        session.execute(
+            update(Run).where(Run.id == run_id).values(
+                status="failed", error_type=result.get("error_type"), error=result.get("error") or "failed", **common
+            )
+        )
+        return True
+    try:
+        with session.begin_nested():
+            session.execute(
+                update(Run).where(Run.id == run_id).values(status="done", error_type=None, error=None, **common)
+            )
+            metric_rows = _metric_rows(run_id, result.get("metrics") or [])
+            if metric_rows:
+                session.execute(insert(Result), metric_rows)
+            if result.get("bits"):
+                bits = result["bits"]
+                session.execute(insert(BitReport).values(
+                    run_id=run_id, n_params=int(bits["n_params"]), n_quantized=int(bits["n_quantized"]),
+                    bits_per_param=float(bits["bits_per_param"]), total_bits=float(bits["total_bits"]),
+                ))
+            samples = result.get("samples") or []
+            if samples:
+                session.execute(insert(Sample), [
+                    {"run_id": run_id, "task": str(x.get("task", "")), "doc_id": x.get("doc_id"), "data": x}
+                    for x in samples
+                ])
+    except IntegrityError:
+        # The partial unique index on done cache keys: an identical run finished first.
+        source = session.scalar(select(Run.id).where(Run.cache_key == run.cache_key, Run.status == "done"))
+        if source is None:
+            raise
+        session.execute(update(Run).where(Run.id == run_id).values(status="cached", cached_from_id=source, **common))
+        return False
+    return True
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+
+
+def _sweep_with_team(session: Session, sweep_id: int):
+    row = session.execute(
+        select(Sweep.id, Sweep.status, Team.name.label("team")).join(Team).where(Sweep.id == sweep_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"sweep {sweep_id} does not exist; `kbit status` lists the sweeps")
+    return row
+
+
+def cancel_sweep(session: Session, sweep_id: int, *, team: str) -> dict:
+    """Cancel a sweep of `team`: queued runs are cancelled, running ones drop out of their worker's
+    heartbeat so it stops before the next config. Returns the sweep's progress afterwards.
+
+    PermissionDenied when the sweep belongs to another team; NotFound when there is no such sweep.
+    """
+    sweep = _sweep_with_team(session, sweep_id)
+    if sweep.team != team:
+        raise PermissionDenied(
+            f"sweep {sweep_id} belongs to team {sweep.team!r}, not {team!r}; only its own team can cancel it"
+        )
+    now = now_value(session)
+    session.execute(
+        update(Run)
+        .where(Run.sweep_id == sweep_id, Run.status.in_(IN_FLIGHT_STATES))
+        .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=now)
+    )
+    if sweep.status != "cancelled":
+        session.execute(update(Sweep).where(Sweep.id == sweep_id).values(status="cancelled", cancelled_at=now))
+    return sweep_progress(session, sweep_id)
+
+
+def sweep_progress(session: Session, sweep_id: int) -> dict:
+    """Run counts by status, the total, and eta_s (remaining runs at this sweep's pace so far;
+    None before the first run finishes, 0.0 when nothing is left)."""
+    _sweep_with_team(session, sweep_id)
+    counts = dict.fromkeys(RUN_STATES, 0)
+    for status, n in session.execute(
+        select(Run.status, func.count()).where(Run.sweep_id == sweep_id).group_by(Run.status)
+    ):
+        counts[status] = n
+    counts["total"] = sum(counts[s] for s in RUN_STATES)
+    remaining = counts["queued"] + counts["running"]
+    eta = 0.0 if remaining == 0 else None
+    if remaining and counts["done"]:
+        first, last = session.execute(
+            select(func.min(Run.started_at), func.max(Run.finished_at)).where(
+                Run.sweep_id == sweep_id, Run.status == "done"
+            )
+        ).one()
+        if first and last and last > first:
+            eta = remaining * (last - first).total_seconds() / counts["done"]
+    counts["eta_s"] = eta
+    return counts

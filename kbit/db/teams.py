@@ -10,9 +10,9 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kbit.db.errors import AuthError, Conflict, NotFound
+from kbit.spec.errors import AuthError, Conflict, NotFound
 from kbit.db.models import Team
-from kbit.db.util import utcnow
+from kbit.db.clock import utcnow
 
 TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -64,7 +64,7 @@ class QuantConfig:
         ):
             raise ValueError(
                 f"QuantConfig.blocksize={self.blocksize!r} is not allowed; use a power of two from 32 to 4096, "
-                "or None for one scale per tensor"
+                "or None (null in a sweep file) for one scale per tensor"
             )
         if self.dtype == "fp":
             e = self.exponent_bits

@@ -1,21 +1,20 @@
 """One unit of work: load a model once, quantize it for each config, evaluate it with lm-eval,
-and yield one result per config; plus the bundled model family and its lm-eval tasks.
+and yield one result per config; `bundled/` holds the small model family and its lm-eval tasks.
 
-    from kbit.workers import ModelSpec, EvalSpec, RunResult, evaluate_configs
+    from kbit.workers import RunResult, evaluate_configs, evaluate_group
 
-The specs and `RunResult` import without torch; `evaluate_configs` loads torch, transformers and
-lm-eval on first use.
+`RunResult` imports without torch; `evaluate_configs` / `evaluate_group` load torch, transformers
+and lm-eval on first use. The specs they take (`ModelSpec`, `EvalSpec`) live in `kbit.spec`.
 """
 
 from kbit.workers.results import RunResult
-from kbit.workers.specs import EvalSpec, ModelSpec
 
-__all__ = ["ModelSpec", "EvalSpec", "RunResult", "evaluate_configs"]
+__all__ = ["RunResult", "evaluate_configs", "evaluate_group"]
 
 
 def __getattr__(name):
-    if name == "evaluate_configs":
-        from kbit.workers.run import evaluate_configs
+    if name in ("evaluate_configs", "evaluate_group"):
+        from kbit.workers import run
 
-        return evaluate_configs
+        return getattr(run, name)
     raise AttributeError(f"module 'kbit.workers' has no attribute {name!r}")

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from kbit.workers import family
+from kbit.workers.bundled import family
 from kbit.workers.errors import ModelNotFound
-from kbit.workers.specs import ModelSpec
+from kbit.spec.evalspec import ModelSpec
 
 MODEL_LOADS: Counter[str] = Counter()
 

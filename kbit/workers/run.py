@@ -1,6 +1,7 @@
 """`evaluate_configs`: the unit of work a cluster task runs. Load the model once; for each config
 restore the original weights, quantize, evaluate with lm-eval and yield a `RunResult` at once.
 Errors never escape: each becomes a failed result of a known type, and the next config runs.
+`evaluate_group` is the same over plain dicts, as the service's group task calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kbit.workers import lmeval
 from kbit.workers.errors import EvaluationError, OutOfMemory, RunError
 from kbit.workers.loading import LoadedModel, load_model
 from kbit.workers.results import RunResult, flatten_metrics, sample_records
-from kbit.workers.specs import EvalSpec, ModelSpec
+from kbit.spec.evalspec import EvalSpec, ModelSpec
 
 
 def evaluate_configs(
@@ -49,6 +50,14 @@ def evaluate_configs(
             yield result
     finally:
         restore_model_(loaded.model)
+
+
+def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop) -> Iterator[dict]:
+    """`evaluate_configs` over plain data: load `model` once, yield one RunResult dict per config."""
+    quant = [QuantConfig.from_dict(c) for c in configs]
+    spec = ModelSpec(model=model, revision=revision)
+    for result in evaluate_configs(spec, quant, EvalSpec.from_dict(eval_spec), should_stop=should_stop):
+        yield result.to_dict()
 
 
 def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec, batch_size: int):

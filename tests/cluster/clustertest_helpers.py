@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from kbit.cluster import service
-from kbit.cluster.sweep import parse_sweep
+from kbit.service import Operations
+from kbit.spec.reader import parse_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def make_sweep(name="t", models=("m/a", "m/b"), bits=(4, 8), dtypes=("int", "nf"
 
 def submit(db, sweep, **kw):
     engine, _, team, token = db
-    return service.submit(engine, sweep.spec(), team, token, **kw)
+    return Operations(engine).submit(sweep.spec(), team, token, **kw)
 
 
 def slow_evaluate(model, revision, configs, eval_spec, should_stop):

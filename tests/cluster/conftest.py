@@ -25,7 +25,7 @@ def ray_head(offline_env):
     also tests), on free ports; stopped with `kbit down` after the session."""
     from clustertest_helpers import free_port
 
-    from kbit.cluster import localservice
+    from kbit.cli import localcluster as localservice
 
     state = localservice.up(gcs_port=free_port(), client_port=free_port(), num_cpus=2, dashboard=False,
                             say=lambda *_: None)

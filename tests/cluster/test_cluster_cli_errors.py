@@ -10,7 +10,7 @@ import time
 import pytest
 from clustertest_helpers import REPO, free_port
 
-from kbit.cluster.cli import main
+from kbit.cli.main import main
 from kbit.db import connect, queries, session_scope, teams
 
 
@@ -137,7 +137,7 @@ def test_check_validates_without_submitting(home, tmp_path, capsys):
 
 
 def test_the_installed_entry_point_prints_help_and_one_line_errors(tmp_path):
-    kbit = [sys.executable, "-m", "kbit.cluster.cli"]
+    kbit = [sys.executable, "-m", "kbit.cli.main"]
     shown = subprocess.run([*kbit, "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0
     for command in ("submit", "status", "cancel", "results", "team", "demo", "dashboard", "up", "down", "examples:"):

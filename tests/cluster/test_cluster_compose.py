@@ -11,7 +11,7 @@ import pytest
 import yaml
 from clustertest_helpers import REPO
 
-from kbit.cluster.cli import build_parser
+from kbit.cli.main import build_parser
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -112,4 +112,4 @@ def test_dockerfile_installs_the_package_with_its_entry_point_and_exposes_the_po
         assert (REPO / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
-    assert Path(REPO / "pyproject.toml").read_text().count('kbit = "kbit.cluster.cli:main"') == 1
+    assert Path(REPO / "pyproject.toml").read_text().count('kbit = "kbit.cli.main:main"') == 1

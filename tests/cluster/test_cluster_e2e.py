@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from kbit.cluster.cli import main
+from kbit.cli.main import main
 from kbit.db import connect, queries, session_scope, teams
 
 
@@ -50,7 +50,7 @@ def test_submit_through_the_ray_client_runs_everything_and_results_match(env, te
     with session_scope(engine) as s:
         rows = queries.results_rows(s, sweep_id=sweep_id)
         members = {r["model"] for r in rows}
-    from kbit.workers.family import family_members
+    from kbit.workers.bundled.family import family_members
 
     assert members == set(family_members("micro"))
     assert len(rows) == len(members) * 5 and all(r["status"] == "done" for r in rows), rows

@@ -12,8 +12,10 @@ import pytest
 import ray
 from clustertest_helpers import group_task_pids, make_sweep, results_per_run, slow_evaluate, submit
 
-from kbit.cluster.actor import NAMESPACE, get_or_create_scheduler
-from kbit.cluster.client import RayService, wait_for_sweep
+from kbit.cluster.actor import get_or_create_scheduler
+from kbit.spec.settings import RAY_NAMESPACE as NAMESPACE
+from kbit.cli.progress import wait_for_sweep
+from kbit.cluster.client import RayService
 
 ray.cloudpickle.register_pickle_by_value(clustertest_helpers)  # the cluster cannot import test modules
 
@@ -44,7 +46,7 @@ def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):
     svc, _ = scheduler
     engine = db[0]
     reply = submit(db, make_sweep(name="kill-worker", models=("m/a", "m/b"), bits=(3, 4, 8)))  # 2 x 7 runs
-    wait_until(lambda: svc.call("progress", sweep_id=reply["sweep_id"])["done"] >= 2)
+    wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 2)
     pids = wait_until(group_task_pids)
     os.kill(pids[0], signal.SIGKILL)
     final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
@@ -52,7 +54,7 @@ def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):
     assert set(results_per_run(engine, reply["sweep_id"]).values()) == {1}
     info = ray.get(svc.actor.ping.remote())
     assert info["tasks_failed"] >= 1 and info["runs_requeued"] >= 1
-    attempts = [r["attempts"] for r in svc.call("results", sweep_id=reply["sweep_id"])]
+    attempts = [r["attempts"] for r in svc.results(reply["sweep_id"])]
     assert max(attempts) == 2
 
 
@@ -60,7 +62,7 @@ def test_a_killed_scheduler_is_restarted_and_resumes_from_the_database(scheduler
     svc, name = scheduler
     engine = db[0]
     reply = submit(db, make_sweep(name="kill-scheduler", models=("m/a",), bits=(3, 4, 5, 8)))  # 1 + 8 runs
-    wait_until(lambda: svc.call("progress", sweep_id=reply["sweep_id"])["done"] >= 2)
+    wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 2)
     old = ray.get(svc.actor.ping.remote())
     ray.kill(svc.actor, no_restart=True)
     partial = results_per_run(engine, reply["sweep_id"])

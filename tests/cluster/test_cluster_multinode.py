@@ -10,7 +10,8 @@ import ray
 from clustertest_helpers import make_sweep, results_per_run, slow_evaluate, submit
 from ray.cluster_utils import Cluster
 
-from kbit.cluster.client import RayService, wait_for_sweep
+from kbit.cli.progress import wait_for_sweep
+from kbit.cluster.client import RayService
 
 ray.cloudpickle.register_pickle_by_value(clustertest_helpers)
 
@@ -26,7 +27,7 @@ def test_a_node_removed_mid_sweep_has_its_runs_retried_on_the_others(db, offline
         assert svc.info["capacity"] == 2  # one task per (fake) GPU
         reply = submit(db, make_sweep(name="remove-node", models=("m/a", "m/b"), bits=(3, 4, 8)))  # 2 x 7 runs
         deadline = time.monotonic() + 60
-        while svc.call("progress", sweep_id=reply["sweep_id"])["done"] < 2:
+        while svc.progress(reply["sweep_id"])["done"] < 2:
             assert time.monotonic() < deadline, "no progress before the node removal"
             time.sleep(0.2)
         # Remove a GPU node that hosts neither this driver nor the scheduler (all raylets share
@@ -39,7 +40,7 @@ def test_a_node_removed_mid_sweep_has_its_runs_retried_on_the_others(db, offline
         assert set(results_per_run(db[0], reply["sweep_id"]).values()) == {1}
         info = ray.get(svc.actor.ping.remote())
         assert info["tasks_failed"] >= 1
-        rows = svc.call("results", sweep_id=reply["sweep_id"])
+        rows = svc.results(reply["sweep_id"])
         assert max(r["attempts"] for r in rows) >= 2  # the removed node's runs ran again
     finally:
         ray.shutdown()

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import pytest
 from clustertest_helpers import make_sweep, submit
 
-from kbit.cluster import service
-from kbit.cluster.evaluators import noop_evaluate
-from kbit.cluster.grouprun import run_group
-from kbit.cluster.scheduling import Scheduler, TaskInfo
+from kbit.service import Operations
+from kbit.service.grouprun import noop_evaluate
+from kbit.service.grouprun import run_group
+from kbit.service.scheduler import Scheduler, TaskInfo
 from kbit.db import queries, queue, session_scope
-from kbit.db.errors import AuthError
+from kbit.spec.errors import AuthError
 
 
 class WorkerCrashedError(RuntimeError):
@@ -68,10 +68,10 @@ def runs_of(engine, sweep_id):
 def test_submit_checks_the_token_and_writes_nothing_on_a_wrong_one(db):
     engine = db[0]
     with pytest.raises(AuthError, match="wrong token"):
-        service.submit(engine, make_sweep().spec(), "nlp", "not-the-token")
+        Operations(engine).submit(make_sweep().spec(), "nlp", "not-the-token")
     with pytest.raises(AuthError, match="unknown team"):
-        service.submit(engine, make_sweep().spec(), "nobody", db[3])
-    assert service.sweeps(engine) == []
+        Operations(engine).submit(make_sweep().spec(), "nobody", db[3])
+    assert Operations(engine).sweeps() == []
 
 
 def test_groups_by_model_up_to_capacity_and_every_run_done_once(db):
@@ -186,7 +186,7 @@ def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
                 return
             started.append(config)
             if len(started) == 2:
-                service.cancel(engine, reply["sweep_id"], team, token)
+                Operations(engine).cancel(reply["sweep_id"], team, token)
             yield next(iter(noop_evaluate(model, revision, [config], eval_spec, lambda: False)))
 
     summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, heartbeat_seconds=0.05)

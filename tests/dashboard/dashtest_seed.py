@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from kbit.db import connect, queue, session_scope, teams
+from kbit.kernels.config import QuantConfig
 
 MODELS = {"kbit/toy/s": 1_000_000, "kbit/toy/m": 4_000_000, "kbit/toy/l": 16_000_000}
 TASKS = ("kbit_lastword", "kbit_choice")
@@ -63,6 +64,7 @@ def result(n_params: int, cfg: dict, bonus: float = 0.0, with_bits: bool = True)
 def run(model: str, cfg: dict, eval_spec: dict = EVAL) -> dict:
     key = f"{model}|{sorted(cfg.items())}|{eval_spec['seed']}"
     return {"model": model, "revision": "main", "family": "kbit-toy", "config": cfg, "eval": eval_spec,
+            "label": QuantConfig.from_dict(cfg).label(),
             "cache_key": key.replace(" ", "")[:128]}
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from kbit.dashboard import charts
-from kbit.dashboard import frontier as F
+from kbit.analysis import frontier as F
 
 
 def make_points(facets=()):

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 
 from kbit.dashboard import compare
-from kbit.dashboard import frontier as F
+from kbit.analysis import frontier as F
 
 
 def results_frame():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import random
 
+from kbit.kernels.config import QuantConfig
+
 CONFIGS = [
     {"bits": 4, "dtype": "nf", "blocksize": 64, "exponent_bits": None, "outlier_fraction": 0.0},
     {"bits": 3, "dtype": "fp", "blocksize": 128, "exponent_bits": 2, "outlier_fraction": 0.0},
@@ -20,7 +22,7 @@ def make_run(i: int, model: str = "kbit/micro/a", *, config: dict | None = None,
     config = config or CONFIGS[i % len(CONFIGS)]
     return {
         "model": model, "revision": revision, "family": family, "config": dict(config),
-        "eval": dict(eval_spec or EVAL), "cache_key": cache_key or f"{model}|{revision}|{i}",
+        "label": QuantConfig.from_dict(config).label(), "eval": dict(eval_spec or EVAL), "cache_key": cache_key or f"{model}|{revision}|{i}",
     }
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from dbtest_helpers import done_result, make_run
 from kbit.db import queue, session_scope
-from kbit.db.errors import NotFound, PermissionDenied
+from kbit.spec.errors import NotFound, PermissionDenied
 from kbit.db.models import Run, Sweep
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from dbtest_helpers import EVAL, make_run
 from kbit.db import queue, session_scope
 from kbit.db.models import Run
-from kbit.db.util import utcnow
+from kbit.db.clock import utcnow
 
 
 def enqueue(engine, runs, name="demo", priority=0, max_attempts=3) -> int:

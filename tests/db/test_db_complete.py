@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from dbtest_helpers import done_result, make_run
 from kbit.db import queries, queue, session_scope
-from kbit.db.errors import NotFound
+from kbit.spec.errors import NotFound
 from kbit.db.models import BitReport, Result, Run, Sample
 
 
@@ -83,7 +83,7 @@ def test_two_runs_with_one_cache_key_keep_one_result(engine, team_token):
 def test_late_report_after_lease_expiry_counts_once(engine, team_token):
     import datetime as dt
 
-    from kbit.db.util import utcnow
+    from kbit.db.clock import utcnow
 
     (r,) = setup_claimed(engine, [make_run(0)], worker="slow")
     with session_scope(engine) as s:

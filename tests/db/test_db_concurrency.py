@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from dbtest_helpers import claim_and_die, claim_until_empty, make_run
 from kbit.db import connect, queue, session_scope
 from kbit.db.models import Result, Run
-from kbit.db.util import utcnow
+from kbit.db.clock import utcnow
 
 N_RUNS = 1000
 N_WORKERS = 4

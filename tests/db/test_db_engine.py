@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 
 from kbit.db import connect, session_scope, teams
 from kbit.db.engine import mask_url, resolve_url
-from kbit.db.errors import DatabaseUnreachable
+from kbit.spec.errors import DatabaseUnreachable
 from kbit.db.migrate import current_revision, alembic_config
 from alembic.script import ScriptDirectory
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from dbtest_helpers import CONFIGS, done_result, make_run
 from kbit.db import queries, queue, session_scope
-from kbit.db.errors import NotFound
+from kbit.spec.errors import NotFound
 from kbit.db.models import Run, Sweep
 
 

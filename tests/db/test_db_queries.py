@@ -6,7 +6,7 @@ import pytest
 
 from dbtest_helpers import CONFIGS, done_result, make_run
 from kbit.db import queries, queue, session_scope
-from kbit.db.errors import NotFound
+from kbit.spec.errors import NotFound
 
 
 @pytest.fixture

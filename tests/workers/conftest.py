@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbit.workers.family import ensure_family
+from kbit.workers.bundled.family import ensure_family
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,6 @@ def offline_home(offline_env):
 @pytest.fixture(scope="session")
 def micro(offline_home):
     """The micro family, built once for the session: {model id: folder}."""
-    from kbit.workers.family import family_members
+    from kbit.workers.bundled.family import family_members
 
     return dict(zip(family_members("micro"), ensure_family("micro", offline_home)))

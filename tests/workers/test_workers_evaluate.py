@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from kbit.kernels import QuantConfig
-from kbit.workers import EvalSpec, ModelSpec, evaluate_configs, lmeval, loading, run
+from kbit.spec import EvalSpec, ModelSpec
+from kbit.workers import evaluate_configs, lmeval, loading, run
 
 MODEL = "kbit/micro/m2"
 FAST = EvalSpec(limit=40, batch_size=16)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from kbit.workers import corpus, family
+from kbit.workers.bundled import corpus, family
 
 
 def test_family_members_and_unknown_names():
@@ -21,7 +21,7 @@ def test_family_members_and_unknown_names():
 
 
 def test_demo_sizes_are_geometric_and_growing():
-    from kbit.workers.training import llama_config
+    from kbit.workers.bundled.training import llama_config
 
     spec = family.FAMILIES["demo"]
     counts = []

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from kbit.workers import EvalSpec, ModelSpec, RunResult
+from kbit.spec import EvalSpec, ModelSpec
+from kbit.workers import RunResult
 
 
 def test_specs_round_trip_through_json():

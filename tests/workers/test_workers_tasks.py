@@ -4,7 +4,8 @@ TaskManager with the Hugging Face hub and datasets offline."""
 import os
 import re
 
-from kbit.workers import corpus, lmeval, taskdata
+from kbit.workers import lmeval
+from kbit.workers.bundled import corpus, taskdata
 
 
 def test_task_data_comes_from_held_out_text(offline_home):

@@ -3,15 +3,15 @@ widgets and the export buttons. Thin: the work is in kbit.dashboard.data / front
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import streamlit as st
 
-from kbit.dashboard import data, export, frontier, urlstate
+from kbit.analysis import frontier
+from kbit.dashboard import data, export, urlstate
+from kbit.spec import settings
 
 # Seconds a cached query stays fresh: short, so new results appear without a restart.
-TTL = float(os.environ.get("KBIT_DASHBOARD_TTL", "30"))
+TTL = settings.dashboard_ttl_seconds()
 EMPTY_HELP = (
     "No finished runs in the database yet. Run `kbit demo` for a small end-to-end sweep, or submit "
     "your own with `kbit submit examples/demo.yaml --team <team>`; results appear here as runs finish."
@@ -20,7 +20,7 @@ EMPTY_HELP = (
 
 def database_url() -> str | None:
     """The database the dashboard reads: $KBIT_DATABASE_URL, else kbit.db's default (SQLite under $KBIT_HOME)."""
-    return os.environ.get("KBIT_DATABASE_URL") or None
+    return settings.database_url_given()
 
 
 cached_options = st.cache_data(ttl=TTL, show_spinner=False)(data.options)
@@ -40,8 +40,7 @@ def cached_points(url, task, metric, filters: tuple, line: str, panels: tuple, l
     usable = frontier.plottable(frame)
     if group == "sweep":
         usable = usable.assign(sweep="#" + usable["sweep_id"].astype(str) + " " + usable["sweep"].astype(str))
-    points = frontier.chart_points(usable, line, list(panels), lower)
-    table = frontier.best_per_budget(points, lower, line=line) if line == "bits" else None
+    points, table = frontier.frontier_view(usable, metric, line, panels)
     shown = frontier.thin(points, line, lower)
     return {"points": shown, "table": table, "n_runs": n_runs, "n_unplottable": n_runs - len(usable),
             "n_points": len(points)}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kbit.dashboard import charts, compare, frontier
+from kbit.analysis import frontier
+from kbit.dashboard import charts, compare
 from kbit.dashboard.ui import common
 
 TABLE_SWEEPS = 10  # the model x task table reads every run of its sweeps: bounded so the page stays quick

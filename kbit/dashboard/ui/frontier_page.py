@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kbit.dashboard import charts, frontier, urlstate
+from kbit.analysis import frontier
+from kbit.dashboard import charts, urlstate
 from kbit.dashboard.ui import common
 
 

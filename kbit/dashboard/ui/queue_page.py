@@ -4,15 +4,15 @@ and the failed runs with their errors."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import streamlit as st
 
 from kbit.dashboard import charts
+from kbit.spec import settings
 from kbit.dashboard.data import STATE_COLUMNS
 from kbit.dashboard.ui import common
 
-REFRESH_S = float(os.environ.get("KBIT_DASHBOARD_REFRESH_S", "5"))
+REFRESH_S = settings.dashboard_refresh_seconds()
 FAILED_SWEEPS_SHOWN = 20
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kbit.dashboard import charts, frontier
+from kbit.analysis import frontier
+from kbit.dashboard import charts
 from kbit.dashboard.ui import common
 
 LINE_TITLES = {"dtype": "data type", "block": "block size"}

@@ -1,0 +1,233 @@
+"""What each `kbit` command does (the parser and error wrapper are in cli.py)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from kbit.cli import export, localcluster, progress
+from kbit.cluster.client import RayService
+from kbit.cluster.connect import resolve_address
+from kbit.service import Operations
+from kbit.spec import settings
+from kbit.spec.errors import UsageError
+from kbit.spec.reader import load_sweep
+from kbit.workers.bundled import family_members
+
+
+def console() -> Console:
+    # Piped output (logs, tests) gets long lines instead of wrapping at 80 columns.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def require_team(args, sweep=None) -> str:
+    team = getattr(args, "team", None) or (sweep.team if sweep else None) or settings.team()
+    if not team:
+        raise UsageError("no team given; pass --team NAME, set `team:` in the sweep file, or export KBIT_TEAM")
+    return team
+
+
+def require_token(team: str) -> str:
+    token = settings.token()
+    if not token:
+        raise UsageError(
+            f"no token for team {team!r}; export KBIT_TOKEN=<the token `kbit team create {team}` printed>"
+        )
+    return token
+
+
+def cluster_address(args) -> str | None:
+    return resolve_address(getattr(args, "address", None), localcluster.running_address())
+
+
+def reader(args):
+    """Where read-only commands get their data: the cluster's scheduler, or this machine's database."""
+    address = cluster_address(args)
+    return RayService(address) if address else Operations.open()
+
+
+def write_output(text: str, output: str | None) -> None:
+    """To stdout, or to a file written whole (a temp file renamed into place)."""
+    if not output or output == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(output)
+    if path.parent and not path.parent.exists():
+        raise UsageError(f"cannot write {output}: the folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_submit(args) -> int:
+    sweep = load_sweep(args.file, family_members=family_members)
+    team = require_team(args, sweep)
+    out = console()
+    if args.check:
+        out.print(f"{args.file}: valid. {len(sweep.models)} models x {len(sweep.configs)} configs = {sweep.n_runs} runs "
+                  f"over tasks {', '.join(sweep.eval.tasks)} (team {team})")
+        return 0
+    token = require_token(team)
+    address = cluster_address(args)
+    if address is None:
+        # Embedded: check the token before starting Ray, so a wrong one fails fast and writes nothing.
+        from kbit.db import session_scope, teams
+
+        with Operations.open() as local, session_scope(local.engine) as s:
+            teams.verify_token(s, team, token)
+    with RayService(address) as svc:
+        reply = svc.submit(sweep.spec(), team, token, getpass.getuser())
+        out.print(
+            f"sweep {reply['sweep_id']} ({reply['name']}, team {team}): {reply['total']} runs, "
+            f"{reply['cached']} cached, {reply['queued'] + reply['running']} to run"
+            + ("" if svc.mode == "embedded" else f", on {address}")
+        )
+        if svc.mode == "embedded" or args.wait:
+            if svc.mode == "embedded" and not args.wait:
+                out.print("no cluster given: running it here (embedded) until it finishes")
+            finish(svc, reply["sweep_id"], out)
+        else:
+            out.print(f"follow it with: kbit status {reply['sweep_id']}" + (f" --address {args.address}" if args.address else ""))
+    return 0
+
+
+def finish(svc, sweep_id: int, out: Console) -> dict:
+    final = progress.follow(svc, sweep_id, out)
+    out.print(progress.counts_table(final, f"sweep {sweep_id}"))
+    failures = svc.failures(sweep_id) if final["failed"] else []
+    if failures:
+        out.print(progress.failures_table(failures))
+    return final
+
+
+def cmd_status(args) -> int:
+    out = console()
+    with reader(args) as svc:
+        if args.sweep is None:
+            sweeps = svc.sweeps(args.team)
+            if not sweeps:
+                out.print("no sweeps yet; submit one with `kbit submit FILE` or run `kbit demo`")
+            else:
+                out.print(progress.sweeps_table(sweeps))
+            return 0
+        counts = svc.progress(args.sweep)
+        out.print(progress.counts_table(counts, f"sweep {args.sweep}: {progress.describe(counts)}"))
+        if counts["failed"]:
+            out.print(progress.failures_table(svc.failures(args.sweep)))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    team = require_team(args)
+    token = require_token(team)
+    with reader(args) as svc:
+        counts = svc.cancel(args.sweep, team, token)
+    console().print(f"sweep {args.sweep} cancelled: {progress.describe(counts)}")
+    return 0
+
+
+def cmd_results(args) -> int:
+    with reader(args) as svc:
+        rows = svc.results(args.sweep)
+    write_output(export.render(rows, args.format), args.output)
+    if args.output and args.output != "-":
+        print(f"wrote {len(rows)} runs to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_team(args) -> int:
+    from kbit.db import session_scope, teams
+
+    with Operations.open() as local, session_scope(local.engine) as s:
+        token = teams.create_team(s, args.name)
+    print(f"team {args.name} created. Its token (shown only this once):\n{token}\n")
+    print(f"export KBIT_TEAM={args.name} KBIT_TOKEN={token}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from kbit.cli.demo import run_demo
+
+    return run_demo(args.sweep, args.family, console())
+
+
+def cmd_report(args) -> int:
+    from kbit.cli.report import DEFAULT_METRICS, render_report
+    from kbit.db import queries, session_scope
+
+    wanted = args.metric or list(DEFAULT_METRICS)
+    bad = [m for m in wanted if "/" not in m]
+    if bad:
+        raise UsageError(f"--metric {bad[0]!r} is not TASK/METRIC; use e.g. --metric kbit_heldout/bits_per_byte")
+    with Operations.open() as local, session_scope(local.engine) as s:
+        available = {f"{t}/{m}" for t, m in queries.list_metrics(s)}
+        unknown = [m for m in args.metric or () if m not in available]
+        if unknown:
+            raise UsageError(f"no finished run has {unknown[0]}; metrics in the database: "
+                             + (", ".join(sorted(available)) or "none yet (run `kbit demo`)"))
+        sections = [
+            (queries.frontier_rows(s, task=task, metric=metric, sweeps=args.sweep), task, metric)
+            for task, metric in (m.split("/", 1) for m in wanted)
+            if f"{task}/{metric}" in available or (task, metric) == ("mean_zero_shot", "acc")
+        ]
+    write_output(render_report(sections), args.output)
+    if args.output != "-":
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    cmd = [sys.executable, "-m", "kbit.dashboard", "--host", args.host, "--port", str(args.port)]
+    if args.database_url:
+        cmd += ["--database-url", args.database_url]
+    print(f"dashboard on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    sys.stderr.flush()
+    # Become the dashboard (no parent left behind): a signal sent to this pid reaches Streamlit itself.
+    os.execv(cmd[0], cmd)
+
+
+def cmd_up(args) -> int:
+    state = localcluster.up(
+        gcs_port=args.port, client_port=args.client_port, dashboard_port=args.dashboard_port,
+        num_cpus=args.num_cpus, dashboard=not args.no_dashboard,
+    )
+    print(f"kbit is up: Ray client at {state['address']}, database {state['database']}")
+    if state["dashboard_url"]:
+        print(f"dashboard: {state['dashboard_url']}")
+    print("`kbit submit FILE --team T --wait` now runs there; `kbit down` stops it")
+    return 0
+
+
+def cmd_down(args) -> int:
+    if not localcluster.down():
+        print("no local kbit service was running")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    info = localcluster.start_scheduler(args.address, settings.database_url_given())
+    print(f"kbit scheduler running (database {info['database']}, capacity {info['capacity']})")
+    return 0
+
+
+COMMANDS = {
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "results": cmd_results,
+    "team": cmd_team,
+    "demo": cmd_demo,
+    "report": cmd_report,
+    "dashboard": cmd_dashboard,
+    "up": cmd_up,
+    "down": cmd_down,
+    "serve": cmd_serve,
+}

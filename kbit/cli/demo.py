@@ -1,0 +1,127 @@
+"""`kbit demo`: the whole service on one machine in minutes.
+
+Builds (or reuses) the bundled model family, submits the demo sweep to an embedded Ray cluster
+with SQLite (the same scheduler and workers a real cluster runs), follows it live, and prints
+the frontier summary: for each bit budget, the best k / data type / block size and its score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from kbit.analysis import better_word, findings, rows_to_frame
+from kbit.cluster.client import RayService
+from kbit.db import queries, session_scope, teams
+from kbit.service import Operations
+from kbit.spec import errors, settings
+from kbit.spec.errors import SweepError
+from kbit.spec.modelids import bundled_parts
+from kbit.spec.reader import load_sweep
+from kbit.spec.sweep import family_entries
+from kbit.workers.bundled import family_members
+
+DEMO_TEAM = "demo"
+TASK, METRIC = "mean_zero_shot", "acc"
+# Held-out bits per byte beside accuracy: on the small bundled family it is the sharper signal.
+SUMMARY_METRICS = ((TASK, METRIC), ("kbit_heldout", "bits_per_byte"))
+
+
+def default_sweep_path() -> Path:
+    """The demo sweep ships inside the package (examples/demo.yaml links to it)."""
+    return Path(__file__).resolve().parent / "demo.yaml"
+
+
+def demo_team(engine) -> tuple[str, str]:
+    """The demo team and its token, created on first use and kept in $KBIT_HOME/demo-token."""
+    token_file = settings.kbit_home() / "demo-token"
+    with session_scope(engine) as s:
+        if token_file.exists():
+            token = token_file.read_text().strip()
+            try:
+                teams.verify_token(s, DEMO_TEAM, token)
+                return DEMO_TEAM, token
+            except errors.AuthError:
+                pass
+        try:
+            token = teams.create_team(s, DEMO_TEAM)
+        except errors.Conflict:
+            token = teams.rotate_token(s, DEMO_TEAM)
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    return DEMO_TEAM, token
+
+
+def with_family(sweep, family: str):
+    """The same grid over every member of another bundled family (e.g. micro for a quick check)."""
+    try:
+        members = family_members(family)
+    except ValueError as exc:
+        raise SweepError("--family", [str(exc)]) from None
+    return dataclasses.replace(sweep, models=tuple(family_entries(members)), name=f"{sweep.name}-{family}")
+
+
+def build_families(sweep, out: Console) -> None:
+    """Build the bundled models here, before the sweep starts, so parallel workers find them ready
+    (and the build shows its progress here, not in a worker's log)."""
+    from kbit.workers.bundled import ensure_model
+
+    for model in (m.model for m in sweep.models if bundled_parts(m.model)):
+        started = time.perf_counter()
+        out.print(f"model {model}: ", end="")
+        path = ensure_model(model)
+        out.print(f"ready ({time.perf_counter() - started:.0f} s) at {path}")
+
+
+def frontier_summary(engine, sweep_id: int, task: str = TASK, metric: str = METRIC):
+    """From the database: `kbit.analysis.findings` of this sweep's runs for task/metric."""
+    with session_scope(engine) as s:
+        rows = queries.frontier_rows(s, task=task, metric=metric, sweeps=[sweep_id])
+    return findings(rows_to_frame(rows), metric)
+
+
+def summary_table(found, task: str = TASK, metric: str = METRIC) -> Table:
+    table = Table(title=f"best precision per bit budget ({task}/{metric}, {better_word(metric)} is better)")
+    for column in ("budget (Mbit)", "best k", "config", "model", "score"):
+        table.add_column(column)
+    for row in found.budgets.to_dict("records"):
+        table.add_row(f"{row['budget_bits'] / 1e6:.3f}", str(row["best_k"]), row["best_label"], row["best_model"],
+                      f"{row['best_value']:.4f}")
+    return table
+
+
+def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
+    path = Path(sweep_path) if sweep_path else default_sweep_path()
+    sweep = load_sweep(path, family_members=family_members)
+    if family:
+        sweep = with_family(sweep, family)
+    out.print(f"kbit demo: {sweep.n_runs} runs ({len(sweep.models)} models x {len(sweep.configs)} configs), "
+              f"data in {settings.kbit_home()}")
+    build_families(sweep, out)
+    with Operations.open() as local:
+        team, token = demo_team(local.engine)
+        with RayService(None) as svc:
+            from kbit.cli.commands import finish
+
+            reply = svc.submit(sweep.spec(), team, token, "demo")
+            out.print(f"sweep {reply['sweep_id']}: {reply['total']} runs, {reply['cached']} cached")
+            finish(svc, reply["sweep_id"], out)
+        summaries = [(task, metric, frontier_summary(local.engine, reply["sweep_id"], task, metric))
+                     for task, metric in SUMMARY_METRICS]
+    for task, metric, found in summaries:
+        if found.budgets.empty:
+            continue
+        out.print(summary_table(found, task, metric))
+        winners = found.winners
+        out.print(f"4-bit wins {winners.count(4)} of {len(winners)} budgets; "
+                  f"k on the frontier of {metric} against total bits: {', '.join(map(str, found.frontier_ks))}")
+    if summaries[0][2].budgets.empty:
+        out.print("no finished runs with a mean zero-shot accuracy: see `kbit status` for failures")
+    out.print("open the dashboard on these results: kbit dashboard   (then http://127.0.0.1:8501)")
+    out.print("write the report: kbit report   (docs/RESULTS.md)")
+    return 0

@@ -1,0 +1,142 @@
+"""The `kbit` command line: parser, help texts, and the wrapper that turns every user error into
+one clear line and a non-zero exit (the commands themselves live in commands.py; the environment
+variables in kbit.spec.settings)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kbit.spec import settings
+from kbit.spec.errors import KbitError
+
+EPILOG = """\
+examples:
+  kbit team create nlp                                   # prints the team's token once
+  export KBIT_TOKEN=...                                  # the token of your team
+  kbit submit examples/demo.yaml --team nlp --wait       # embedded: runs here, on this machine
+  kbit submit examples/pythia.yaml --team nlp --address ray://head:10001
+  kbit status                                            # every sweep; `kbit status 3` for one
+  kbit results --sweep 3 --format csv --output runs.csv
+  kbit cancel 3 --team nlp
+  kbit demo                                              # the whole thing on a laptop, in minutes
+  kbit up && kbit submit examples/demo.yaml --team nlp --wait && kbit down
+
+environment:
+  KBIT_HOME          data folder (SQLite database, bundled models, logs); default ~/.kbit
+  KBIT_DATABASE_URL  e.g. postgresql+psycopg://user:pw@host:5432/kbit; default SQLite under KBIT_HOME
+  KBIT_RAY_ADDRESS   ray://HOST:PORT of a cluster; default: the `kbit up` service if running, else embedded
+  KBIT_TOKEN         your team's API token;  KBIT_TEAM: your team's name
+"""
+
+
+def _address_arg(p):
+    p.add_argument("--address", metavar="ray://HOST:PORT",
+                   help="Ray cluster to use (default: $KBIT_RAY_ADDRESS, else `kbit up`'s service, else embedded)")
+
+
+def _team_arg(p, help_text="team name (default: the sweep file's team, else $KBIT_TEAM)"):
+    p.add_argument("--team", help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kbit",
+        description="k-bit inference scaling laws as a service: which precision, data type and block size "
+        "gives the most accurate model at a fixed budget of memory bits?",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("submit", help="validate a sweep file and submit it", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Validate a sweep file (every problem at once, nothing written on error) and hand "
+                       "it to the scheduler. Without a cluster it runs embedded and waits. The token comes from "
+                       "$KBIT_TOKEN.")
+    p.add_argument("file", help="sweep file (YAML), e.g. examples/demo.yaml")
+    _team_arg(p)
+    _address_arg(p)
+    p.add_argument("--wait", action="store_true", help="follow progress until the sweep finishes, then summarize")
+    p.add_argument("--check", action="store_true", help="only validate the file and print what would run")
+
+    p = sub.add_parser("status", help="sweeps with their run counts, or one sweep's progress and failures")
+    p.add_argument("sweep", nargs="?", type=int, help="sweep id (default: list all sweeps)")
+    p.add_argument("--team", help="only this team's sweeps")
+    _address_arg(p)
+
+    p = sub.add_parser("cancel", help="cancel a sweep of your team (queued runs stop now, running ones after their config)")
+    p.add_argument("sweep", type=int, help="sweep id")
+    _team_arg(p, "your team (default: $KBIT_TEAM); the token comes from $KBIT_TOKEN")
+    _address_arg(p)
+
+    p = sub.add_parser("results", help="one row per run (config, bits, status, metrics) as CSV or JSON")
+    p.add_argument("--sweep", type=int, help="only this sweep (default: all runs)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+    _address_arg(p)
+
+    p = sub.add_parser("team", help="manage teams (needs the database: KBIT_DATABASE_URL or KBIT_HOME)")
+    team_sub = p.add_subparsers(dest="team_command", metavar="ACTION", required=True)
+    t = team_sub.add_parser("create", help="create a team and print its token (shown only once)")
+    t.add_argument("name", help="team name: letters, digits, '_', '-', '.'")
+
+    p = sub.add_parser("demo", help="build the small model family, run the demo sweep embedded, print the frontier",
+                       description="Builds (or reuses) the bundled model family, submits the demo sweep to an "
+                       "embedded Ray cluster with SQLite, shows live progress, and prints the best "
+                       "k/data type/block size per bit budget. Re-running reuses cached results.")
+    p.add_argument("--sweep", metavar="FILE", help="sweep file (default: the bundled demo sweep, examples/demo.yaml)")
+    p.add_argument("--family", help="run the sweep's grid over this bundled family instead (e.g. micro)")
+
+    p = sub.add_parser("report", help="write the results report (winners per budget, frontier, paper verdicts)")
+    p.add_argument("--output", "-o", default="docs/RESULTS.md", help="file to write (default docs/RESULTS.md; - for stdout)")
+    p.add_argument("--metric", action="append", metavar="TASK/METRIC",
+                   help="metric to report (repeatable; default mean_zero_shot/acc and kbit_heldout/bits_per_byte)")
+    p.add_argument("--sweep", type=int, action="append", help="only these sweeps (repeatable; default all)")
+
+    p = sub.add_parser("dashboard", help="open the results dashboard (Streamlit)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--database-url", metavar="URL", help="database to read (default: $KBIT_DATABASE_URL, else SQLite under $KBIT_HOME)")
+
+    p = sub.add_parser("up", help="start a local Ray head, the scheduler and the dashboard on this machine")
+    p.add_argument("--port", type=int, default=6380, help="Ray head (GCS) port; default 6380 (6379 is Redis's)")
+    p.add_argument("--client-port", type=int, default=10001, help="Ray client port (default 10001)")
+    p.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port (default 8501)")
+    p.add_argument("--num-cpus", type=int, help="CPUs the head offers to runs (default: all)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+
+    sub.add_parser("down", help="stop what `kbit up` started")
+
+    p = sub.add_parser("serve", help="start the scheduler on a running cluster (used on the head, e.g. by docker compose)")
+    p.add_argument("--address", default="auto", help="cluster address to join as a driver (default: auto)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kbit.cli.commands import COMMANDS
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except (KbitError, FileNotFoundError, PermissionError, TimeoutError) as exc:
+        message = str(exc).strip() or type(exc).__name__
+        print(f"kbit {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"kbit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if settings.debug():
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"kbit {args.command}: unexpected error: {type(exc).__name__}: {first} (set KBIT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""What the CLI shows while a sweep runs and when it ends: a live progress bar and summary tables (rich)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kbit.spec.settings import RUN_STATES as STATES
+
+
+def is_finished(progress: dict) -> bool:
+    return progress["queued"] == 0 and progress["running"] == 0
+
+
+def wait_for_sweep(svc, sweep_id: int, on_update=None, poll_s: float = 1.0, timeout_s: float | None = None) -> dict:
+    """Poll a sweep's progress (`svc`: Operations or RayService) until no run is queued or running;
+    return the final counts."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        progress = svc.progress(sweep_id)
+        if on_update:
+            on_update(progress)
+        if is_finished(progress):
+            return progress
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"sweep {sweep_id} still has runs in flight after {timeout_s:.0f} s: {progress}")
+        time.sleep(poll_s)
+
+
+def finished_count(progress: dict) -> int:
+    return progress["total"] - progress["queued"] - progress["running"]
+
+
+def describe(progress: dict) -> str:
+    parts = [f"{progress[s]} {s}" for s in STATES if progress.get(s)]
+    eta = progress.get("eta_s")
+    if eta:
+        parts.append(f"ETA {format_seconds(eta)}")
+    return ", ".join(parts) or "no runs"
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def follow(svc, sweep_id: int, console: Console, poll_s: float = 1.0) -> dict:
+    """Live progress bar until the sweep has nothing queued or running; returns the final counts."""
+    columns = (
+        TextColumn(f"sweep {sweep_id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(progress: dict) -> None:
+            bar.update(task, total=progress["total"], completed=finished_count(progress), description=describe(progress))
+
+        return wait_for_sweep(svc, sweep_id, on_update=update, poll_s=poll_s)
+
+
+def counts_table(progress: dict, title: str) -> Table:
+    table = Table(title=title)
+    for state in (*STATES, "total"):
+        table.add_column(state, justify="right")
+    table.add_row(*(str(progress.get(s, 0)) for s in (*STATES, "total")))
+    return table
+
+
+def failures_table(failures: list[dict]) -> Table:
+    table = Table(title="failed runs")
+    for column in ("run", "model", "config", "attempts", "error"):
+        table.add_column(column, overflow="fold")
+    for f in failures:
+        table.add_row(str(f["run_id"]), f["model"], f.get("label") or "", str(f.get("attempts")), f.get("error") or "")
+    return table
+
+
+def sweeps_table(sweeps: list[dict]) -> Table:
+    table = Table(title="sweeps")
+    for column in ("id", "name", "team", "status", *STATES, "total", "created"):
+        table.add_column(column, justify="right" if column in STATES or column in ("id", "total") else "left")
+    for s in sweeps:
+        table.add_row(
+            str(s["sweep_id"]), s["name"], s["team"], s["status"], *(str(s.get(x, 0)) for x in STATES),
+            str(s["total"]), str(s.get("created_at") or "")[:19],
+        )
+    return table

@@ -1,0 +1,129 @@
+"""One group of claimed runs (one model) evaluated by one worker: the body of the scheduler's Ray task.
+
+Plain function, no Ray: it opens the database, keeps the runs' leases alive from a heartbeat
+thread, evaluates the configs in order, and stores each result the moment it arrives. A run whose
+lease it lost (cancelled, or re-leased after an expiry) is never written; when none of the
+remaining runs is held any more it stops before the next config.
+
+The evaluation itself is passed in, behind one signature:
+
+    evaluate(model, revision, configs, eval_spec, should_stop) -> iterator of RunResult dicts
+
+`kbit.workers.evaluate_group` is the real one (the cluster's launcher passes it); `noop_evaluate`
+does no work at all, so the scheduler benchmark measures the scheduler's own overhead per run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+
+from kbit.db import connect, queue, session_scope
+
+Evaluate = Callable[[str, str, list, dict, Callable[[], bool]], Iterator[dict]]
+
+
+def noop_evaluate(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop) -> Iterator[dict]:
+    """A done result with no metrics for every config, instantly (scheduler overhead only)."""
+    for config in configs:
+        if should_stop():
+            return
+        yield {"config": config, "status": "done", "error_type": None, "error": None, "metrics": [], "bits": None,
+               "wall_time_s": 0.0, "peak_memory_bytes": 0, "device": "none", "provenance": {"evaluator": "noop"},
+               "samples": None}
+
+
+class _Leases:
+    """The set of run ids this worker still holds, renewed every `interval` seconds."""
+
+    def __init__(self, engine, run_ids, worker, lease_seconds, interval):
+        self.engine, self.worker, self.lease_seconds = engine, worker, lease_seconds
+        self.pending = list(run_ids)
+        self.held = set(run_ids)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True, name="kbit-heartbeat")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def renew(self) -> set:
+        with self._lock:
+            pending = list(self.pending)
+        if not pending:
+            return set()
+        with session_scope(self.engine) as s:
+            held = set(queue.heartbeat(s, pending, worker=self.worker, lease_seconds=self.lease_seconds))
+        with self._lock:
+            self.held = held & set(self.pending)
+            return set(self.held)
+
+    def finished(self, run_id: int) -> None:
+        with self._lock:
+            if run_id in self.pending:
+                self.pending.remove(run_id)
+            self.held.discard(run_id)
+
+    def any_held(self) -> bool:
+        with self._lock:
+            return bool(self.held & set(self.pending))
+
+    def _loop(self, interval):
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except Exception:  # a flaky database must not kill the evaluation; the next beat retries
+                traceback.print_exc()
+
+
+def run_group(
+    db_url: str,
+    worker: str,
+    runs: list[dict],
+    evaluate: Evaluate,
+    lease_seconds: float = 120.0,
+    heartbeat_seconds: float | None = None,
+    env: dict | None = None,
+) -> dict:
+    """Evaluate claimed runs of one (model, revision, eval) group; return counts of what happened
+    (stored, skipped, and the ids of runs the evaluator gave no result for: `unfinished`).
+
+    `runs` are ClaimedRun fields as dicts (run_id, model, revision, config, eval). `env` is applied
+    to this process first (KBIT_HOME and Hugging Face cache settings of the service).
+    """
+    if env:
+        os.environ.update({k: v for k, v in env.items() if v is not None})
+    engine = connect(db_url, upgrade=False)
+    first = runs[0]
+    by_index = {i: run["run_id"] for i, run in enumerate(runs)}
+    counts = {"stored": 0, "skipped": 0, "unfinished": [], "pid": os.getpid(), "load_and_eval_s": 0.0}
+    interval = heartbeat_seconds or max(lease_seconds / 3.0, 0.5)
+    started = time.perf_counter()
+    try:
+        with _Leases(engine, by_index.values(), worker, lease_seconds, interval) as leases:
+            results = evaluate(
+                first["model"], first["revision"], [r["config"] for r in runs], first["eval"], lambda: not leases.any_held()
+            )
+            for index, result in enumerate(results):
+                run_id = by_index[index]
+                # Renew right before writing: a run cancelled since the last beat must stay cancelled.
+                if run_id in leases.renew():
+                    with session_scope(engine) as s:
+                        queue.complete_run(s, run_id, result, worker=worker)
+                    counts["stored"] += 1
+                else:
+                    counts["skipped"] += 1
+                leases.finished(run_id)
+            counts["unfinished"] = list(leases.pending)
+    finally:
+        counts["load_and_eval_s"] = time.perf_counter() - started
+        engine.dispose()
+    return counts

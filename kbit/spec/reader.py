@@ -1,0 +1,305 @@
+"""The sweep-file reader: YAML text -> a validated `Sweep` (models x quantization grid x tasks).
+
+It builds the dataclasses (`Sweep`, `ModelEntry`, `QuantConfig`, `EvalSpec`), which hold every
+rule, and maps their `ValueError`s to the file's lines; it adds only what is about the file
+itself (unknown keys, the grid's shape, bundled families). Every problem is collected and raised
+as one `SweepError`; nothing is written anywhere on error. The format, with defaults:
+
+    name: demo                    # default: the file name without .yaml
+    team: nlp                     # optional; `kbit submit --team` overrides it
+    priority: 0                   # higher runs first
+    max_attempts: 3               # tries per run when workers die
+    models:                       # Hugging Face ids, local paths, bundled ids, or a bundled family
+      - EleutherAI/pythia-70m
+      - {model: EleutherAI/pythia-160m, revision: step143000, family: pythia}
+      - {family: demo}            # every member of a bundled family (kbit/demo/s1 ...)
+    grid:
+      bits: [3, 4, 5, 6, 8]       # 2..8; 16 is the unquantized baseline
+      dtypes: [int, fp, nf, quantile, dynamic]
+      blocksizes: [64, 1024]      # powers of two 32..4096, or null for one scale per tensor
+      exponent_bits: [null]       # fp only; null = the paper's default for k
+      outlier_fractions: [0.0]
+    baseline: true                # add the 16-bit baseline once per model
+    tasks: [kbit_lastword, kbit_choice, kbit_heldout]
+    eval: {num_fewshot: 0, limit: null, batch_size: 8, seed: 1234, log_samples: false}
+                                  # limit: a count per task, or a fraction of its documents in (0, 1)
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import fields
+from pathlib import Path as FsPath
+
+from kbit.kernels.config import DTYPES, QuantConfig
+from kbit.spec.errors import SweepError
+from kbit.spec.evalspec import EvalSpec
+from kbit.spec.modelids import bundled_parts
+from kbit.spec.sweep import (
+    ModelEntry, Sweep, check_max_attempts, check_name, check_priority, check_team, family_entries,
+)
+from kbit.spec.yamllines import YamlSyntaxError, load_with_lines, path_text
+
+TOP_KEYS = ("name", "team", "priority", "max_attempts", "models", "grid", "baseline", "tasks", "eval")
+GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions")
+EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
+MODEL_KEYS = ("model", "revision", "family")
+GRID_DEFAULTS = {"exponent_bits": [None], "outlier_fractions": [0.0]}
+
+# Each grid value is checked alone by building a QuantConfig that differs from a valid one only in
+# that value: the dataclass's message then names exactly what is wrong with it.
+PROBE = {"bits": {"dtype": "int"}, "dtypes": {"bits": 4}, "blocksizes": {"bits": 4, "dtype": "int"},
+         "exponent_bits": {"bits": 8, "dtype": "fp"}, "outlier_fractions": {"bits": 4, "dtype": "int"}}
+FIELD = {"bits": "bits", "dtypes": "dtype", "blocksizes": "blocksize", "exponent_bits": "exponent_bits",
+         "outlier_fractions": "outlier_fraction"}
+
+
+def load_sweep(path: str | FsPath, family_members=None) -> Sweep:
+    """Read and validate a sweep file; `SweepError` names every problem."""
+    path = FsPath(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SweepError(str(path), ["file not found; check the path"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepError(str(path), [f"cannot be read ({exc.__class__.__name__}: {exc}); give a readable YAML file"]) from None
+    return parse_sweep(text, source=str(path), default_name=path.stem, family_members=family_members)
+
+
+def parse_sweep(text: str, source: str = "sweep", default_name: str | None = None, family_members=None) -> Sweep:
+    """Validate sweep YAML text. `family_members(name) -> [model ids]` resolves bundled families
+    (`kbit.workers.bundled.family_members`; the CLI passes it); without it no bundled family is known."""
+    try:
+        data, lines, dup_problems = load_with_lines(text)
+    except YamlSyntaxError as exc:
+        raise SweepError(source, [str(exc)]) from None
+    checker = _Checker(lines, family_members)
+    for line, problem in dup_problems:
+        checker.problems.append((line, problem))
+    if data is None:
+        raise SweepError(source, ["the file is empty; a sweep needs at least `models:` and `tasks:` (see examples/)"])
+    if not isinstance(data, dict):
+        raise SweepError(source, [checker.where(()) + "a sweep file is a mapping with keys " + ", ".join(TOP_KEYS)])
+    sweep = checker.sweep(data, default_name)
+    if checker.problems:
+        ordered = sorted(set(checker.problems), key=lambda p: (p[0] or 0, p[1]))
+        raise SweepError(source, [f"line {line}: {msg}" if line else msg for line, msg in ordered])
+    return sweep
+
+
+def _suggest(word, allowed) -> str:
+    close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _reason(exc: ValueError) -> str:
+    """A dataclass's message without its 'Class.field=value' prefix (the file's path names the field)."""
+    text = str(exc)
+    head, sep, rest = text.partition(" is not allowed")
+    if sep and "=" in head and "." in head.split("=")[0]:
+        return f"{head.split('=', 1)[1]} is not allowed{rest}"
+    return text
+
+
+class _Checker:
+    """Walks the parsed document once, collecting (line, message) problems."""
+
+    def __init__(self, lines: dict, family_members):
+        self.lines = lines
+        self.problems: list[tuple[int | None, str]] = []
+        self._family_members = family_members
+
+    def line(self, path) -> int | None:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path)
+
+    def where(self, path) -> str:
+        return f"{path_text(path)}: " if path else ""
+
+    def add(self, path, message: str) -> None:
+        # A problem with the whole file (a missing key) has no line of its own.
+        self.problems.append((self.line(path) if path else None, self.where(path) + message))
+
+    def check(self, path, build, *args):
+        """`build(*args)`, or None with its ValueError recorded at `path`."""
+        try:
+            return build(*args)
+        except ValueError as exc:
+            self.add(path, _reason(exc))
+            return None
+
+    def unknown_keys(self, mapping: dict, path, allowed) -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.add(path + (key,), f"unknown key{_suggest(key, allowed)}; allowed keys: {', '.join(allowed)}")
+
+    def members(self, family: str):
+        if self._family_members is None:
+            return None
+        try:
+            members = list(self._family_members(family))
+        except (KeyError, ValueError, LookupError):
+            return None
+        return members or None
+
+    # -- top level ---------------------------------------------------------------------------
+
+    def sweep(self, data: dict, default_name: str | None) -> Sweep | None:
+        self.unknown_keys(data, (), TOP_KEYS)
+        name = data.get("name", default_name)
+        if name is None:
+            self.add((), "missing `name:`; give the sweep a name, e.g. name: pythia-4bit")
+        else:
+            name = self.check(("name",), check_name, name)
+        team = self.check(("team",), check_team, data.get("team"))
+        priority = self.check(("priority",), check_priority, data.get("priority", 0))
+        attempts = self.check(("max_attempts",), check_max_attempts, data.get("max_attempts", 3))
+        models = self.models(data)
+        configs = self.configs(data)
+        eval_spec = self.eval(data)
+        if self.problems:
+            return None
+        return Sweep(name=name, team=team, models=tuple(models), configs=tuple(configs), eval=eval_spec,
+                     priority=priority, max_attempts=attempts)
+
+    # -- models ------------------------------------------------------------------------------
+
+    def models(self, data: dict) -> list[ModelEntry]:
+        if "models" not in data:
+            self.add((), "missing `models:`; list Hugging Face ids, local paths, or {family: demo}")
+            return []
+        items = data["models"]
+        if isinstance(items, (str, dict)):
+            items, paths = [items], [("models",)]
+        elif isinstance(items, list) and items:
+            paths = [("models", i) for i in range(len(items))]
+        else:
+            self.add(("models",), "must be a non-empty list of models, e.g. [EleutherAI/pythia-70m]")
+            return []
+        entries: list[ModelEntry] = []
+        for item, path in zip(items, paths):
+            entries.extend(self.model_item(item, path))
+        return list({(e.model, e.revision): e for e in reversed(entries)}.values())[::-1]
+
+    def model_item(self, item, path) -> list[ModelEntry]:
+        if isinstance(item, str):
+            item = {"model": item}
+        elif not isinstance(item, dict):
+            self.add(path, f"must be a model id or a mapping with {', '.join(MODEL_KEYS)}, not {item!r}")
+            return []
+        self.unknown_keys(item, path, MODEL_KEYS)
+        revision = item.get("revision", "main")
+        if "model" not in item:
+            # {family: demo}: every member of a bundled family
+            family = item.get("family")
+            if not isinstance(family, str) or not family:
+                self.add(path, "needs `model:` (an id or path) or `family:` (a bundled family such as demo)")
+                return []
+            members = self.members(family)
+            if members is None:
+                self.add(path + ("family",), f"{family!r} is not a bundled model family; use e.g. demo or micro")
+                return []
+            return self.check(path + ("revision",), family_entries, members, revision) or []
+        entry = self.check(path, lambda: ModelEntry(item["model"], revision, item.get("family") or ""))
+        if entry is None:
+            return []
+        parts = bundled_parts(entry.model)
+        if parts is not None:
+            members = self.members(parts[0])
+            if members is None:
+                self.add(path, f"{entry.model!r}: {parts[0]!r} is not a bundled model family; use e.g. kbit/demo/s1")
+                return []
+            if entry.model not in members:
+                self.add(path, f"{entry.model!r} is not in the bundled family {parts[0]!r}; allowed: {', '.join(members)}")
+                return []
+        return [entry]
+
+    # -- grid --------------------------------------------------------------------------------
+
+    def grid_values(self, grid: dict, key: str) -> list:
+        """The valid, distinct values of one grid axis; each invalid one is a problem at its line."""
+        path = ("grid", key)
+        if key not in grid:
+            if key in GRID_DEFAULTS:
+                return list(GRID_DEFAULTS[key])
+            self.add(("grid",), f"missing `{key}:`")
+            return []
+        values = grid[key]
+        if not isinstance(values, list):
+            values, paths = [values], [path]
+        else:
+            paths = [path + (i,) for i in range(len(values))]
+        if not values:
+            self.add(path, "is empty; give at least one value")
+            return []
+        good = []
+        for value, p in zip(values, paths):
+            probe = dict(PROBE[key], **{FIELD[key]: value})
+            if self.check(p, lambda: QuantConfig(**probe)) is None:
+                if key == "dtypes":  # a typo in a data type name gets a suggestion
+                    self.problems[-1] = (self.problems[-1][0], self.problems[-1][1] + _suggest(value, DTYPES))
+            elif value not in good:
+                good.append(value)
+        return good
+
+    def configs(self, data: dict) -> list[QuantConfig]:
+        grid = data.get("grid")
+        baseline = data.get("baseline", True)
+        if not isinstance(baseline, bool):
+            self.add(("baseline",), f"must be true or false, not {baseline!r}")
+            baseline = True
+        if grid is None:
+            if baseline:
+                return [QuantConfig(bits=16)]
+            self.add((), "missing `grid:` (bits, dtypes, blocksizes) and `baseline: false`: nothing to run")
+            return []
+        if not isinstance(grid, dict):
+            self.add(("grid",), f"must be a mapping with keys {', '.join(GRID_KEYS)}")
+            return []
+        self.unknown_keys(grid, ("grid",), GRID_KEYS)
+        bits = self.grid_values(grid, "bits")
+        quantized = [b for b in bits if b != 16]
+        # A grid of only 16 bits needs no data type or block size.
+        axes = {key: self.grid_values(grid, key) if quantized or key in grid else []
+                for key in ("dtypes", "blocksizes")}
+        exps = self.grid_values(grid, "exponent_bits")
+        outliers = self.grid_values(grid, "outlier_fractions")
+        if self.problems:
+            return []
+        configs: list[QuantConfig] = []
+        if baseline or 16 in bits:
+            configs.append(QuantConfig(bits=16))
+        for k, dtype, block, outlier in itertools.product(quantized, axes["dtypes"], axes["blocksizes"], outliers):
+            # exponent bits only shape the fp type; the other types take each grid point once
+            for exp in exps if dtype == "fp" else [None]:
+                cfg = self.check(("grid", "exponent_bits"), lambda: QuantConfig(
+                    k, dtype, block, exponent_bits=exp, outlier_fraction=outlier))
+                if cfg is not None and cfg not in configs:
+                    configs.append(cfg)
+        return configs
+
+    # -- tasks and eval ----------------------------------------------------------------------
+
+    def eval(self, data: dict) -> EvalSpec | None:
+        tasks = data.get("tasks")
+        if tasks is None:
+            self.add((), "missing `tasks:`; list lm-eval task names, e.g. [lambada_openai, piqa]")
+            tasks = []
+        elif isinstance(tasks, str):
+            tasks = [tasks]
+        elif not isinstance(tasks, list) or not tasks:
+            self.add(("tasks",), "must be a non-empty list of lm-eval task names, e.g. [lambada_openai, piqa]")
+            tasks = []
+        tasks = [task for i, task in enumerate(tasks) if self.check(("tasks", i), EvalSpec, [task]) is not None]
+        ev = data.get("eval") or {}
+        if not isinstance(ev, dict):
+            self.add(("eval",), f"must be a mapping with keys {', '.join(EVAL_KEYS)}")
+            return None
+        self.unknown_keys(ev, ("eval",), EVAL_KEYS)
+        settings = {key: ev[key] for key in EVAL_KEYS
+                    if key in ev and self.check(("eval", key), lambda key=key: EvalSpec(("x",), **{key: ev[key]}))}
+        if not tasks or self.problems:
+            return None
+        return self.check(("eval",), lambda: EvalSpec(tuple(tasks), **settings))

@@ -1,0 +1,113 @@
+"""Every environment variable kbit reads, its default, and the names every part shares.
+
+Nothing else in kbit reads `KBIT_*` variables: call these functions (they read the environment
+each time, so a test or a worker that sets a variable sees it at once). This module imports
+nothing of kbit but `errors`, so every part may use it.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| KBIT_HOME | data folder: SQLite database, bundled models, logs, `kbit up`'s state | ~/.kbit |
+| KBIT_DATABASE_URL | SQLAlchemy URL of the results database | sqlite:///$KBIT_HOME/kbit.db |
+| KBIT_RAY_ADDRESS | ray://HOST:PORT of a cluster | `kbit up`'s service, else embedded |
+| KBIT_TEAM / KBIT_TOKEN | the caller's team and its API token | none |
+| KBIT_LEASE_SECONDS | how long a worker holds a run without renewing it | 120 |
+| KBIT_MAX_RUNS_PER_TASK | most runs one worker task takes | 16 |
+| KBIT_POLL_SECONDS | the scheduler's round interval | 0.5 |
+| KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
+| KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
+| KBIT_DEBUG | show tracebacks of unexpected errors | off |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kbit.spec.errors import UsageError
+
+# Run states, in the order tables show them. FINAL: a run in one of these never changes again.
+RUN_STATES = ("queued", "running", "done", "cached", "failed", "cancelled")
+IN_FLIGHT_STATES = ("queued", "running")
+FINAL_STATES = ("done", "cached", "failed", "cancelled")
+SWEEP_STATES = ("active", "cancelled")
+
+RAY_NAMESPACE = "kbit"
+SCHEDULER_NAME = "kbit-scheduler"
+
+# What worker processes need to find the same models, caches and timings as the service that
+# started them (a Ray worker does not inherit the driver's environment).
+FORWARDED_ENV = ("KBIT_HOME", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_TASK", "KBIT_POLL_SECONDS")
+
+
+def _text(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _number(name: str, default: float, kind=float):
+    raw = _text(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number; unset it or give e.g. {name}={default}") from None
+    if value <= 0:
+        raise UsageError(f"{name}={raw!r} must be positive; unset it or give e.g. {name}={default}")
+    return value
+
+
+def kbit_home() -> Path:
+    return Path(_text("KBIT_HOME") or Path.home() / ".kbit").expanduser()
+
+
+def database_url() -> str:
+    """$KBIT_DATABASE_URL, else a SQLite file under KBIT_HOME."""
+    return _text("KBIT_DATABASE_URL") or f"sqlite:///{kbit_home() / 'kbit.db'}"
+
+
+def database_url_given() -> str | None:
+    """$KBIT_DATABASE_URL when set (a client then names the database the cluster should use)."""
+    return _text("KBIT_DATABASE_URL")
+
+
+def ray_address() -> str | None:
+    return _text("KBIT_RAY_ADDRESS")
+
+
+def team() -> str | None:
+    return _text("KBIT_TEAM")
+
+
+def token() -> str | None:
+    return _text("KBIT_TOKEN")
+
+
+def debug() -> bool:
+    return _text("KBIT_DEBUG") not in (None, "0", "false", "no")
+
+
+def lease_seconds() -> float:
+    return _number("KBIT_LEASE_SECONDS", 120.0)
+
+
+def max_runs_per_task() -> int:
+    return _number("KBIT_MAX_RUNS_PER_TASK", 16, int)
+
+
+def poll_seconds() -> float:
+    return _number("KBIT_POLL_SECONDS", 0.5)
+
+
+def dashboard_ttl_seconds() -> float:
+    return _number("KBIT_DASHBOARD_TTL", 30.0)
+
+
+def dashboard_refresh_seconds() -> float:
+    return _number("KBIT_DASHBOARD_REFRESH_S", 5.0)
+
+
+def forwarded_env() -> dict:
+    """The FORWARDED_ENV variables this process has, to hand to workers."""
+    return {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}

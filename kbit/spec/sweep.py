@@ -1,0 +1,150 @@
+"""`Sweep`: models x quantization configs x one eval, validated on construction.
+
+The rules about a sweep's own fields live here (`check_*`), the rules about a config in
+`QuantConfig`, about an eval in `EvalSpec`. The sweep-file reader (`reader.py`) builds these
+dataclasses and maps their `ValueError`s to file lines; the scheduler rebuilds the same
+dataclasses from the plain spec (`Sweep.from_spec`), so whatever `kbit submit --check` accepts,
+the scheduler and every worker accept too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kbit.kernels.config import QuantConfig
+from kbit.spec.errors import SweepError
+from kbit.spec.evalspec import EvalSpec
+from kbit.spec.modelids import model_family
+
+NAME_MAX = 200  # the database's column width
+MAX_ATTEMPTS = (1, 20)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"must be a non-empty string, not {name!r}")
+    if len(name.strip()) > NAME_MAX:
+        raise ValueError(f"is {len(name.strip())} characters long; use at most {NAME_MAX}")
+    return name.strip()
+
+
+def check_team(team) -> str | None:
+    if team is None:
+        return None
+    if not isinstance(team, str) or not team.strip():
+        raise ValueError(f"must be a team name (a string), not {team!r}")
+    return team.strip()
+
+
+def check_priority(priority) -> int:
+    if not _is_int(priority):
+        raise ValueError(f"must be a whole number (higher runs first), not {priority!r}")
+    return priority
+
+
+def check_max_attempts(attempts) -> int:
+    low, high = MAX_ATTEMPTS
+    if not _is_int(attempts) or not low <= attempts <= high:
+        raise ValueError(f"must be a whole number from {low} to {high}, not {attempts!r}")
+    return attempts
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a sweep: a Hugging Face id, a local folder or a bundled id, its revision, and
+    the family its results are grouped under (derived from the id when not given)."""
+
+    model: str
+    revision: str = "main"
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(f"must be a model id or path, not {self.model!r}")
+        if not isinstance(self.revision, str) or not self.revision.strip():
+            raise ValueError(f"revision must be a git revision string (branch, tag or commit), not {self.revision!r}")
+        if not isinstance(self.family, str):
+            raise ValueError(f"family must be a family name (a string), not {self.family!r}")
+        object.__setattr__(self, "model", self.model.strip())
+        object.__setattr__(self, "revision", self.revision.strip())
+        object.__setattr__(self, "family", self.family.strip() or model_family(self.model))
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "revision": self.revision, "family": self.family}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: what the scheduler expands into runs."""
+
+    name: str
+    team: str | None
+    models: tuple[ModelEntry, ...]
+    configs: tuple[QuantConfig, ...]
+    eval: EvalSpec
+    priority: int = 0
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        problems = []
+        for field_name, check in (("name", check_name), ("team", check_team), ("priority", check_priority),
+                                  ("max_attempts", check_max_attempts)):
+            try:
+                object.__setattr__(self, field_name, check(getattr(self, field_name)))
+            except ValueError as exc:
+                problems.append(f"{field_name}: {exc}")
+        if not self.models or not all(isinstance(m, ModelEntry) for m in self.models):
+            problems.append("models: must be a non-empty list of models")
+        if not self.configs or not all(isinstance(c, QuantConfig) for c in self.configs):
+            problems.append("configs: must be a non-empty list of quantization configs")
+        if not isinstance(self.eval, EvalSpec):
+            problems.append("eval: must be an EvalSpec")
+        if problems:
+            raise SweepError(f"sweep {self.name!r}", problems)
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "configs", tuple(self.configs))
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.models) * len(self.configs)
+
+    def spec(self) -> dict:
+        """The plain-data form: stored with the sweep, sent through Ray, and `from_spec`'s input."""
+        return {
+            "name": self.name,
+            "team": self.team,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "models": [m.to_dict() for m in self.models],
+            "configs": [c.to_dict() for c in self.configs],
+            "eval": self.eval.to_dict(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Sweep":
+        """The inverse of `spec()`; a spec that breaks any rule raises `SweepError`."""
+        source = f"sweep {spec.get('name')!r}" if isinstance(spec, dict) else "sweep"
+        try:
+            return cls(
+                name=spec["name"],
+                team=spec.get("team"),
+                priority=spec.get("priority", 0),
+                max_attempts=spec.get("max_attempts", 3),
+                models=tuple(ModelEntry(**m) for m in spec["models"]),
+                configs=tuple(QuantConfig.from_dict(c) for c in spec["configs"]),
+                eval=EvalSpec.from_dict(spec["eval"]),
+            )
+        except SweepError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SweepError(source, [f"not a valid sweep spec: {type(exc).__name__}: {exc}"]) from None
+
+
+def family_entries(members: list[str], revision: str = "main") -> list[ModelEntry]:
+    """A bundled family's members (smallest first) as sweep models, largest first: its long runs
+    start first, so the sweep's tail stays short."""
+    return [ModelEntry(m, revision) for m in reversed(members)]

@@ -1,0 +1,170 @@
+"""The bundled model families: `micro` (seconds to build, for tests) and `demo` (four sizes that
+show scaling). Ids are `kbit/<family>/<size>`; each model is built on first use under
+`$KBIT_HOME/models/<family>/<size>` (a `save_pretrained` folder with its tokenizer), behind a file
+lock so two processes never build the same model at once, and written atomically.
+
+    family_members("demo")           -> ["kbit/demo/s1", ..., "kbit/demo/s4"]
+    ensure_model("kbit/demo/s2")     -> Path of the built model (builds it if missing)
+    ensure_family("micro", home)     -> the built paths of every member (tests and demos)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from kbit.spec import settings
+from kbit.spec.modelids import bundled_parts
+
+RECIPE_VERSION = 3  # bump when a recipe changes so stale builds are rebuilt
+MARKER = "kbit-build.json"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The shape of one family member, and its learning rate."""
+
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one family is built: tokenizer, context, training text and budget, and its sizes."""
+
+    vocab_size: int
+    context: int
+    train_chapters: int | None  # None: every training chapter
+    tokens: int  # training tokens per member
+    batch_size: int
+    seed: int
+    sizes: dict[str, Geometry]
+
+
+FAMILIES: dict[str, Family] = {
+    "micro": Family(
+        vocab_size=384, context=128, train_chapters=200, tokens=96_000, batch_size=8, seed=1234,
+        sizes={
+            "m1": Geometry(hidden=16, layers=1, heads=2, intermediate=48, lr=1e-2),
+            "m2": Geometry(hidden=32, layers=2, heads=2, intermediate=96, lr=1e-2),
+        },
+    ),
+    # Geometric sizes, about 4x apart (~60K .. ~3.7M parameters), each trained on the same tokens.
+    # Small batches (many steps) and per-size learning rates matter most at this budget: batch 32
+    # left the larger models no better than the smaller ones (docs/model-family.md).
+    "demo": Family(
+        vocab_size=1024, context=128, train_chapters=None, tokens=800_000, batch_size=8, seed=1234,
+        sizes={
+            "s1": Geometry(hidden=32, layers=2, heads=2, intermediate=96, lr=1e-2),
+            "s2": Geometry(hidden=64, layers=3, heads=4, intermediate=192, lr=8e-3),
+            "s3": Geometry(hidden=128, layers=4, heads=4, intermediate=384, lr=4e-3),
+            # 2.5e-3 left s4 behind s3 (held-out loss 3.43 vs 3.19 nats/token); 1e-3 gives 3.12.
+            "s4": Geometry(hidden=256, layers=4, heads=8, intermediate=768, lr=1e-3),
+        },
+    ),
+}
+
+
+class UnknownBundledModel(LookupError):
+    """A `kbit/...` id that names no bundled family or size."""
+
+
+def kbit_home(home: str | os.PathLike | None = None) -> Path:
+    """The data folder: `home`, else KBIT_HOME's (spec.settings)."""
+    return Path(home).expanduser() if home else settings.kbit_home()
+
+
+def family_members(name: str) -> list[str]:
+    """The model ids of a bundled family, smallest first. ValueError for an unknown family."""
+    if name not in FAMILIES:
+        raise ValueError(f"{name!r} is not a bundled model family; use one of {', '.join(FAMILIES)}")
+    return [f"kbit/{name}/{size}" for size in FAMILIES[name].sizes]
+
+
+def is_bundled(model: str) -> bool:
+    """True for ids of the form kbit/<family>/<size> (never a Hugging Face id: those have two parts)."""
+    return bundled_parts(model) is not None
+
+
+def parse_bundled(model: str) -> tuple[str, str]:
+    """'kbit/demo/s1' -> ('demo', 's1'); UnknownBundledModel names the valid ids otherwise."""
+    if not is_bundled(model):
+        raise UnknownBundledModel(f"{model!r} is not a bundled model id; bundled ids look like kbit/demo/s1")
+    _, family, size = model.split("/")
+    if family not in FAMILIES:
+        raise UnknownBundledModel(
+            f"bundled model {model!r}: no family {family!r}; bundled families are {', '.join(FAMILIES)}"
+        )
+    if size not in FAMILIES[family].sizes:
+        raise UnknownBundledModel(
+            f"bundled model {model!r}: family {family!r} has no size {size!r}; use one of {', '.join(family_members(family))}"
+        )
+    return family, size
+
+
+def model_dir(model: str, home: str | os.PathLike | None = None) -> Path:
+    family, size = parse_bundled(model)
+    return kbit_home(home) / "models" / family / size
+
+
+def recipe(family: str, size: str) -> dict:
+    """Everything the build depends on; a stored model with another recipe is rebuilt."""
+    spec = FAMILIES[family]
+    return {"version": RECIPE_VERSION, "family": family, "size": size,
+            **{k: v for k, v in asdict(spec).items() if k != "sizes"}, "geometry": asdict(spec.sizes[size])}
+
+
+def build_info(model: str, home: str | os.PathLike | None = None) -> dict | None:
+    """The stored build marker (recipe and training figures) of a built model, else None."""
+    path = model_dir(model, home) / MARKER
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_current(model: str, home) -> bool:
+    info = build_info(model, home)
+    return info is not None and info.get("recipe") == recipe(*parse_bundled(model))
+
+
+def ensure_model(model: str, home: str | os.PathLike | None = None) -> Path:
+    """The folder of bundled model `model`, built first if it is missing or stale."""
+    target = model_dir(model, home)
+    if _is_current(model, home):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if not _is_current(model, home):  # another process may have built it while we waited
+            _build(model, target, home)
+    return target
+
+
+def ensure_family(name: str, home: str | os.PathLike | None = None) -> list[Path]:
+    """Build (if needed) every member of family `name`; their folders, smallest first."""
+    return [ensure_model(member, home) for member in family_members(name)]
+
+
+def _build(model: str, target: Path, home) -> None:
+    from kbit.workers.bundled import builder, taskdata
+
+    family, size = parse_bundled(model)
+    taskdata.ensure_task_data(home)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{size}-build-", dir=target.parent))
+    try:
+        stats = builder.build_member(FAMILIES[family], family, size, scratch, kbit_home(home))
+        (scratch / MARKER).write_text(json.dumps({"model": model, "recipe": recipe(family, size), "train": stats}, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
