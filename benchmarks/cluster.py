@@ -43,7 +43,7 @@ def overhead(runs_per_task: int) -> dict:
     from ray import get
 
     from kbit.cli.progress import wait_for_sweep
-from kbit.cluster.client import RayService
+    from kbit.cluster.client import RayService
     from kbit.spec.reader import parse_sweep
     from kbit.db import connect, session_scope, teams
 

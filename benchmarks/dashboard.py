@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +22,11 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 from tqdm import tqdm
 
+from benchmarks.timing import timed
 from kbit.db import connect, queue, session_scope, teams
 from kbit.db.models import BitReport, Result, Run
-from kbit.dashboard import charts, data, frontier
+from kbit.analysis import frontier
+from kbit.dashboard import charts, data
 
 APP = Path(__file__).with_name("app.py")
 FAMILIES = [f"family{i}" for i in range(5)]
@@ -97,15 +98,6 @@ def populate(url: str, n_runs: int, n_sweeps: int = 100) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     engine.dispose()
-
-
-def timed(fn, repeat: int):
-    times, out = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def page_once(url: str, clear: bool) -> float:

@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import platform
 import secrets
-import statistics
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
+from benchmarks.timing import timed
 from kbit.db import connect, queries, queue, session_scope, teams
 from kbit.db.models import BitReport, Result, Run
 
@@ -135,15 +135,6 @@ def populate(engine, n_runs: int, chunk: int = 5000) -> None:
             bar.update(count)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
-
-
-def timed(fn, repeat: int = 5) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def bench_queries(engine) -> dict:

@@ -39,16 +39,21 @@ def pid_alive(pid: int | None) -> bool:
         return False
 
 
-def read_state() -> dict | None:
-    """The running local service's record, or None when there is none (or it died)."""
+def recorded_state() -> dict | None:
+    """What $KBIT_HOME/service.json says `kbit up` started ({} when unreadable), or None without one."""
     path = state_path()
     if not path.exists():
         return None
     try:
-        state = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    return state if pid_alive(state.get("head_pid")) else None
+        return {}
+
+
+def read_state() -> dict | None:
+    """The running local service's record, or None when there is none (or it died)."""
+    state = recorded_state()
+    return state if state and pid_alive(state.get("head_pid")) else None
 
 
 def running_address() -> str | None:
@@ -224,13 +229,9 @@ def start_scheduler(address: str, db_url: str | None) -> dict:
 
 
 def down(say=print) -> bool:
-    path = state_path()
-    if not path.exists():
+    state = recorded_state()
+    if state is None:
         return False
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        state = {}
     stopped = False
     if stop_group(state.get("dashboard_pid")):
         say("stopped the dashboard")
@@ -238,5 +239,5 @@ def down(say=print) -> bool:
     if stop_group(state.get("head_pid")):
         say("stopped the Ray head and the scheduler")
         stopped = True
-    path.unlink(missing_ok=True)
+    state_path().unlink(missing_ok=True)
     return stopped

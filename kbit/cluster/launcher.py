@@ -12,17 +12,25 @@ import ray
 from kbit.service.grouprun import Evaluate, noop_evaluate, run_group
 
 
+EVALUATORS = ("workers", "noop")
+
+
+def check_evaluator(name_or_fn) -> None:
+    """Fail at once on an unknown evaluator name, without importing the workers (torch) here."""
+    if not callable(name_or_fn) and name_or_fn not in EVALUATORS:
+        raise ValueError(f"unknown evaluator {name_or_fn!r}; use {' or '.join(map(repr, EVALUATORS))} or a callable")
+
+
 def resolve_evaluator(name_or_fn) -> Evaluate:
     """'workers' (kbit.workers.evaluate_group) | 'noop' (no work: the scheduler benchmark) | a callable."""
+    check_evaluator(name_or_fn)
     if callable(name_or_fn):
         return name_or_fn
     if name_or_fn == "workers":
         from kbit.workers import evaluate_group
 
         return evaluate_group
-    if name_or_fn == "noop":
-        return noop_evaluate
-    raise ValueError(f"unknown evaluator {name_or_fn!r}; use 'workers', 'noop' or a callable")
+    return noop_evaluate
 
 
 @ray.remote(max_retries=0)
@@ -38,7 +46,7 @@ class RayLauncher:
     """`kbit.service.Launcher` over Ray tasks."""
 
     def __init__(self, db_url: str, evaluate, lease_seconds: float, env: dict):
-        resolve_evaluator(evaluate)  # an unknown name fails here, not in every task
+        check_evaluator(evaluate)  # an unknown name fails here, not in every task
         self.db_url, self.evaluate, self.lease_seconds, self.env = db_url, evaluate, lease_seconds, env
 
     def capacity(self) -> int:

@@ -25,11 +25,11 @@ def ray_head(offline_env):
     also tests), on free ports; stopped with `kbit down` after the session."""
     from clustertest_helpers import free_port
 
-    from kbit.cli import localcluster as localservice
+    from kbit.cli import localcluster
 
-    state = localservice.up(gcs_port=free_port(), client_port=free_port(), num_cpus=2, dashboard=False,
+    state = localcluster.up(gcs_port=free_port(), client_port=free_port(), num_cpus=2, dashboard=False,
                             say=lambda *_: None)
     yield state
-    assert localservice.down(say=lambda *_: None)
-    assert localservice.read_state() is None
-    assert localservice.session_processes(state["head_pid"]) == []  # head, raylet, workers, scheduler: all gone
+    assert localcluster.down(say=lambda *_: None)
+    assert localcluster.read_state() is None
+    assert localcluster.session_processes(state["head_pid"]) == []  # head, raylet, workers, scheduler: all gone

@@ -102,3 +102,24 @@ def test_cancel_through_the_cluster(env, team, tmp_path, capsys):
     with session_scope(team[0]) as s:
         statuses = {r["status"] for r in queries.results_rows(s, sweep_id=sweep_id)}
     assert "queued" not in statuses and "cancelled" in statuses
+
+
+def test_user_errors_cross_the_ray_client_as_their_own_class_and_one_line(env, team, tmp_path, capsys, monkeypatch):
+    from kbit.cluster.client import RayService
+    from kbit.spec.errors import AuthError, NotFound, SweepError
+
+    with RayService(env) as svc:
+        with pytest.raises(NotFound) as info:
+            svc.progress(987654)
+        assert str(info.value) == "sweep 987654 does not exist; `kbit status` lists the sweeps"
+        with pytest.raises(AuthError):
+            svc.cancel(987654, "e2e", "not-the-token")
+        with pytest.raises(SweepError, match="not a valid sweep spec"):
+            svc.submit({"name": "broken"}, "e2e", team[1])
+    assert main(["status", "987654", "--address", env]) == 1
+    err = capsys.readouterr().err
+    assert err == "kbit status: error: sweep 987654 does not exist; `kbit status` lists the sweeps\n"
+    monkeypatch.setenv("KBIT_TOKEN", "not-the-token")
+    assert main(["submit", micro_sweep(tmp_path, name="wrong-token"), "--address", env]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kbit submit: error: ") and err.count("\n") == 1 and "Traceback" not in err

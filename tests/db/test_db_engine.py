@@ -129,3 +129,19 @@ def test_connection_lost_midway_is_unreachable_and_rolls_back(postgres_engine, p
     admin.dispose()
     with session_scope(postgres_engine) as s:  # the pool recovers; nothing was half-written
         assert teams.list_teams(s) == []
+
+
+def test_a_reader_never_creates_or_migrates_the_schema(tmp_path):
+    from kbit.db import connect_reader
+    from kbit.spec.errors import SchemaMissing
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    with pytest.raises(SchemaMissing, match="has no kbit schema yet.*`kbit demo`"):
+        connect_reader(url)
+    probe = connect(url, upgrade=False)
+    assert inspect(probe).get_table_names() == []  # nothing written by the reader
+    probe.dispose()
+    connect(url).dispose()  # a writer upgrades ...
+    reader = connect_reader(url)  # ... then the reader opens it
+    assert "runs" in inspect(reader).get_table_names()
+    reader.dispose()

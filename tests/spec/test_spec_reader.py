@@ -180,3 +180,51 @@ def test_every_problem_is_reported_in_one_message():
 def test_missing_file_is_a_sweep_error(tmp_path):
     with pytest.raises(SweepError, match="file not found"):
         load_sweep(tmp_path / "nope.yaml", family_members=members)
+
+
+# -- one validation: what the reader accepts, the scheduler and the workers accept -----------------
+
+
+def test_a_fractional_limit_is_a_share_of_the_documents_and_reaches_the_worker_unchanged():
+    from kbit.spec import EvalSpec
+
+    sweep = parse("models: [a]\ntasks: [piqa]\neval: {limit: 0.5}\n")
+    assert sweep.eval.limit == 0.5
+    [run] = [r for r in expand_runs(Sweep.from_spec(sweep.spec()), code_version="1") if r["config"]["bits"] == 16]
+    assert EvalSpec.from_dict(run["eval"]).limit == 0.5  # what kbit.workers.evaluate_group builds
+
+
+@pytest.mark.parametrize("limit", ["1.0", "0", "1.5", "true", "-0.5"])
+def test_a_limit_lm_eval_would_misread_is_refused_at_submit(limit):
+    # 1.0 would be read by lm-eval as one document, not all of them
+    with pytest.raises(SweepError, match="eval.limit"):
+        parse(f"models: [a]\ntasks: [piqa]\neval: {{limit: {limit}}}\n")
+
+
+def test_every_run_of_every_example_rebuilds_as_the_scheduler_and_workers_build_it():
+    from kbit.spec import EvalSpec
+
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        sweep = load_sweep(path, family_members=members)
+        assert Sweep.from_spec(sweep.spec()) == sweep, path
+        for run in expand_runs(sweep, code_version="1"):
+            assert QuantConfig.from_dict(run["config"]).label() == run["label"]
+            assert EvalSpec.from_dict(run["eval"]).to_dict() == run["eval"]
+
+
+def test_a_spec_that_breaks_a_rule_is_refused_by_the_scheduler_with_a_sweep_error():
+    spec = parse(GOOD).spec()
+    bad = dict(spec, eval=dict(spec["eval"], limit=0), priority="high")
+    with pytest.raises(SweepError) as info:
+        Sweep.from_spec(bad)
+    assert "limit" in str(info.value)
+    with pytest.raises(SweepError, match="unknown field"):
+        Sweep.from_spec(dict(spec, configs=[{"bits": 4, "colour": "red"}]))
+
+
+def test_a_sweep_error_survives_pickling_as_itself():
+    import pickle
+
+    err = SweepError("s.yaml", ["line 1: one", "line 2: two"])
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is SweepError and back.problems == err.problems and str(back) == str(err)

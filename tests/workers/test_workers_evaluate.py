@@ -22,7 +22,7 @@ KEYS = {"config", "status", "error_type", "error", "metrics", "bits", "wall_time
 
 def declared_task_versions() -> dict:
     """The `metadata.version` each bundled task YAML declares (what lm-eval must report back)."""
-    folder = Path(lmeval.__file__).parent / "tasks"
+    folder = lmeval.TASKS_DIR
     versions = {}
     for path in folder.glob("kbit_*.yaml"):
         text = path.read_text()
