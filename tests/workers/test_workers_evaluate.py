@@ -4,7 +4,6 @@ evaluate with lm-eval on the bundled tasks, one result per config; typed failure
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
