@@ -188,3 +188,13 @@ def test_out_of_memory_becomes_a_typed_result_and_the_next_config_runs(micro, mo
     results = list(evaluate_configs(ModelSpec(MODEL), CONFIGS[:2], EvalSpec(tasks=("kbit_choice",), limit=3)))
     assert [(r.status, r.error_type) for r in results] == [("failed", "out_of_memory"), ("done", None)]
     assert "out of memory at batch size 8 on cpu" in results[0].error
+
+
+def test_a_fractional_limit_evaluates_that_share_of_each_tasks_documents(micro):
+    """`eval: {limit: 0.5}` passes `kbit submit --check`; the worker must run it, on half the documents."""
+    from kbit.workers.bundled.taskdata import load_docs
+
+    spec = EvalSpec(tasks=("kbit_choice",), limit=0.5, batch_size=16, log_samples=True)
+    [result] = evaluate_configs(ModelSpec("kbit/micro/m1"), [QuantConfig(16)], spec)
+    assert result.status == "done", result.error
+    assert len(result.samples) == math.ceil(len(load_docs("kbit_choice")) * 0.5)
