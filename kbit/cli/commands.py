@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def reader(args):
     return RayService(address) if address else Operations.open()
 
 
+def kbit_command() -> str:
+    """How to run kbit from here: `kbit` when that is on PATH, else the path this one was started
+    by (e.g. .venv/bin/kbit after `make demo`)."""
+    started = Path(sys.argv[0])
+    if started.name != "kbit":
+        return f"{sys.executable} -m kbit.cli.main"
+    on_path = shutil.which("kbit")
+    if on_path and Path(on_path).resolve() == started.resolve():
+        return "kbit"
+    return os.path.relpath(started) if not started.is_absolute() or Path.cwd() in started.parents else str(started)
+
+
 def write_output(text: str, output: str | None) -> None:
     """To stdout, or to a file written whole (a temp file renamed into place)."""
     if not output or output == "-":
@@ -84,11 +97,7 @@ def cmd_submit(args) -> int:
             teams.verify_token(s, team, token)
     with RayService(address) as svc:
         reply = svc.submit(sweep.spec(), team, token, getpass.getuser())
-        out.print(
-            f"sweep {reply['sweep_id']} ({reply['name']}, team {team}): {reply['total']} runs, "
-            f"{reply['cached']} cached, {reply['queued'] + reply['running']} to run"
-            + ("" if svc.mode == "embedded" else f", on {address}")
-        )
+        out.print(progress.submitted_line(reply) + ("" if svc.mode == "embedded" else f", on {address}"))
         if svc.mode == "embedded" or args.wait:
             if svc.mode == "embedded" and not args.wait:
                 out.print("no cluster given: running it here (embedded) until it finishes")
@@ -177,9 +186,12 @@ def cmd_report(args) -> int:
             for task, metric in (m.split("/", 1) for m in wanted)
             if f"{task}/{metric}" in available or (task, metric) == ("mean_zero_shot", "acc")
         ]
-    write_output(render_report(sections), args.output)
-    if args.output != "-":
-        print(f"wrote {args.output}", file=sys.stderr)
+    if args.output is None:
+        settings.kbit_home().mkdir(parents=True, exist_ok=True)
+    output = args.output or str(settings.kbit_home() / "RESULTS.md")
+    write_output(render_report(sections), output)
+    if output != "-":
+        print(f"wrote {output}", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from kbit.analysis import better_word, findings, rows_to_frame
+from kbit.cli import progress
+from kbit.cli.commands import finish, kbit_command
 from kbit.cluster.client import RayService
 from kbit.db import queries, session_scope, teams
 from kbit.service import Operations
@@ -106,10 +108,8 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
     with Operations.open() as local:
         team, token = demo_team(local.engine)
         with RayService(None) as svc:
-            from kbit.cli.commands import finish
-
             reply = svc.submit(sweep.spec(), team, token, "demo")
-            out.print(f"sweep {reply['sweep_id']}: {reply['total']} runs, {reply['cached']} cached")
+            out.print(progress.submitted_line(reply))
             finish(svc, reply["sweep_id"], out)
         summaries = [(task, metric, frontier_summary(local.engine, reply["sweep_id"], task, metric))
                      for task, metric in SUMMARY_METRICS]
@@ -120,8 +120,9 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
         winners = found.winners
         out.print(f"4-bit wins {winners.count(4)} of {len(winners)} budgets; "
                   f"k on the frontier of {metric} against total bits: {', '.join(map(str, found.frontier_ks))}")
+    kbit = kbit_command()
     if summaries[0][2].budgets.empty:
-        out.print("no finished runs with a mean zero-shot accuracy: see `kbit status` for failures")
-    out.print("open the dashboard on these results: kbit dashboard   (then http://127.0.0.1:8501)")
-    out.print("write the report: kbit report   (docs/RESULTS.md)")
+        out.print(f"no finished runs with a mean zero-shot accuracy: see `{kbit} status` for failures")
+    out.print(f"open the dashboard on these results: {kbit} dashboard   (then http://127.0.0.1:8501)")
+    out.print(f"write the report: {kbit} report   ({settings.kbit_home() / 'RESULTS.md'})")
     return 0

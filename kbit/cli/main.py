@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", help="run the sweep's grid over this bundled family instead (e.g. micro)")
 
     p = sub.add_parser("report", help="write the results report (winners per budget, frontier, paper verdicts)")
-    p.add_argument("--output", "-o", default="docs/RESULTS.md", help="file to write (default docs/RESULTS.md; - for stdout)")
+    p.add_argument("--output", "-o", help="file to write (default $KBIT_HOME/RESULTS.md; - for stdout; "
+                   "docs/RESULTS.md to refresh the committed report)")
     p.add_argument("--metric", action="append", metavar="TASK/METRIC",
                    help="metric to report (repeatable; default mean_zero_shot/acc and kbit_heldout/bits_per_byte)")
     p.add_argument("--sweep", type=int, action="append", help="only these sweeps (repeatable; default all)")

@@ -51,8 +51,37 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def follow(svc, sweep_id: int, console: Console, poll_s: float = 1.0) -> dict:
-    """Live progress bar until the sweep has nothing queued or running; returns the final counts."""
+def submitted_line(reply: dict) -> str:
+    """What a submit did: 'sweep 3 (demo, team nlp): 204 runs, 0 to run, 204 reused (results already there)'."""
+    to_run = reply["queued"] + reply["running"]
+    reused = reply["done"] + reply["cached"]
+    line = f"sweep {reply['sweep_id']} ({reply['name']}, team {reply['team']}): {reply['total']} runs, {to_run} to run"
+    if reused:
+        line += f", {reused} reused (their results are already in the database)"
+    ended = reply["failed"] + reply["cancelled"]
+    if ended:
+        line += f", {ended} failed or cancelled earlier"
+    return line
+
+
+def progress_line(sweep_id: int, progress: dict, elapsed_s: float, finished_at_start: int) -> str:
+    """'sweep 3: 57/204 finished (55 done, 2 failed), 0.41 runs/s, 6m10s left' for logs and pipes."""
+    finished = finished_count(progress)
+    parts = [f"{progress[s]} {s}" for s in ("done", "cached", "failed", "cancelled") if progress.get(s)]
+    rate = (finished - finished_at_start) / elapsed_s if elapsed_s > 0 else 0.0
+    line = f"sweep {sweep_id}: {finished}/{progress['total']} finished" + (f" ({', '.join(parts)})" if parts else "")
+    line += f", {rate:.2f} runs/s" if rate else ", waiting for the first result"
+    eta = progress.get("eta_s")
+    if eta and progress["queued"] + progress["running"]:
+        line += f", {format_seconds(eta)} left"
+    return line
+
+
+def follow(svc, sweep_id: int, console: Console, poll_s: float = 1.0, line_every_s: float = 10.0) -> dict:
+    """Until the sweep has nothing queued or running: a live progress bar on a terminal, else (a log,
+    a pipe, CI) a plain progress line every `line_every_s` seconds. Returns the final counts."""
+    if not console.is_terminal:
+        return _follow_plain(svc, sweep_id, console, poll_s, line_every_s)
     columns = (
         TextColumn(f"sweep {sweep_id}"),
         BarColumn(),
@@ -67,6 +96,21 @@ def follow(svc, sweep_id: int, console: Console, poll_s: float = 1.0) -> dict:
             bar.update(task, total=progress["total"], completed=finished_count(progress), description=describe(progress))
 
         return wait_for_sweep(svc, sweep_id, on_update=update, poll_s=poll_s)
+
+
+def _follow_plain(svc, sweep_id: int, console: Console, poll_s: float, line_every_s: float) -> dict:
+    started = time.monotonic()
+    state = {"first": None, "printed_at": None}
+
+    def update(progress: dict) -> None:
+        now = time.monotonic()
+        if state["first"] is None:
+            state["first"] = finished_count(progress)
+        if state["printed_at"] is None or now - state["printed_at"] >= line_every_s or is_finished(progress):
+            console.print(progress_line(sweep_id, progress, now - started, state["first"]))
+            state["printed_at"] = now
+
+    return wait_for_sweep(svc, sweep_id, on_update=update, poll_s=poll_s)
 
 
 def counts_table(progress: dict, title: str) -> Table:

@@ -1,6 +1,6 @@
 """The durable queue: the whole life cycle of a run's lease, in one place.
 
-    claim_runs -> heartbeat ... -> complete_run | fail_run (retry or give up)
+    claim_runs -> mark_started, heartbeat ... -> complete_run | fail_run (retry or give up)
     requeue_expired: leases nobody renewed go back to the queue (or fail at max_attempts)
     cancel_sweep: queued and running runs of a sweep end; their workers see it at the next heartbeat
     sweep_progress: counts by state and an ETA
@@ -28,7 +28,7 @@ from kbit.spec.errors import NotFound, PermissionDenied
 from kbit.spec.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
-    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "heartbeat", "complete_run", "fail_run",
+    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "heartbeat", "mark_started", "complete_run", "fail_run",
     "requeue_expired", "cancel_sweep", "sweep_progress",
 ]
 
@@ -117,6 +117,16 @@ def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_second
         .returning(Run.id)
     ).all()
     return sorted(held)
+
+
+def mark_started(session: Session, run_id: int, *, worker: str) -> bool:
+    """Record that `worker` starts evaluating the run now (claims set one start for a whole group);
+    False when the worker no longer holds it."""
+    done = session.execute(
+        update(Run).where(Run.id == run_id, Run.status == "running", Run.lease_owner == worker)
+        .values(started_at=now_value(session))
+    )
+    return done.rowcount == 1
 
 
 def locked_run(session: Session, run_id: int):

@@ -84,6 +84,20 @@ class _Leases:
                 traceback.print_exc()
 
 
+def _marking_starts(results, engine, runs: list[dict], worker: str):
+    """The evaluator's results, with each run's `started_at` set just before the evaluator starts
+    on it (asking a generator for its next item is what starts the next config; the first one
+    includes loading the model)."""
+    iterator = iter(results)
+    for run in runs:
+        with session_scope(engine) as s:
+            queue.mark_started(s, run["run_id"], worker=worker)
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+
+
 def run_group(
     db_url: str,
     worker: str,
@@ -112,7 +126,7 @@ def run_group(
             results = evaluate(
                 first["model"], first["revision"], [r["config"] for r in runs], first["eval"], lambda: not leases.any_held()
             )
-            for index, result in enumerate(results):
+            for index, result in enumerate(_marking_starts(results, engine, runs, worker)):
                 run_id = by_index[index]
                 # Renew right before writing: a run cancelled since the last beat must stay cancelled.
                 if run_id in leases.renew():

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 from clustertest_helpers import make_sweep, submit
 
 from kbit.service import Operations
-from kbit.service.grouprun import noop_evaluate
-from kbit.service.grouprun import run_group
+from kbit.service.grouprun import noop_evaluate, run_group
 from kbit.service.scheduler import Scheduler, TaskInfo
 from kbit.db import queries, queue, session_scope
 from kbit.spec.errors import AuthError
@@ -194,3 +194,30 @@ def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
     assert summary["stored"] == 1 and summary["skipped"] == 1
     statuses = sorted(r["status"] for r in runs_of(engine, reply["sweep_id"]))
     assert statuses == ["cancelled", "cancelled", "cancelled", "done"]
+
+
+def test_each_run_records_its_own_start(db):
+    """Claiming starts a whole group at once; each run's started_at is when the worker began it."""
+    engine, url, *_ = db
+    submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("int", "nf", "fp")))
+    with session_scope(engine) as s:
+        claimed = queue.claim_runs(s, worker="w1", limit=10, lease_seconds=30)
+    runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
+            for c in claimed]
+
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        for result in noop_evaluate(model, revision, configs, eval_spec, should_stop):
+            time.sleep(0.3)
+            yield result
+
+    assert run_group(url, "w1", runs, evaluate, lease_seconds=30)["stored"] == 4
+    from datetime import datetime
+
+    with session_scope(engine) as s:
+        details = [queries.run_detail(s, r["run_id"]) for r in runs]
+    times = [{k: datetime.fromisoformat(str(d[k])) for k in ("started_at", "finished_at")} for d in details]
+    starts = [t["started_at"] for t in times]
+    assert len(set(starts)) == 4 and starts == sorted(starts)
+    for earlier, later in zip(times, times[1:]):
+        assert later["started_at"] >= earlier["finished_at"]  # the next run starts after the previous ends
+    assert all((t["finished_at"] - t["started_at"]).total_seconds() >= 0.25 for t in times)

@@ -21,3 +21,38 @@ def test_bad_port_is_one_clear_message():
     assert out.returncode == 2
     assert "--port 70000 is not a TCP port; pick one in 1..65535" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_kbit_dashboard_stopped_by_its_pid_leaves_nothing_on_its_port(seeded_db, tmp_path):
+    """`kbit dashboard` becomes Streamlit (exec), so SIGTERM to the pid a user sees stops the server."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import psutil
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kbit = os.path.join(os.path.dirname(sys.executable), "kbit")
+    proc = subprocess.Popen([kbit, "dashboard", "--port", str(port), "--database-url", seeded_db[0]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, HOME=str(tmp_path)))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"the dashboard did not listen on {port}: {proc.stderr.read()[-2000:]!r}")
+        assert "streamlit" in " ".join(psutil.Process(proc.pid).cmdline())  # the same pid is Streamlit now
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        listening = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                     and c.status == psutil.CONN_LISTEN]
+        assert listening == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
