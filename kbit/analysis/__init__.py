@@ -9,5 +9,7 @@ report and the dashboard take every such answer from here. Imports no torch, no 
 from kbit.analysis.findings import FINDINGS, Findings, findings
 from kbit.analysis.frontier import frontier_view, rows_to_frame
 from kbit.analysis.metrics import better_word, lower_is_better
+from kbit.analysis.units import format_bits
 
-__all__ = ["lower_is_better", "better_word", "rows_to_frame", "frontier_view", "findings", "Findings", "FINDINGS"]
+__all__ = ["lower_is_better", "better_word", "rows_to_frame", "frontier_view", "findings", "Findings", "FINDINGS",
+           "format_bits"]

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from kbit.analysis import FINDINGS, Findings, better_word, findings, rows_to_frame
+from kbit.analysis import FINDINGS, Findings, better_word, findings, format_bits, rows_to_frame
 
 DEFAULT_METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
-
-
-def fmt_bits(bits: float) -> str:
-    for unit, size in (("Gbit", 1e9), ("Mbit", 1e6), ("kbit", 1e3)):
-        if bits >= size:
-            return f"{bits / size:.2f} {unit}"
-    return f"{bits:.0f} bit"
 
 
 def short(model: str) -> str:
@@ -70,12 +63,12 @@ def render_section(task: str, metric: str, f: Findings) -> str:
     out.append("|---|" + "---|" * len(kcols) + "---|")
     for row in f.budgets.to_dict("records"):
         cells = ["–" if row[c] != row[c] else f"{row[c]:.4f}" for c in kcols]  # NaN: nothing fits
-        out.append(f"| {fmt_bits(row['budget_bits'])} | " + " | ".join(cells)
+        out.append(f"| {format_bits(row['budget_bits'])} | " + " | ".join(cells)
                    + f" | **{row['best_label']}** on {short(row['best_model'])} ({row['best_value']:.4f}) |")
     out += ["", "## The frontier", "", f"Runs on the Pareto frontier of total model bits against `{metric}`:", ""]
     out += ["| total bits | model | config | score |", "|---|---|---|---|"]
     for r in f.frontier.to_dict("records"):
-        out.append(f"| {fmt_bits(r['total_bits'])} | {r['model']} | {r['label']} | {r['value']:.4f} |")
+        out.append(f"| {format_bits(r['total_bits'])} | {r['model']} | {r['label']} | {r['value']:.4f} |")
 
     out += ["", "## Block size and data type at 3 to 5 bits", ""]
     blocks = sorted({b for m in f.block_means.values() for b in m}, key=lambda b: (b is None, b or 0))

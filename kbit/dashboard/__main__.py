@@ -18,6 +18,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button: this is a served app, not a dev session
     ]
 
 

@@ -31,6 +31,8 @@ def main() -> None:
                 "(or KBIT_DATABASE_URL).") if isinstance(exc, DatabaseUnreachable) else ""
         st.error(f"{exc}{hint}")
         return
+    for problem in common.unused_url_params(current):
+        st.warning(f"Link: {problem}")
     common.publish({"page": page, **current})
 
 

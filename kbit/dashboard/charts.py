@@ -11,8 +11,8 @@ import pandas as pd
 
 from kbit.analysis.frontier import block_order
 
-BITS_AXIS = alt.X("total_bits:Q", scale=alt.Scale(type="log"), title="total model bits (log)", axis=alt.Axis(format="~s"))
 FADED = 0.25
+TITLE_LIMIT = 2000  # px: Vega cuts axis titles longer than the axis otherwise ("…(lower is bette")
 STATE_COLORS = {
     "done": "#2ca02c", "cached": "#98df8a", "running": "#1f77b4", "queued": "#aec7e8",
     "failed": "#d62728", "cancelled": "#7f7f7f",
@@ -22,6 +22,19 @@ STATE_COLORS = {
 def metric_title(task: str, metric: str, lower: bool) -> str:
     """Axis title such as 'mean_zero_shot / acc' or 'kbit_heldout / perplexity (lower is better)'."""
     return f"{task} / {metric}" + (" (lower is better)" if lower else "")
+
+
+def bits_axis(points: pd.DataFrame) -> alt.X:
+    """Total bits on a log axis that spans the data (with a little room), not whole decades."""
+    bits = points["total_bits"] if "total_bits" in points and len(points) else pd.Series(dtype=float)
+    bits = bits[bits > 0]
+    scale = (alt.Scale(type="log", nice=False, domain=[float(bits.min()) / 1.2, float(bits.max()) * 1.2])
+             if len(bits) else alt.Scale(type="log"))
+    return alt.X("total_bits:Q", scale=scale, title="total model bits (log)", axis=alt.Axis(format="~s"))
+
+
+def value_axis(title: str) -> alt.Y:
+    return alt.Y("value:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(titleLimit=TITLE_LIMIT))
 
 
 def _tooltip(points: pd.DataFrame, extra=()) -> list:
@@ -62,29 +75,29 @@ def scaling_chart(
     lower: bool = False,
     frontier: bool = True,
     columns: int = 3,
-    width: int = 360,
-    height: int = 260,
+    width: int = 420,
+    height: int = 340,
 ):
     """Score against total model bits (log x), one line per `line` value across model sizes
     (the paper's Figures 2 and 3). With `frontier`, the Pareto frontier is drawn as a black step
     line and dominated points are faded. Facets by `panel` when there is more than one."""
     base = alt.Chart(points)
-    y = alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False))
+    x, y = bits_axis(points), value_axis(y_title)
     color = _color(line, points, line_title)
-    lines = base.mark_line(strokeWidth=1.5).encode(x=BITS_AXIS, y=y, color=color, detail=f"{line}:N")
+    lines = base.mark_line(strokeWidth=1.5).encode(x=x, y=y, color=color, detail=f"{line}:N")
     opacity = (
         alt.condition("datum.on_frontier", alt.value(1.0), alt.value(FADED)) if frontier and "on_frontier" in points
         else alt.value(0.9)
     )
     dots = base.mark_circle(size=55).encode(
-        x=BITS_AXIS, y=y, color=color, opacity=opacity, tooltip=_tooltip(points),
+        x=x, y=y, color=color, opacity=opacity, tooltip=_tooltip(points),
     )
     layers = [lines, dots]
     if frontier and "on_frontier" in points:
         layers.append(
             base.transform_filter("datum.on_frontier")
             .mark_line(color="black", strokeDash=[5, 3], strokeWidth=1.5, interpolate="step-after")
-            .encode(x=BITS_AXIS, y=y)
+            .encode(x=x, y=y)
         )
     chart = alt.layer(*layers).properties(width=width, height=height)
     return _facet(chart, points, columns)
@@ -94,17 +107,17 @@ def compare_chart(points: pd.DataFrame, *, group: str, y_title: str, width: int 
     """Several teams or sweeps on the same axes: every point coloured by `group`, each group's own
     Pareto frontier drawn as a line, dominated points faded."""
     base = alt.Chart(points)
-    y = alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False))
+    x, y = bits_axis(points), value_axis(y_title)
     color = alt.Color(f"{group}:N", title=group)
     dots = base.mark_circle(size=50).encode(
-        x=BITS_AXIS, y=y, color=color,
+        x=x, y=y, color=color,
         opacity=alt.condition("datum.on_frontier", alt.value(1.0), alt.value(FADED)),
         tooltip=_tooltip(points, extra=((group, "N", group),)),
     )
     fronts = (
         base.transform_filter("datum.on_frontier")
         .mark_line(interpolate="step-after", strokeWidth=2)
-        .encode(x=BITS_AXIS, y=y, color=color, detail=f"{group}:N")
+        .encode(x=x, y=y, color=color, detail=f"{group}:N")
     )
     return alt.layer(dots, fronts).properties(width=width, height=height)
 
@@ -140,5 +153,5 @@ def progress_chart(sweeps: pd.DataFrame, states=tuple(STATE_COLORS)):
             order=alt.Order("state:N"),
             tooltip=["sweep", "state", "runs"],
         )
-        .properties(height=max(60, 24 * sweeps["sweep"].nunique()))
+        .properties(height=alt.Step(26), width="container")
     )

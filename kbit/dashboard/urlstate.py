@@ -30,6 +30,7 @@ def decode(params: dict) -> tuple[dict, list[str]]:
     for key, raw in params.items():
         kind = KEYS.get(key)
         if kind is None:
+            problems.append(f"?{key} is not a link parameter (see docs/dashboard.md); ignored")
             continue
         text = raw[-1] if isinstance(raw, list) else str(raw)
         parts = [p.strip() for p in text.split(",") if p.strip()] if kind in ("strs", "ints") else [text.strip()]
@@ -47,6 +48,14 @@ def decode(params: dict) -> tuple[dict, list[str]]:
             continue
         view[key] = values if kind in ("strs", "ints") else values[0]
     return view, problems
+
+
+def unused(params: dict, used: set) -> list[str]:
+    """One line per known parameter of the link that the page shown does not read."""
+    page = params.get("page", "frontier")
+    page = page[-1] if isinstance(page, list) else page
+    return [f"?{key}={params[key] if not isinstance(params[key], list) else params[key][-1]} is not used on the "
+            f"{page} page; ignored" for key in params if key in KEYS and key != "page" and key not in used]
 
 
 def encode(view: dict) -> dict[str, str]:

@@ -140,6 +140,23 @@ class Browser:
                 self.proc.wait(10)
 
 
+def page_shot(browser: Browser, url: str, heading: str, chart: bool, path: Path, tries: int = 3):
+    """Open `url` until the page shows `heading` (and a drawn chart, when `chart`), then take a
+    screenshot to `path`; returns (the page probe, path). The first load can stay blank: reload."""
+    probe = None
+    for _ in range(tries):
+        browser.open(url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            probe = browser.evaluate(CHART_PROBE)
+            drawn = not chart or any(c["symbols"] or c["drawn"] or c["lines"] or c["rects"] for c in probe["charts"])
+            if not probe["running"] and heading in probe["text"] and drawn:
+                time.sleep(1.5)  # let transitions finish before the picture
+                return probe, browser.screenshot(path)
+            time.sleep(0.5)
+    raise AssertionError(f"{url} never showed {heading!r}: {probe}")
+
+
 # What the page shows of its charts: per vega-embed element, the marks Vega drew as SVG (circles
 # are .mark-symbol.role-mark paths, lines .mark-line ones; legends have other roles) or, when it
 # renders to a canvas, how many of the canvas's pixels are painted (not transparent, not white).
@@ -150,6 +167,7 @@ CHART_PROBE = """
     const canvas = embed.querySelector('canvas');
     const symbols = embed.querySelectorAll('svg .mark-symbol.role-mark path').length;
     const lines = embed.querySelectorAll('svg .mark-line.role-mark path').length;
+    const rects = embed.querySelectorAll('svg .mark-rect.role-mark path').length;
     let drawn = 0, width = 0, height = 0;
     if (canvas) {
       width = canvas.width; height = canvas.height;
@@ -158,10 +176,10 @@ CHART_PROBE = """
         if (pixels[i + 3] > 0 && (pixels[i] < 240 || pixels[i + 1] < 240 || pixels[i + 2] < 240)) drawn++;
       }
     }
-    out.push({canvas: !!canvas, width, height, drawn, symbols, lines});
+    out.push({canvas: !!canvas, width, height, drawn, symbols, lines, rects});
   }
   return {charts: out, exceptions: document.querySelectorAll('[data-testid="stException"]').length,
           running: !!document.querySelector('[data-testid="stStatusWidgetRunningIcon"]'),
-          text: document.body ? document.body.innerText.slice(0, 4000) : ''};
+          text: document.body ? document.body.innerText.slice(0, 20000) : ''};
 })()
 """

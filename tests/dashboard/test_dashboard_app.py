@@ -227,3 +227,45 @@ def test_unreachable_database_is_one_clear_message(monkeypatch):
     at = run_app(monkeypatch, "postgresql+psycopg://kbit@127.0.0.1:9/nowhere")
     message = texts(at.error)
     assert "127.0.0.1:9" in message and "KBIT_DATABASE_URL" in message
+
+
+def test_a_link_parameter_the_page_does_not_use_is_reported(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="scaling", k="3,4", colour="red")
+    warnings = texts(at.warning)
+    assert "?k=3,4 is not used on the scaling page; ignored" in warnings
+    assert "?colour is not a link parameter" in warnings
+    frontier = texts(run_app(monkeypatch, url, page="frontier", k="3,4").warning)
+    assert "not used" not in frontier  # the Frontier page filters on k
+
+
+def test_the_dashboard_never_migrates_a_database(monkeypatch, tmp_path):
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'unmigrated.db'}"
+    create_engine(url).connect().close()  # an empty file, no kbit schema
+    at = run_app(monkeypatch, url)
+    assert "has no kbit schema yet" in texts(at.error)
+    assert inspect(create_engine(url)).get_table_names() == []
+
+
+def _y_encodings(spec):
+    for layer in [spec, *spec.get("layer", []), *spec.get("spec", {}).get("layer", [])]:
+        y = layer.get("encoding", {}).get("y")
+        if y and y.get("field") == "value":
+            yield y
+
+
+@pytest.mark.parametrize("params", [{"page": "frontier"}, {"page": "frontier", "metric": "kbit_heldout/bits_per_byte"},
+                                    {"page": "scaling"}, {"page": "queue"}, {"page": "compare", "group": "sweep"},
+                                    {"page": "run", "run": "1"}, {"page": "frontier", "facet": "dtype,block"}])
+def test_no_table_shows_none_and_no_axis_title_is_cut(monkeypatch, seeded_db, params):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, **params)
+    frames = [element.value for element in at.dataframe]
+    assert frames, "the page shows no table"
+    for frame in frames:
+        assert not frame.isna().any().any(), frame[frame.isna().any(axis=1)].head()
+    for spec, _ in charts(at):
+        for y in _y_encodings(spec):
+            assert y["axis"]["titleLimit"] >= 1000, y

@@ -1,6 +1,6 @@
-"""The Frontier page in a real browser: `python -m kbit.dashboard` on 127.0.0.1, headless Chromium
-over the DevTools protocol; the chart's marks are in the DOM and the screenshot is not blank.
-The screenshot is kept under artifacts/dashboard/."""
+"""Every page in a real browser: `python -m kbit.dashboard` on 127.0.0.1, headless Chromium over
+the DevTools protocol; the Frontier chart's marks are in the DOM, and every page's screenshot is
+not blank. The screenshots are kept under artifacts/dashboard/."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dashtest_browser import CHART_PROBE, Browser, dashboard_server
+from dashtest_browser import CHART_PROBE, Browser, dashboard_server, page_shot
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 N_POINTS = 12  # 3 model sizes x k in {3, 4, 8, 16}: see test_dashboard_app.test_frontier_page_default_view
@@ -57,3 +57,29 @@ def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
     assert image.shape[0] >= 600 and image.shape[1] >= 1000
     assert image.std() > 10, "the screenshot is (nearly) one colour"
     assert (image < 200).mean() > 0.02, "almost nothing is drawn on the screenshot"
+
+
+# page -> (query, a heading the page shows once drawn, whether it draws a chart)
+PAGES = {
+    "scaling": ("?page=scaling", "Scaling", True),
+    "queue": ("?page=queue", "Sweeps", True),
+    "compare": ("?page=compare&group=sweep&items=1,2", "Difference between two sweeps", True),
+    "run": ("?page=run&run=1", "Metrics", False),
+}
+
+
+def test_every_other_page_renders_in_chromium(seeded_db, tmp_path):
+    url, _ = seeded_db
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with dashboard_server(url, ARTIFACTS / "server-pages.log") as base:
+        browser = Browser(tmp_path / "profile")
+        try:
+            shots = {name: page_shot(browser, base + query, heading, chart, ARTIFACTS / f"{name}.png")
+                     for name, (query, heading, chart) in PAGES.items()}
+        finally:
+            browser.close()
+    for name, (probe, shot) in shots.items():
+        assert probe["exceptions"] == 0, name
+        assert "Traceback" not in probe["text"], name
+        image = np.asarray(Image.open(shot).convert("L"), dtype=float)
+        assert image.std() > 10 and (image < 200).mean() > 0.01, f"the {name} page looks blank"

@@ -8,7 +8,7 @@ def test_decode_types_and_lists():
         "page": "frontier", "metric": "kbit_heldout/perplexity", "dtype": "nf,fp", "k": "3, 4", "block": "b64,per-tensor",
         "sweep": "12", "run": "7", "facet": "dtype,block", "unknown": "x",
     })
-    assert problems == []
+    assert problems == ["?unknown is not a link parameter (see docs/dashboard.md); ignored"]
     assert view == {"page": "frontier", "metric": "kbit_heldout/perplexity", "dtype": ["nf", "fp"], "k": [3, 4],
                     "block": ["b64", "per-tensor"], "sweep": [12], "run": 7, "facet": ["dtype", "block"]}
 
@@ -32,3 +32,8 @@ def test_bad_values_are_dropped_with_a_message():
 def test_repeated_keys_take_the_last_value():
     view, _ = urlstate.decode({"page": ["queue", "run"]})
     assert view == {"page": "run"}
+
+
+def test_parameters_the_page_does_not_read_are_named():
+    params = {"page": "scaling", "k": "3,4", "metric": "x/acc", "at": "4"}
+    assert urlstate.unused(params, {"metric", "at", "by"}) == ["?k=3,4 is not used on the scaling page; ignored"]

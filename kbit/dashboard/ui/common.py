@@ -49,7 +49,9 @@ def cached_points(url, task, metric, filters: tuple, line: str, panels: tuple, l
 def view() -> dict:
     """The view this session started from (the URL's query parameters, read once per session)."""
     if "_url_view" not in st.session_state:
-        decoded, problems = urlstate.decode(st.query_params.to_dict())
+        params = st.query_params.to_dict()
+        decoded, problems = urlstate.decode(params)
+        st.session_state["_url_params"] = params
         st.session_state["_url_view"] = decoded
         st.session_state["_url_problems"] = problems
     return st.session_state["_url_view"]
@@ -57,6 +59,11 @@ def view() -> dict:
 
 def url_problems() -> list[str]:
     return st.session_state.get("_url_problems", [])
+
+
+def unused_url_params(current: dict) -> list[str]:
+    """The link's parameters that the page on screen does not read (e.g. ?k= on the Scaling page)."""
+    return urlstate.unused(st.session_state.get("_url_params", {}), set(current))
 
 
 def publish(current: dict) -> None:
@@ -109,7 +116,9 @@ def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
     dtypes = pick_many("data type", "dtype", opts["dtypes"])
     blocks = pick_many("block size", "block", frontier.block_order(frontier.block_label(b) for b in opts["blocksizes"]))
     bits = pick_many("k (bits)", "k", opts["bits"]) if with_bits else []
-    url_view = {"team": teams, "sweep": chosen_sweeps, "family": families, "dtype": dtypes, "block": blocks, "k": bits}
+    url_view = {"team": teams, "sweep": chosen_sweeps, "family": families, "dtype": dtypes, "block": blocks}
+    if with_bits:
+        url_view["k"] = bits
     blocksizes = [None if b == frontier.PER_TENSOR else int(b[1:]) for b in blocks]
     filters = (
         ("teams", tuple(teams) or None), ("sweeps", tuple(chosen_sweeps) or None),
@@ -117,6 +126,27 @@ def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
         ("blocksizes", tuple(blocksizes) or None), ("bits", tuple(bits) or None),
     )
     return url_view, filters
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as a table shows it: a missing value is an empty cell ('–' in number columns),
+    never Streamlit's grey "None". Number columns without gaps stay numbers (sortable)."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if not values.isna().any():
+            continue
+        if pd.api.types.is_float_dtype(values):
+            out[column] = [("–" if pd.isna(v) else f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}") for v in values]
+        else:
+            out[column] = [("" if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v)
+                           for v in values.astype(object)]
+    return out
+
+
+def table(frame: pd.DataFrame, **kwargs) -> None:
+    """st.dataframe of for_display(frame), without the index."""
+    st.dataframe(for_display(frame), hide_index=True, **kwargs)
 
 
 def downloads(frame: pd.DataFrame, name: str, where=None) -> None:

@@ -85,7 +85,7 @@ def task_table(url, sweep_ids: tuple, group: str) -> None:
         st.info(f"No finished {label} run has a {metric} metric.")
         return
     st.caption(f"Mean of {metric} over the {label} runs of each model; ± is the standard error of that mean.")
-    st.dataframe(pivot, hide_index=True)
+    common.table(pivot)
     common.downloads(long, "model_by_task")
 
 
@@ -115,6 +115,6 @@ def difference(url, task, name, lower, sweep_names: dict, items: list, finished:
     st.caption(f"{len(diff)} configs in both; B is better on {wins}, mean Δ (B − A) = {diff['delta'].mean():+.4f}"
                + (" (lower is better)" if lower else ""))
     st.altair_chart(charts.difference_chart(diff, x_title=f"Δ {task}/{name} (B − A)"))
-    st.dataframe(diff.drop(columns=["row"]), hide_index=True)
+    common.table(diff.drop(columns=["row"]))
     common.downloads(diff.drop(columns=["row"]), "sweep_difference")
     return {"a": a, "b": b}

@@ -47,11 +47,11 @@ def render(url: str | None, opts: dict) -> dict:
     st.subheader("Best precision at each bit budget")
     st.caption("At each budget where the frontier moves: the winning config, and the best score each k reaches "
                "within that many bits.")
-    st.dataframe(common.with_run_links(table), hide_index=True, column_config={
+    common.table(common.with_run_links(table), column_config={
         "run": common.run_link_column(), "budget_bits": st.column_config.NumberColumn(format="compact"),
     })
     common.downloads(table, "best_per_budget")
     with st.expander(f"The {len(points):,} points on the chart"):
-        st.dataframe(common.with_run_links(points), hide_index=True, column_config={"run": common.run_link_column()})
+        common.table(common.with_run_links(points), column_config={"run": common.run_link_column()})
         common.downloads(points, "frontier_points")
     return current

@@ -25,6 +25,10 @@ def eta_text(seconds) -> str:
     return "ETA " + str(dt.timedelta(seconds=round(seconds)))
 
 
+SWEEP_COLUMNS = ("sweep_id", "name", "team", "progress", *STATE_COLUMNS, "total", "eta", "status", "priority",
+                 "submitter", "created_at")
+
+
 def render(url: str | None, opts: dict) -> dict:
     st.header("Queue")
     choices = ["all teams", *opts["teams"]]
@@ -57,8 +61,9 @@ def live(url: str | None, team: str | None) -> None:
                                               f"{row.running} running, {row.queued} queued; {eta_text(row.eta_s)}")
     st.altair_chart(charts.progress_chart(sweeps.head(40)))
     st.subheader("Sweeps")
-    shown = sweeps.drop(columns=["sweep"]).assign(eta=[eta_text(s) for s in sweeps["eta_s"]])
-    st.dataframe(shown, hide_index=True, column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)})
+    # Counts first, so the narrow page never cuts one off; raw seconds and the label column left out.
+    shown = sweeps.assign(eta=[eta_text(s) for s in sweeps["eta_s"]])[list(SWEEP_COLUMNS)]
+    common.table(shown, column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)})
     common.downloads(shown, "sweeps")
 
     with_failures = tuple(sweeps.loc[sweeps["failed"] > 0, "sweep_id"].head(FAILED_SWEEPS_SHOWN))
@@ -67,5 +72,5 @@ def live(url: str | None, team: str | None) -> None:
         st.caption("No failed runs.")
         return
     failed = common.cached_failed(url, with_failures)
-    st.dataframe(common.with_run_links(failed), hide_index=True, column_config={"run": common.run_link_column()})
+    common.table(common.with_run_links(failed), column_config={"run": common.run_link_column()})
     common.downloads(failed, "failed_runs")

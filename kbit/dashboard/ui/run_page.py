@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from kbit.analysis import format_bits
 from kbit.dashboard import export
 from kbit.dashboard.ui import common
 
@@ -31,7 +32,7 @@ def render(url: str | None, opts: dict) -> dict:
     bits = detail.get("bits_report")
     if bits:
         cols = st.columns(4)
-        cols[0].metric("total bits", f"{bits['total_bits']:.4g}")
+        cols[0].metric("total bits", format_bits(bits["total_bits"]), help=f"{bits['total_bits']:,.0f} bits")
         cols[1].metric("bits / param", f"{bits['bits_per_param']:.3f}")
         cols[2].metric("params", f"{bits['n_params']:,}")
         cols[3].metric("quantized params", f"{bits['n_quantized']:,}")
@@ -43,7 +44,7 @@ def render(url: str | None, opts: dict) -> dict:
     if metrics.empty:
         st.caption("No metrics stored for this run.")
     else:
-        st.dataframe(metrics, hide_index=True)
+        common.table(metrics)
     left, right = st.columns(2)
     left.markdown("**Config**")
     left.json(detail.get("config") or {})

@@ -44,6 +44,6 @@ def render(url: str | None, opts: dict) -> dict:
         .rename(columns={"count": "models"}).sort_values("mean", ascending=lower).reset_index()
     )
     st.subheader(f"Mean over models, by {LINE_TITLES[by]}")
-    st.dataframe(summary, hide_index=True)
+    common.table(summary)
     common.downloads(points, f"scaling_k{at}_by_{by}")
     return current
