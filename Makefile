@@ -10,15 +10,22 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test bench clean-venv
 
+# pip's own output goes to $(VENV_DIR)/install.log; it is shown only when the install fails.
+PIP_LOG = $(VENV_DIR)/install.log
+QUIET_PIP = > $(PIP_LOG) 2>&1 || { tail -n 40 $(PIP_LOG); echo "kbit: install failed; the whole log is $(PIP_LOG)"; exit 1; }
+
 install: $(VENV_DIR)/.installed
 	@ln -sfn $(VENV_DIR) $(VENV)
-	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@$(BIN)/pip install --no-deps --no-build-isolation -e . $(QUIET_PIP)
 
 $(VENV_DIR)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV_DIR)
-	$(VENV_DIR)/bin/pip install -q --upgrade pip "setuptools>=68" wheel
-	$(VENV_DIR)/bin/pip install -q -e '.[test]'
-	touch $@
+	@echo "kbit: installing torch, transformers, lm-eval, Ray, Streamlit ... into $(VENV_DIR)"
+	@echo "      (once per version of pyproject.toml: a few minutes, about 3.4 GB)"
+	@$(PYTHON) -m venv $(VENV_DIR)
+	@$(VENV_DIR)/bin/pip install --upgrade pip "setuptools>=68" wheel $(QUIET_PIP)
+	@$(VENV_DIR)/bin/pip install -e '.[test]' $(QUIET_PIP)
+	@touch $@
+	@echo "kbit: environment ready; .venv links to it"
 
 demo: install
 	$(BIN)/kbit demo

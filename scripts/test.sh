@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole test suite: a real PostgreSQL (started if none answers), headless Chromium for
-# the browser test (installed from Debian's packages if missing), offline Hugging Face caches.
+# Run the whole test suite: a real PostgreSQL (a throwaway initdb cluster under /tmp if none
+# answers), headless Chromium for the browser tests (installed from Debian's packages if missing,
+# unless KBIT_NO_SYSTEM_INSTALL=1), offline Hugging Face caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${KBIT_TEST_POSTGRES_URL:-}" ]; then
@@ -8,7 +9,10 @@ if [ -z "${KBIT_TEST_POSTGRES_URL:-}" ]; then
   export KBIT_TEST_POSTGRES_URL
 fi
 if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
+  if [ -n "${KBIT_NO_SYSTEM_INSTALL:-}" ]; then
+    echo "test.sh: chromium is missing and KBIT_NO_SYSTEM_INSTALL is set: the real-browser dashboard tests will be skipped" >&2
+  elif [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing Debian's chromium for the real-browser dashboard tests (KBIT_NO_SYSTEM_INSTALL=1 skips them)" >&2
     (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null))
   else
     sudo apt-get install -y -qq chromium >/dev/null

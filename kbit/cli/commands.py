@@ -1,4 +1,4 @@
-"""What each `kbit` command does (the parser and error wrapper are in cli.py)."""
+"""What each `kbit` command does (the parser and the error wrapper are in main.py)."""
 
 from __future__ import annotations
 

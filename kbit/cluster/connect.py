@@ -7,6 +7,7 @@ message instead of Ray's own half-minute of retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -28,6 +29,19 @@ def _unreachable(address: str, reason: str) -> ClusterUnreachable:
     )
 
 
+@contextlib.contextmanager
+def _quiet_token_auth():
+    """Ray logs a warning each time it switches token auth on (every embedded start); for a kbit
+    user that is noise: the token stays on this machine (~/.ray/auth_token)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _use_token_auth_if_available() -> None:
     """Send the Ray auth token when this machine has one (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
     ~/.ray/auth_token), as `ray start` does: a head with token auth rejects clients without it."""
@@ -37,14 +51,8 @@ def _use_token_auth_if_available() -> None:
         )
     except ImportError:  # a Ray without token authentication
         return
-    # Ray logs a warning each time it switches token auth on; for a client that is noise.
-    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
+    with _quiet_token_auth():
         maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    finally:
-        logger.setLevel(level)
 
 
 def _tcp_check(host: str, port: int, timeout: float) -> str | None:
@@ -63,15 +71,9 @@ def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int 
         return "client" if ray.util.client.ray.is_connected() else "driver"
     log_level = logging.WARNING if quiet else logging.INFO
     if not address or address == "local":
-        ray.init(
-            address="local",
-            namespace=NAMESPACE,
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=not quiet,
-            logging_level=log_level,
-            configure_logging=True,
-        )
+        with _quiet_token_auth():
+            ray.init(address="local", namespace=NAMESPACE, num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=not quiet, logging_level=log_level, configure_logging=True)
         return "embedded"
     if address.startswith("ray://"):
         parsed = urlparse(address)

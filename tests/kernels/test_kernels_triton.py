@@ -45,7 +45,7 @@ def test_quantize_and_dequantize_match_reference(bits, dtype, blocksize, in_dtyp
     _assert_same_quantization(_weight((45, 181), in_dtype, bits, device), cfg)  # 8145: no multiple of a block
 
 
-@pytest.mark.parametrize("blocksize, in_dtype", itertools.product(BLOCKSIZES, FLOATS))
+@pytest.mark.parametrize("blocksize, in_dtype", list(itertools.product(BLOCKSIZES, FLOATS)))
 def test_all_block_sizes_and_input_dtypes_at_3_bits(blocksize, in_dtype, device):
     _assert_same_quantization(_weight((3, 1111), in_dtype, 7, device), QuantConfig(3, "fp", blocksize))
 

@@ -5,6 +5,7 @@ a tqdm bar, deterministic given the seed (on one device and thread count). Uses 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 
@@ -74,7 +75,8 @@ def train_model(
     perm, cursor, loss_value = torch.randperm(rows.shape[0], generator=order), 0, float("nan")
     started = time.perf_counter()
     model.train()
-    bar = tqdm(range(steps), desc=desc, unit="step", leave=False)
+    # In a log or a pipe a bar cannot redraw in place: one line every 15 s instead of one per step.
+    bar = tqdm(range(steps), desc=desc, unit="step", leave=False, mininterval=0.1 if sys.stderr.isatty() else 15.0)
     for _ in bar:
         if cursor + batch_size > perm.numel():
             perm, cursor = torch.randperm(rows.shape[0], generator=order), 0
