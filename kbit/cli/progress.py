@@ -70,7 +70,10 @@ def progress_line(sweep_id: int, progress: dict, elapsed_s: float, finished_at_s
     parts = [f"{progress[s]} {s}" for s in ("done", "cached", "failed", "cancelled") if progress.get(s)]
     rate = (finished - finished_at_start) / elapsed_s if elapsed_s > 0 else 0.0
     line = f"sweep {sweep_id}: {finished}/{progress['total']} finished" + (f" ({', '.join(parts)})" if parts else "")
-    line += f", {rate:.2f} runs/s" if rate else ", waiting for the first result"
+    if rate:
+        line += f", {rate:.2f} runs/s"
+    elif not is_finished(progress):
+        line += ", waiting for the first result"
     eta = progress.get("eta_s")
     if eta and progress["queued"] + progress["running"]:
         line += f", {format_seconds(eta)} left"

@@ -55,3 +55,8 @@ def test_submitted_line_says_what_was_reused():
     fresh = dict(STATES, sweep_id=2, name="x", team="t", total=10, queued=8, cached=2)
     assert progress.submitted_line(fresh) == (
         "sweep 2 (x, team t): 10 runs, 8 to run, 2 reused (their results are already in the database)")
+
+
+def test_a_sweep_that_was_already_finished_gets_one_plain_line():
+    done = dict(STATES, done=4, total=4, eta_s=0.0)
+    assert progress.progress_line(5, done, 1.0, 4) == "sweep 5: 4/4 finished (4 done)"
