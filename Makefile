@@ -21,11 +21,10 @@ install: $(VENV_DIR)/.installed
 $(VENV_DIR)/.installed: pyproject.toml
 	@echo "kbit: installing torch, transformers, lm-eval, Ray, Streamlit ... into $(VENV_DIR)"
 	@echo "      (once per version of pyproject.toml: a few minutes, about 3.4 GB)"
-	@$(PYTHON) -m venv $(VENV_DIR)
-	@$(VENV_DIR)/bin/pip install --upgrade pip "setuptools>=68" wheel $(QUIET_PIP)
-	@$(VENV_DIR)/bin/pip install -e '.[test]' $(QUIET_PIP)
-	@touch $@
-	@echo "kbit: environment ready; .venv links to it"
+	@start=$$(date +%s) && $(PYTHON) -m venv $(VENV_DIR) \
+	  && $(VENV_DIR)/bin/pip install --upgrade pip "setuptools>=68" wheel $(QUIET_PIP) \
+	  && $(VENV_DIR)/bin/pip install -e '.[test]' $(QUIET_PIP) \
+	  && touch $@ && echo "kbit: environment ready in $$(( $$(date +%s) - start )) s; .venv links to it"
 
 demo: install
 	$(BIN)/kbit demo

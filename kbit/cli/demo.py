@@ -104,13 +104,16 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
         sweep = with_family(sweep, family)
     out.print(f"kbit demo: {sweep.n_runs} runs ({len(sweep.models)} models x {len(sweep.configs)} configs), "
               f"data in {settings.kbit_home()}")
+    started = time.perf_counter()
     build_families(sweep, out)
+    built = time.perf_counter()
     with Operations.open() as local:
         team, token = demo_team(local.engine)
         with RayService(None) as svc:
             reply = svc.submit(sweep.spec(), team, token, "demo")
             out.print(progress.submitted_line(reply))
             finish(svc, reply["sweep_id"], out)
+        swept = time.perf_counter()
         summaries = [(task, metric, frontier_summary(local.engine, reply["sweep_id"], task, metric))
                      for task, metric in SUMMARY_METRICS]
     for task, metric, found in summaries:
@@ -120,6 +123,9 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
         winners = found.winners
         out.print(f"4-bit wins {winners.count(4)} of {len(winners)} budgets; "
                   f"k on the frontier of {metric} against total bits: {', '.join(map(str, found.frontier_ks))}")
+    out.print(f"phases: model family {progress.format_seconds(built - started)}, "
+              f"sweep {progress.format_seconds(swept - built)} (embedded Ray start included), "
+              f"total {progress.format_seconds(time.perf_counter() - started)}")
     kbit = kbit_command()
     if summaries[0][2].budgets.empty:
         out.print(f"no finished runs with a mean zero-shot accuracy: see `{kbit} status` for failures")

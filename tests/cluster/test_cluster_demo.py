@@ -22,6 +22,9 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
     assert "kbit dashboard" in out and "best precision per bit budget" in out
+    # piped, not a terminal: plain progress lines while the sweep runs, then the phases
+    assert re.search(r"^sweep \d+: \d+/\d+ finished", out, re.M), out[:3000]
+    assert re.search(r"^phases: model family \S+, sweep \S+ .*total \S+$", out, re.M)
 
     engine = connect(f"sqlite:///{tmp_path / 'kbit.db'}")
     with session_scope(engine) as s:
