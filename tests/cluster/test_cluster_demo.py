@@ -21,7 +21,7 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
-    assert "kbit dashboard" in out and "best precision per bit budget" in out
+    assert f"{sys.executable} -m kbit.cli.main dashboard" in out and "best precision per bit budget" in out
     # piped, not a terminal: plain progress lines while the sweep runs, then the phases
     assert re.search(r"^sweep \d+: \d+/\d+ finished", out, re.M), out[:3000]
     assert re.search(r"^phases: model family \S+, sweep \S+ .*total \S+$", out, re.M)
