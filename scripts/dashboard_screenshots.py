@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "dashboard"))
 
-from dashtest_browser import Browser, dashboard_server, page_shot  # noqa: E402
+from dashtest_browser import Browser, dashboard_server, page_shot, shows  # noqa: E402
 
 PAGES = {
     "frontier": ("?page=frontier&metric=kbit_heldout/bits_per_byte", "Best precision at each bit budget", True),
@@ -38,7 +38,7 @@ def main() -> None:
         browser = Browser(Path(tmp) / "profile")
         try:
             for name, (query, heading, chart) in PAGES.items():
-                _, path = page_shot(browser, base + "/" + query, heading, chart, out / f"dashboard-{name}.png")
+                _, path = page_shot(browser, base + "/" + query, shows(heading, chart), out / f"dashboard-{name}.png")
                 print(f"wrote {path}")
         finally:
             browser.close()

@@ -7,7 +7,7 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
 
     name: demo                    # default: the file name without .yaml
     team: nlp                     # optional; `kbit submit --team` overrides it
-    priority: 0                   # higher runs first
+    priority: 0                   # -10..10, higher runs first
     max_attempts: 3               # tries per run when workers die
     models:                       # Hugging Face ids, local paths, bundled ids, or a bundled family
       - EleutherAI/pythia-70m
@@ -33,6 +33,7 @@ from dataclasses import fields
 from pathlib import Path as FsPath
 
 from kbit.kernels.config import DTYPES, QuantConfig
+from kbit.spec import settings
 from kbit.spec.errors import SweepError
 from kbit.spec.evalspec import EvalSpec
 from kbit.spec.modelids import bundled_parts
@@ -55,10 +56,18 @@ FIELD = {"bits": "bits", "dtypes": "dtype", "blocksizes": "blocksize", "exponent
          "outlier_fractions": "outlier_fraction"}
 
 
+MAX_PROBLEMS_SHOWN = 40
+MAX_FILE_BYTES = 1_000_000  # a sweep is a grid of a few lines; a megabyte is already absurd
+
+
 def load_sweep(path: str | FsPath, family_members=None) -> Sweep:
     """Read and validate a sweep file; `SweepError` names every problem."""
     path = FsPath(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SweepError(str(path), [f"is {size:,} bytes; a sweep file may have at most {MAX_FILE_BYTES:,} "
+                                         "(list the grid, not every run)"])
         text = path.read_text()
     except FileNotFoundError:
         raise SweepError(str(path), ["file not found; check the path"]) from None
@@ -81,10 +90,16 @@ def parse_sweep(text: str, source: str = "sweep", default_name: str | None = Non
         raise SweepError(source, ["the file is empty; a sweep needs at least `models:` and `tasks:` (see examples/)"])
     if not isinstance(data, dict):
         raise SweepError(source, [checker.where(()) + "a sweep file is a mapping with keys " + ", ".join(TOP_KEYS)])
-    sweep = checker.sweep(data, default_name)
+    try:
+        sweep = checker.sweep(data, default_name)
+    except SweepError as exc:  # a rule about the whole sweep (its size) has no line of its own
+        checker.problems.extend((None, problem) for problem in exc.problems)
     if checker.problems:
         ordered = sorted(set(checker.problems), key=lambda p: (p[0] or 0, p[1]))
-        raise SweepError(source, [f"line {line}: {msg}" if line else msg for line, msg in ordered])
+        shown = [f"line {line}: {msg}" if line else msg for line, msg in ordered[:MAX_PROBLEMS_SHOWN]]
+        if len(ordered) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"... and {len(ordered) - MAX_PROBLEMS_SHOWN:,} more problems of the same kinds")
+        raise SweepError(source, shown)
     return sweep
 
 
@@ -234,15 +249,15 @@ class _Checker:
         if not values:
             self.add(path, "is empty; give at least one value")
             return []
-        good = []
+        good: dict = {}
         for value, p in zip(values, paths):
             probe = dict(PROBE[key], **{FIELD[key]: value})
             if self.check(p, lambda: QuantConfig(**probe)) is None:
                 if key == "dtypes":  # a typo in a data type name gets a suggestion
                     self.problems[-1] = (self.problems[-1][0], self.problems[-1][1] + _suggest(value, DTYPES))
-            elif value not in good:
-                good.append(value)
-        return good
+            else:
+                good[value] = None
+        return list(good)
 
     def configs(self, data: dict) -> list[QuantConfig]:
         grid = data.get("grid")
@@ -268,17 +283,22 @@ class _Checker:
         outliers = self.grid_values(grid, "outlier_fractions")
         if self.problems:
             return []
-        configs: list[QuantConfig] = []
+        grid_size = len(quantized) * len(axes["dtypes"]) * len(axes["blocksizes"]) * len(outliers) * len(exps)
+        if grid_size > settings.max_runs_per_sweep():  # refuse before building millions of configs
+            self.add(("grid",), f"spans {grid_size:,} configs; a sweep may have at most "
+                     f"{settings.max_runs_per_sweep():,} runs: split it into several sweeps")
+            return []
+        configs: dict[QuantConfig, None] = {}
         if baseline or 16 in bits:
-            configs.append(QuantConfig(bits=16))
+            configs[QuantConfig(bits=16)] = None
         for k, dtype, block, outlier in itertools.product(quantized, axes["dtypes"], axes["blocksizes"], outliers):
             # exponent bits only shape the fp type; the other types take each grid point once
             for exp in exps if dtype == "fp" else [None]:
                 cfg = self.check(("grid", "exponent_bits"), lambda: QuantConfig(
                     k, dtype, block, exponent_bits=exp, outlier_fraction=outlier))
-                if cfg is not None and cfg not in configs:
-                    configs.append(cfg)
-        return configs
+                if cfg is not None:
+                    configs[cfg] = None
+        return list(configs)
 
     # -- tasks and eval ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ nothing of kbit but `errors`, so every part may use it.
 | KBIT_LEASE_SECONDS | how long a worker holds a run without renewing it | 120 |
 | KBIT_MAX_RUNS_PER_TASK | most runs one worker task takes | 16 |
 | KBIT_POLL_SECONDS | the scheduler's round interval | 0.5 |
+| KBIT_MAX_RUNS_PER_SWEEP | most runs one sweep may expand to (an operator's limit) | 20000 |
 | KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
 | KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
 | KBIT_DEBUG | show tracebacks of unexpected errors | off |
@@ -94,6 +95,10 @@ def lease_seconds() -> float:
 
 def max_runs_per_task() -> int:
     return _number("KBIT_MAX_RUNS_PER_TASK", 16, int)
+
+
+def max_runs_per_sweep() -> int:
+    return _number("KBIT_MAX_RUNS_PER_SWEEP", 20_000, int)
 
 
 def poll_seconds() -> float:

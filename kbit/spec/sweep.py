@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kbit.kernels.config import QuantConfig
+from kbit.spec import settings
 from kbit.spec.errors import SweepError
 from kbit.spec.evalspec import EvalSpec
 from kbit.spec.modelids import model_family
 
 NAME_MAX = 200  # the database's column width
 MAX_ATTEMPTS = (1, 20)
+PRIORITIES = (-10, 10)  # bounded, so no team can starve the others by outbidding them
 
 
 def _is_int(value) -> bool:
@@ -41,8 +43,9 @@ def check_team(team) -> str | None:
 
 
 def check_priority(priority) -> int:
-    if not _is_int(priority):
-        raise ValueError(f"must be a whole number (higher runs first), not {priority!r}")
+    low, high = PRIORITIES
+    if not _is_int(priority) or not low <= priority <= high:
+        raise ValueError(f"must be a whole number from {low} to {high} (higher runs first), not {priority!r}")
     return priority
 
 
@@ -103,6 +106,12 @@ class Sweep:
             problems.append("configs: must be a non-empty list of quantization configs")
         if not isinstance(self.eval, EvalSpec):
             problems.append("eval: must be an EvalSpec")
+        limit = settings.max_runs_per_sweep()
+        if not problems and len(self.models) * len(self.configs) > limit:
+            problems.append(
+                f"{len(self.models)} models x {len(self.configs)} configs = {len(self.models) * len(self.configs):,} runs; "
+                f"the limit is {limit:,} per sweep: split it into several sweeps (or the operator raises "
+                "KBIT_MAX_RUNS_PER_SWEEP)")
         if problems:
             raise SweepError(f"sweep {self.name!r}", problems)
         object.__setattr__(self, "models", tuple(self.models))

@@ -30,9 +30,19 @@ def path_text(path: Path) -> str:
     return out or "(top level)"
 
 
+def _refuse_aliases(text: str) -> None:
+    """Sweep files hold plain values: an alias (`*name`) could expand a few hundred bytes into
+    gigabytes (a chain of aliases) or loop forever (a self-reference), so none is read."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise YamlSyntaxError(event.start_mark.line + 1,
+                                  f"YAML aliases (*{event.anchor}) are not allowed in a sweep file; write the values out")
+
+
 def load_with_lines(text: str) -> tuple[object, dict[Path, int], list[tuple[int, str]]]:
     """Parse YAML text -> (value, {path: line}, [(line, duplicate-key problem), ...])."""
     try:
+        _refuse_aliases(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

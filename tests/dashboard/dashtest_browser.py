@@ -144,21 +144,28 @@ class Browser:
                 self.proc.wait(10)
 
 
-def page_shot(browser: Browser, url: str, heading: str, chart: bool, path: Path, tries: int = 3):
-    """Open `url` until the page shows `heading` (and a drawn chart, when `chart`), then take a
-    screenshot to `path`; returns (the page probe, path). The first load can stay blank: reload."""
+def shows(heading: str, chart: bool):
+    """A `ready` check: the page is drawn, shows `heading` and (when `chart`) a chart with marks."""
+    def ready(probe: dict) -> bool:
+        drawn = not chart or any(c["symbols"] or c["drawn"] or c["lines"] or c["rects"] for c in probe["charts"])
+        return not probe["running"] and heading in probe["text"] and drawn
+    return ready
+
+
+def page_shot(browser: Browser, url: str, ready, path: Path, tries: int = 3):
+    """Open `url` until `ready(probe)`, then take a screenshot to `path`; returns (the page probe,
+    path). The first load after the server starts can stay blank: load again."""
     probe = None
     for _ in range(tries):
         browser.open(url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             probe = browser.evaluate(CHART_PROBE)
-            drawn = not chart or any(c["symbols"] or c["drawn"] or c["lines"] or c["rects"] for c in probe["charts"])
-            if not probe["running"] and heading in probe["text"] and drawn:
-                time.sleep(1.5)  # let transitions finish before the picture
+            if ready(probe):
+                time.sleep(1.5)  # let the sidebar's and the chart's transitions finish before the picture
                 return probe, browser.screenshot(path)
             time.sleep(0.5)
-    raise AssertionError(f"{url} never showed {heading!r}: {probe}")
+    raise AssertionError(f"{url} never got ready: {probe}")
 
 
 # What the page shows of its charts: per vega-embed element, the marks Vega drew as SVG (circles

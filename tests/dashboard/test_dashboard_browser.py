@@ -4,26 +4,23 @@ not blank. The screenshots are kept under artifacts/dashboard/."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dashtest_browser import CHART_PROBE, Browser, dashboard_server, page_shot
+from dashtest_browser import Browser, dashboard_server, page_shot, shows
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 N_POINTS = 12  # 3 model sizes x k in {3, 4, 8, 16}: see test_dashboard_app.test_frontier_page_default_view
 
 
-def rendered(browser: Browser) -> dict | None:
-    probe = browser.evaluate(CHART_PROBE)
+def frontier_drawn(probe: dict) -> bool:
     charts = probe["charts"]
     if probe["running"] or not charts:
-        return None
+        return False
     chart = charts[0]
-    drew = chart["symbols"] >= N_POINTS if not chart["canvas"] else chart["drawn"] > 2000
-    return probe if drew else None
+    return chart["symbols"] >= N_POINTS if not chart["canvas"] else chart["drawn"] > 2000
 
 
 def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
@@ -32,18 +29,7 @@ def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
     with dashboard_server(url, ARTIFACTS / "server.log") as base:
         browser = Browser(tmp_path / "profile")
         try:
-            probe = None
-            # The first load after the server starts can stay blank: load again until it draws.
-            for _ in range(3):
-                browser.open(f"{base}/?page=frontier")
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and not (probe := rendered(browser)):
-                    time.sleep(0.5)
-                if probe:
-                    break
-            assert probe, f"the Frontier chart never rendered: {browser.evaluate(CHART_PROBE)}"
-            time.sleep(1.5)  # let the sidebar's and the chart's transitions finish before the picture
-            shot = browser.screenshot(ARTIFACTS / "frontier.png")
+            probe, shot = page_shot(browser, f"{base}/?page=frontier", frontier_drawn, ARTIFACTS / "frontier.png")
         finally:
             browser.close()
 
@@ -74,7 +60,7 @@ def test_every_other_page_renders_in_chromium(seeded_db, tmp_path):
     with dashboard_server(url, ARTIFACTS / "server-pages.log") as base:
         browser = Browser(tmp_path / "profile")
         try:
-            shots = {name: page_shot(browser, base + query, heading, chart, ARTIFACTS / f"{name}.png")
+            shots = {name: page_shot(browser, base + query, shows(heading, chart), ARTIFACTS / f"{name}.png")
                      for name, (query, heading, chart) in PAGES.items()}
         finally:
             browser.close()

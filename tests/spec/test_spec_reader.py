@@ -228,3 +228,51 @@ def test_a_sweep_error_survives_pickling_as_itself():
     err = SweepError("s.yaml", ["line 1: one", "line 2: two"])
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is SweepError and back.problems == err.problems and str(back) == str(err)
+
+
+# -- bounded input: every bad file is one clear error, in bounded time and memory -------------------
+
+
+def test_yaml_aliases_are_refused_before_anything_expands():
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    for text in (laughs + "models: [m]\ntasks: [x]\n", "models: &m [*m]\ntasks: [x]\n"):
+        with pytest.raises(SweepError, match=r"line \d+: YAML aliases \(\*\w\) are not allowed"):
+            parse(text)
+
+
+def test_a_huge_file_is_refused_unread(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("models:\n" + "  - m\n" * 300_000 + "tasks: [x]\n")
+    with pytest.raises(SweepError, match=r"is 1,8\d\d,\d\d\d bytes; a sweep file may have at most 1,000,000"):
+        load_sweep(path, family_members=members)
+
+
+def test_runs_per_sweep_are_capped_by_the_operator(monkeypatch):
+    monkeypatch.setenv("KBIT_MAX_RUNS_PER_SWEEP", "100")
+    models = ", ".join(f"m{i}" for i in range(60))
+    with pytest.raises(SweepError, match=r"60 models x 3 configs = 180 runs; the limit is 100 per sweep"):
+        parse(f"models: [{models}]\ngrid: {{bits: [4], dtypes: [nf, int], blocksizes: [64]}}\ntasks: [x]\n")
+    outliers = ", ".join(str(i / 1000) for i in range(200))
+    with pytest.raises(SweepError, match=r"grid: spans 200 configs; a sweep may have at most 100 runs"):
+        parse(f"models: [m]\ngrid: {{bits: [4], dtypes: [nf], blocksizes: [64], outlier_fractions: [{outliers}]}}\n"
+              "tasks: [x]\n")
+    monkeypatch.delenv("KBIT_MAX_RUNS_PER_SWEEP")
+    spec = parse(f"models: [{models}]\ntasks: [x]\n").spec()
+    monkeypatch.setenv("KBIT_MAX_RUNS_PER_SWEEP", "10")
+    with pytest.raises(SweepError, match="the limit is 10 per sweep"):
+        Sweep.from_spec(spec)  # the scheduler applies the same cap
+
+
+def test_priority_and_name_are_bounded():
+    with pytest.raises(SweepError, match=r"priority: must be a whole number from -10 to 10.*not 2147483648"):
+        parse("models: [m]\ntasks: [x]\npriority: 2147483648\n")
+    with pytest.raises(SweepError, match="name: is 300 characters long; use at most 200"):
+        parse(f"name: {'n' * 300}\nmodels: [m]\ntasks: [x]\n")
+
+
+def test_thousands_of_bad_values_give_one_bounded_message():
+    values = ", ".join(str(900 + i) for i in range(5000))
+    with pytest.raises(SweepError) as info:
+        parse(f"models: [m]\ngrid: {{bits: [{values}], dtypes: [nf], blocksizes: [64]}}\ntasks: [x]\n")
+    assert len(info.value.problems) == 41 and "and 4,960 more problems" in info.value.problems[-1]
