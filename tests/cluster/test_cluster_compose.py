@@ -16,12 +16,14 @@ from kbit.cli.main import build_parser
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 SERVICES = COMPOSE["services"]
-VARS = re.compile(r"\$\{(\w+):-([^}]*)\}")
+VARS = re.compile(r"\$\{(\w+):([-?])([^}]*)\}")
+REQUIRED = "<required>"
 
 
 def expand(text: str) -> str:
-    """Compose's ${VAR:-default} with the defaults (what runs when no .env overrides them)."""
-    return VARS.sub(lambda m: m.group(2), text)
+    """Compose's ${VAR:-default} with the defaults (what runs when no .env overrides them), and
+    ${VAR:?message} (compose refuses to start without VAR) as <required>."""
+    return VARS.sub(lambda m: m.group(3) if m.group(2) == "-" else REQUIRED, text)
 
 
 def command_text(service: str) -> str:
@@ -40,6 +42,26 @@ def kbit_invocations(text: str) -> list[list[str]]:
 
 def ports(service: str) -> set[int]:
     return {int(str(p).split(":")[-1]) for p in SERVICES[service].get("ports", [])}
+
+
+def test_nothing_is_published_on_all_interfaces_and_nothing_runs_with_a_default_secret():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            host = expand(str(port)).rsplit(":", 2)
+            assert len(host) == 3 and host[0] == "127.0.0.1", f"{name} publishes {port} beyond loopback by default"
+    assert not SERVICES["postgres"].get("ports"), "Postgres must not be published"
+    assert "8265" not in " ".join(str(p) for p in SERVICES["head"].get("ports", []))  # the Ray dashboard runs jobs
+    assert "--dashboard-host=127.0.0.1" in command_text("head") and "0.0.0.0" not in command_text("head")
+    assert expand(SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"]) == REQUIRED
+    for name in ("head", "worker", "dashboard"):
+        env = SERVICES[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and expand(env["RAY_AUTH_TOKEN"]) == REQUIRED, name
+        assert f":{REQUIRED}@" in expand(env["KBIT_DATABASE_URL"])
+
+
+def test_the_expansion_rules_themselves():
+    assert expand("${A:-127.0.0.1}:80:80") == "127.0.0.1:80:80"
+    assert expand("${P:?set P}") == REQUIRED
 
 
 def test_the_four_services_and_one_image_from_the_dockerfile():
@@ -68,7 +90,7 @@ def test_head_runs_ray_with_the_client_port_and_the_scheduler():
     assert "ray start --head" in text and "--block" in text
     assert "--ray-client-server-port=10001" in text and "--port=6380" in text and "--dashboard-port=8265" in text
     assert "6379" not in text
-    assert {6380, 10001, 8265} <= ports("head")
+    assert ports("head") == {6380, 10001}
     invocations = kbit_invocations(text)
     assert ["serve", "--address", "auto"] in invocations
     parser = build_parser()
