@@ -224,14 +224,16 @@ def _check_result(result: dict) -> None:
 def complete_run(session: Session, run_id: int, result: dict, *, worker: str) -> bool:
     """Store a finished run's RunResult.to_dict(); return True when this call stored it.
 
-    A run that is already done (or cached) ignores a second report, so a retried attempt that
-    reports twice is stored once. A late report from a worker whose lease expired still counts.
-    If another run with the same cache key finished first, this one becomes `cached` pointing at
-    it. A `failed` result marks the run failed for good (its error is kept).
+    Compare-and-set, in one transaction with the run's row locked: only the worker that holds the
+    run's lease, while the run is `running`, stores a result. A cancelled or failed run stays so; a
+    run re-leased to another worker after its lease ran out takes that worker's result, not a
+    late one; a second report of a done run is ignored. If another run with the same cache key
+    finished first, this one becomes `cached` pointing at it. A `failed` result marks the run
+    failed for good (its error is kept).
     """
     _check_result(result)
     run = locked_run(session, run_id)
-    if run.status in ("done", "cached"):
+    if run.status != "running" or run.lease_owner != worker:
         return False
     now = now_value(session)
     common = {

@@ -2,8 +2,9 @@
 
 Plain function, no Ray: it opens the database, keeps the runs' leases alive from a heartbeat
 thread, evaluates the configs in order, and stores each result the moment it arrives. A run whose
-lease it lost (cancelled, or re-leased after an expiry) is never written; when none of the
-remaining runs is held any more it stops before the next config.
+lease it lost (cancelled, or re-leased after an expiry) is never written (`queue.complete_run`
+checks the lease in the same transaction); when none of the remaining runs is held any more it
+stops before the next config.
 
 The evaluation itself is passed in, behind one signature:
 
@@ -73,8 +74,14 @@ class _Leases:
             self.held.discard(run_id)
 
     def any_held(self) -> bool:
-        with self._lock:
-            return bool(self.held & set(self.pending))
+        """Whether any remaining run is still held: asked of the database (so a cancel shows at
+        once), or, while the database does not answer, the last heartbeat's answer."""
+        try:
+            return bool(self.renew())
+        except Exception:  # a flaky database must not end the evaluation; the heartbeat retries
+            traceback.print_exc()
+            with self._lock:
+                return bool(self.held & set(self.pending))
 
     def _loop(self, interval):
         while not self._stop.wait(interval):
@@ -128,13 +135,11 @@ def run_group(
             )
             for index, result in enumerate(_marking_starts(results, engine, runs, worker)):
                 run_id = by_index[index]
-                # Renew right before writing: a run cancelled since the last beat must stay cancelled.
-                if run_id in leases.renew():
-                    with session_scope(engine) as s:
-                        queue.complete_run(s, run_id, result, worker=worker)
-                    counts["stored"] += 1
-                else:
-                    counts["skipped"] += 1
+                # Stored only while this worker still holds the run (checked in the same transaction):
+                # a run cancelled or re-leased since the last beat keeps its state.
+                with session_scope(engine) as s:
+                    stored = queue.complete_run(s, run_id, result, worker=worker)
+                counts["stored" if stored else "skipped"] += 1
                 leases.finished(run_id)
             counts["unfinished"] = list(leases.pending)
     finally:

@@ -67,16 +67,16 @@ def test_progress_counts_and_eta(engine, team_token):
     assert progress["eta_s"] is not None and progress["eta_s"] >= 0
 
 
-def test_result_finished_during_cancel_is_kept(engine, team_token):
-    # The worker was mid-config when the sweep was cancelled: that config's result is real work
-    # (and a cache entry for other sweeps), so it is stored; the rest stay cancelled.
+def test_a_result_finished_after_the_cancel_leaves_the_run_cancelled(engine, team_token):
+    # The worker was mid-config when the sweep was cancelled: the cancel wins (compare-and-set on
+    # the lease), so what a team cancelled never turns up as done.
     sweep = enqueue(engine, 3)
     with session_scope(engine) as s:
         held = queue.claim_runs(s, worker="w1", limit=3)
     with session_scope(engine) as s:
         queue.cancel_sweep(s, sweep, team="nlp")
     with session_scope(engine) as s:
-        assert queue.complete_run(s, held[0].run_id, done_result(held[0].config), worker="w1") is True
+        assert queue.complete_run(s, held[0].run_id, done_result(held[0].config), worker="w1") is False
         assert queue.heartbeat(s, [r.run_id for r in held[1:]], worker="w1") == []
         progress = queue.sweep_progress(s, sweep)
-    assert (progress["done"], progress["cancelled"], progress["running"]) == (1, 2, 0)
+    assert (progress["done"], progress["cancelled"], progress["running"]) == (0, 3, 0)

@@ -48,6 +48,7 @@ def test_result_reported_twice_is_stored_once(engine, team_token):
         assert queue.complete_run(s, r.run_id, done_result(r.config, 0.6), worker="w1") is True
     # A retried attempt (or a confused worker) reports again, with other numbers.
     with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.9), worker="w1") is False
         assert queue.complete_run(s, r.run_id, done_result(r.config, 0.9), worker="w2") is False
     assert counts(engine) == (3, 1, 0)
     with session_scope(engine) as s:
@@ -80,7 +81,9 @@ def test_two_runs_with_one_cache_key_keep_one_result(engine, team_token):
     assert counts(engine) == (3, 1, 0)
 
 
-def test_late_report_after_lease_expiry_counts_once(engine, team_token):
+def test_only_the_lease_holder_stores_a_result(engine, team_token):
+    """Compare-and-set: a worker whose lease ran out and was given to another reports late; the
+    run keeps the new holder's result."""
     import datetime as dt
 
     from kbit.db.clock import utcnow
@@ -91,10 +94,28 @@ def test_late_report_after_lease_expiry_counts_once(engine, team_token):
     with session_scope(engine) as s:
         (again,) = queue.claim_runs(s, worker="fast")
     with session_scope(engine) as s:
-        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.6), worker="slow") is True
-        assert queue.heartbeat(s, [again.run_id], worker="fast") == []  # fast stops: nothing left to do
-        assert queue.complete_run(s, again.run_id, done_result(r.config, 0.7), worker="fast") is False
+        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.6), worker="slow") is False
+        assert queue.heartbeat(s, [again.run_id], worker="fast") == [again.run_id]  # fast carries on
+        assert queue.complete_run(s, again.run_id, done_result(r.config, 0.7), worker="fast") is True
+    with session_scope(engine) as s:
+        assert s.scalar(select(Result.value).where(Result.task == "kbit_lastword")) == 0.7
+        assert s.get(Run, r.run_id).worker == "fast"
     assert counts(engine) == (3, 1, 0)
+
+
+@pytest.mark.parametrize("end", ["cancel", "fail"])
+def test_a_cancelled_or_failed_run_stays_so_when_its_worker_reports(engine, team_token, end):
+    (r,) = setup_claimed(engine, [make_run(0)], worker="w1")
+    with session_scope(engine) as s:
+        if end == "cancel":
+            queue.cancel_sweep(s, r.sweep_id, team="nlp")
+        else:
+            assert queue.fail_run(s, r.run_id, error="boom", worker="w1", retryable=False) == "failed"
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, r.run_id, done_result(r.config, 0.6), worker="w1") is False
+    with session_scope(engine) as s:
+        assert s.get(Run, r.run_id).status == ("cancelled" if end == "cancel" else "failed")
+    assert counts(engine) == (0, 0, 0)
 
 
 def test_failed_result_marks_run_failed(engine, team_token):
@@ -135,7 +156,7 @@ def test_concurrent_completes_of_one_cache_key_keep_one_result(engine, team_toke
 
     def finish_b():
         with session_scope(engine) as s:
-            outcome["b"] = queue.complete_run(s, b.run_id, done_result(b.config, 0.7), worker="w2")
+            outcome["b"] = queue.complete_run(s, b.run_id, done_result(b.config, 0.7), worker="w1")
 
     with session_scope(engine) as s:
         assert queue.complete_run(s, a.run_id, done_result(a.config, 0.6), worker="w1") is True
