@@ -125,7 +125,7 @@ def run_group(
     engine = connect(db_url, upgrade=False)
     first = runs[0]
     by_index = {i: run["run_id"] for i, run in enumerate(runs)}
-    counts = {"stored": 0, "skipped": 0, "unfinished": [], "pid": os.getpid(), "load_and_eval_s": 0.0}
+    counts = {"stored": 0, "skipped": 0, "retried": 0, "unfinished": [], "pid": os.getpid(), "load_and_eval_s": 0.0}
     interval = heartbeat_seconds or max(lease_seconds / 3.0, 0.5)
     started = time.perf_counter()
     try:
@@ -138,7 +138,14 @@ def run_group(
                 # Stored only while this worker still holds the run (checked in the same transaction):
                 # a run cancelled or re-leased since the last beat keeps its state.
                 with session_scope(engine) as s:
-                    stored = queue.complete_run(s, run_id, result, worker=worker)
+                    if result.get("status") == "failed" and result.get("retryable"):
+                        # transient (the network, the hub): another attempt, while attempts are left
+                        status = queue.fail_run(s, run_id, error=result.get("error") or "failed", worker=worker,
+                                                retryable=True, error_type=result.get("error_type"))
+                        counts["retried"] += status == "queued"
+                        stored = status != "running"
+                    else:
+                        stored = queue.complete_run(s, run_id, result, worker=worker)
                 counts["stored" if stored else "skipped"] += 1
                 leases.finished(run_id)
             counts["unfinished"] = list(leases.pending)

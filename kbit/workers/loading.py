@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from kbit.workers.bundled import family
-from kbit.workers.errors import ModelNotFound
+from kbit.workers.errors import ModelNotFound, ModelUnavailable
 from kbit.spec.evalspec import ModelSpec
 
 MODEL_LOADS: Counter[str] = Counter()
@@ -68,6 +68,23 @@ def resolve_source(spec: ModelSpec) -> tuple[str, str | None]:
     return spec.model, spec.revision
 
 
+NETWORK_ERRORS = {"ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "ConnectError", "ReadError",
+                  "RemoteDisconnected", "NewConnectionError", "MaxRetryError", "ProtocolError", "HfHubHTTPError"}
+
+
+def is_network_failure(exc: BaseException) -> bool:
+    """Whether a loading error was caused by the network (anywhere in its chain of causes):
+    transformers wraps requests' / httpx's connection errors in a plain OSError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in NETWORK_ERRORS:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            return status is None or status >= 500 or status == 429  # 401/403/404 are permanent
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """The model (eval mode, on its device) and tokenizer of `spec`; ModelNotFound says why not."""
     source, revision = resolve_source(spec)
@@ -79,6 +96,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     except (OSError, ValueError) as exc:  # hub errors (unknown repo, revision, offline miss) are OSErrors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f" at revision {revision!r}" if revision else ""
+        if is_network_failure(exc):
+            raise ModelUnavailable(
+                f"model {spec.model!r}{where} could not be fetched ({first}); the network or the Hugging Face hub "
+                "failed, so the run is retried"
+            ) from None
         raise ModelNotFound(
             f"model {spec.model!r}{where} could not be loaded ({first}); check the Hugging Face id, revision or "
             "local path, and when offline that it is in the local Hugging Face cache"

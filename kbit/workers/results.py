@@ -27,6 +27,7 @@ class RunResult:
     device: str = "cpu"
     provenance: dict = field(default_factory=dict)
     samples: list[dict] | None = None
+    retryable: bool = False  # a failure worth another attempt (workers/errors.py: transient)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -123,6 +123,7 @@ def _failed(cfg: QuantConfig, error: Exception, device: str, wall: float, model:
     return RunResult(
         config=cfg.to_dict(), status="failed", error_type=getattr(error, "error_type", "evaluation_error"),
         error=str(error), wall_time_s=wall, peak_memory_bytes=0, device=device,
+        retryable=getattr(error, "transient", False),
         provenance=provenance(model, spec, None, None),
     )
 

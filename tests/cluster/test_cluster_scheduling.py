@@ -221,3 +221,23 @@ def test_each_run_records_its_own_start(db):
     for earlier, later in zip(times, times[1:]):
         assert later["started_at"] >= earlier["finished_at"]  # the next run starts after the previous ends
     assert all((t["finished_at"] - t["started_at"]).total_seconds() >= 0.25 for t in times)
+
+
+def test_a_transient_failure_goes_back_to_the_queue_until_its_attempts_are_spent(db):
+    engine, url, *_ = db
+    submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("nf",), extra="max_attempts: 2\n"))
+
+    def unreachable_hub(model, revision, configs, eval_spec, should_stop):
+        for result in noop_evaluate(model, revision, configs, eval_spec, should_stop):
+            yield dict(result, status="failed", error_type="model_unavailable", error="hub down", retryable=True)
+
+    for attempt, expected in ((1, "queued"), (2, "failed")):
+        with session_scope(engine) as s:
+            claimed = queue.claim_runs(s, worker=f"w{attempt}", limit=10, lease_seconds=30)
+        runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
+                for c in claimed]
+        summary = run_group(url, f"w{attempt}", runs, unreachable_hub, lease_seconds=30)
+        assert summary["unfinished"] == [] and summary["retried"] == (2 if expected == "queued" else 0)
+        with session_scope(engine) as s:
+            rows = [queries.run_detail(s, r["run_id"]) for r in runs]
+        assert {(r["status"], r["attempts"], r["error_type"]) for r in rows} == {(expected, attempt, "model_unavailable")}

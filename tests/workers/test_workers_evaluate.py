@@ -114,6 +114,39 @@ def test_missing_model_fails_every_config_with_a_clear_error(micro):
         assert [r.status for r in results] == ["failed", "failed"]
         assert {r.error_type for r in results} == {"model_not_found"}
         assert words in results[0].error and results[0].metrics == [] and results[0].bits is None
+        assert not any(r.retryable for r in results)  # permanent: retrying cannot help
+
+
+def test_a_network_failure_while_loading_is_transient_and_retryable(monkeypatch):
+    """transformers wraps a connection error in a plain OSError: the cause decides."""
+    import requests
+
+    def unreachable(*args, **kwargs):
+        try:
+            raise requests.exceptions.ConnectionError("Max retries exceeded: Temporary failure in name resolution")
+        except requests.exceptions.ConnectionError as cause:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from cause
+
+    monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", unreachable)
+    results = list(evaluate_configs(ModelSpec("EleutherAI/pythia-70m"), CONFIGS[:2], FAST))
+    assert [(r.status, r.error_type, r.retryable) for r in results] == [("failed", "model_unavailable", True)] * 2
+    assert "the run is retried" in results[0].error
+
+
+def test_what_counts_as_a_network_failure():
+    class Response:
+        def __init__(self, status):
+            self.status_code = status
+
+    class HfHubHTTPError(OSError):
+        def __init__(self, status):
+            super().__init__(f"HTTP {status}")
+            self.response = Response(status)
+
+    assert loading.is_network_failure(TimeoutError("read timed out"))
+    assert loading.is_network_failure(HfHubHTTPError(503))
+    assert not loading.is_network_failure(HfHubHTTPError(404))  # no such repository: permanent
+    assert not loading.is_network_failure(OSError("no config.json"))
 
 
 def test_unknown_task_is_a_clear_typed_error(micro):
