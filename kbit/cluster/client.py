@@ -11,10 +11,9 @@ its own message; Ray's wrapper (and its remote traceback) is dropped, so the CLI
 
 from __future__ import annotations
 
-import time
-
 from kbit.cluster.connect import connect_ray, disconnect
 from kbit.db import connect, resolve_url
+from kbit.service.retry import transient
 from kbit.spec import settings
 from kbit.spec.errors import KbitError, SchedulerUnavailable
 
@@ -88,22 +87,21 @@ class RayService:
         import ray
         from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-        for attempt in range(CALL_ATTEMPTS):
-            try:
-                return ray.get(getattr(self.actor, method).remote(*args))
-            except RayTaskError as exc:
-                cause = user_error(exc)
-                if cause is not None:
-                    raise cause from None
-                raise
-            except (ActorUnavailableError, RayActorError) as exc:
-                if attempt == CALL_ATTEMPTS - 1:
-                    raise SchedulerUnavailable(
-                        f"the kbit scheduler did not answer {method!r} after {CALL_ATTEMPTS} tries "
-                        f"({type(exc).__name__}); check the head's logs (`ray logs` or /tmp/ray/session_latest/logs)"
-                    ) from None
-                time.sleep(min(2.0 * (attempt + 1), 10.0))
-        raise AssertionError("unreachable")
+        try:
+            for attempt in transient((ActorUnavailableError, RayActorError), seconds=60, first_wait=1.0,
+                                     attempts=CALL_ATTEMPTS):
+                with attempt:
+                    return ray.get(getattr(self.actor, method).remote(*args))
+        except RayTaskError as exc:
+            cause = user_error(exc)
+            if cause is not None:
+                raise cause from None
+            raise
+        except (ActorUnavailableError, RayActorError) as exc:
+            raise SchedulerUnavailable(
+                f"the kbit scheduler did not answer {method!r} after {CALL_ATTEMPTS} tries "
+                f"({type(exc).__name__}); check the head's logs (`ray logs` or /tmp/ray/session_latest/logs)"
+            ) from None
 
     def close(self) -> None:
         disconnect()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import time
 from urllib.parse import urlparse
 
 import ray
 
+from kbit.service.retry import transient
 from kbit.spec import settings
 from kbit.spec.errors import ClusterUnreachable
 
@@ -63,6 +63,23 @@ def _tcp_check(host: str, port: int, timeout: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+class _NoAnswer(Exception):
+    """One failed Ray client connect (retried; its text is the reason shown at the end)."""
+
+
+def _client_connect(address: str, host: str, port: int, log_level: int, quiet: bool) -> None:
+    problem = _tcp_check(host, port, timeout=3.0)
+    if problem is not None:
+        raise _NoAnswer(problem)
+    _use_token_auth_if_available()
+    try:
+        ray.init(address, namespace=NAMESPACE, logging_level=log_level, log_to_driver=not quiet)
+    except (ConnectionError, RuntimeError) as exc:
+        if ray.is_initialized():
+            ray.shutdown()
+        raise _NoAnswer(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
 def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int | None = None, quiet: bool = True):
     """Connect (or reuse this process's connection) and return the address kind:
     'embedded' (address None/'local': a local Ray in this process), 'client' (ray://HOST:PORT),
@@ -79,22 +96,14 @@ def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int 
         parsed = urlparse(address)
         if not parsed.hostname or not parsed.port:
             raise ClusterUnreachable(f"{address!r} is not a Ray client address; use ray://HOST:PORT (e.g. ray://head:10001)")
-        last = "no answer"
-        for attempt in range(attempts):
-            problem = _tcp_check(parsed.hostname, parsed.port, timeout=3.0)
-            if problem is None:
-                _use_token_auth_if_available()
-                try:
-                    ray.init(address, namespace=NAMESPACE, logging_level=log_level, log_to_driver=not quiet)
-                    return "client"
-                except (ConnectionError, RuntimeError) as exc:
-                    problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    if ray.is_initialized():
-                        ray.shutdown()
-            last = problem
-            if attempt + 1 < attempts:
-                time.sleep(0.5 * 2**attempt)
-        raise _unreachable(address, last)
+        try:
+            # A connect fails now and then (the server still starting, a gRPC fork race): try again.
+            for attempt in transient((_NoAnswer,), seconds=60, first_wait=0.5, attempts=attempts):
+                with attempt:
+                    _client_connect(address, parsed.hostname, parsed.port, log_level, quiet)
+        except _NoAnswer as exc:
+            raise _unreachable(address, str(exc)) from None
+        return "client"
     _use_token_auth_if_available()
     extra = {}
     if address.split(":")[0] in ("127.0.0.1", "localhost"):

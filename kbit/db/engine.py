@@ -23,6 +23,12 @@ from kbit.db.migrate import current_revision, head_revision, upgrade_to_head
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10
+# A connection to a server that vanished (network cut, failover) is noticed in about a minute by
+# TCP keepalives instead of hanging for hours; no statement runs longer than STATEMENT_TIMEOUT_MS.
+PG_CONNECT_ARGS = {
+    "connect_timeout": PG_CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+    "keepalives_count": 3, "options": "-c statement_timeout=120000",
+}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -89,7 +95,7 @@ def make_engine(url: str) -> Engine:
     try:
         if backend == "sqlite":
             return _sqlite_engine(url)
-        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if backend == "postgresql" else {}
+        connect_args = dict(PG_CONNECT_ARGS) if backend == "postgresql" else {}
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (ArgumentError, ImportError) as exc:
         raise _unreachable(url, f"no driver for it ({exc})") from exc

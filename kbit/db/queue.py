@@ -46,13 +46,38 @@ class ClaimedRun:
     attempt: int
 
 
+def _fairest_team(session: Session, priority):
+    """Of the teams with runs queued at `priority`, the one with the fewest runs running now
+    (ties: the one waiting longest), so a team that submits ten times more does not hold every
+    worker while another team's sweep waits."""
+    running = (
+        select(Sweep.team_id, func.count().label("n")).join(Run, Run.sweep_id == Sweep.id)
+        .where(Run.status == "running").group_by(Sweep.team_id).subquery()
+    )
+    waiting = (
+        select(Sweep.team_id, func.min(Run.id).label("first")).join(Run, Run.sweep_id == Sweep.id)
+        .where(Run.status == "queued", Run.priority == priority).group_by(Sweep.team_id).subquery()
+    )
+    query = (
+        select(waiting.c.team_id).outerjoin(running, running.c.team_id == waiting.c.team_id)
+        .order_by(func.coalesce(running.c.n, 0), waiting.c.first).limit(1)
+    )
+    return session.scalar(query)
+
+
 def _head_of_queue(session: Session):
-    """The highest-priority, oldest queued run nobody holds a lock on (None when there is none)."""
-    top = select(func.max(Run.priority)).where(Run.status == "queued").scalar_subquery()
+    """The run the next claim starts from (None when nothing is queued): the highest priority
+    first; within it, the oldest run of the fairest team (`_fairest_team`) that nobody holds a
+    lock on."""
+    top = session.scalar(select(func.max(Run.priority)).where(Run.status == "queued"))
+    if top is None:
+        return None
     base = select(Run.id, Run.model, Run.revision, Run.eval_hash).where(Run.status == "queued")
-    # Two tries keep both index-friendly: within the top priority by age, then the general order
-    # (only needed when every top-priority run is locked by another claimer right now).
+    team = _fairest_team(session, top)
+    of_team = select(Sweep.id).where(Sweep.team_id == team)
+    # The fallbacks are only needed when every such run is locked by another claimer right now.
     for query in (
+        base.where(Run.priority == top, Run.sweep_id.in_(of_team)).order_by(Run.id),
         base.where(Run.priority == top).order_by(Run.id),
         base.order_by(Run.priority.desc(), Run.id),
     ):
@@ -65,8 +90,8 @@ def _head_of_queue(session: Session):
 def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120) -> list[ClaimedRun]:
     """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
 
-    The group is that of the highest-priority, oldest queued run; within it runs go by priority
-    then age. Each claimed run becomes `running` with attempts + 1 and a lease of `lease_seconds`
+    The group is that of the head of the queue (`_head_of_queue`: the highest priority, then the
+    team with the fewest runs running, then age); within it runs go by priority then age. Each claimed run becomes `running` with attempts + 1 and a lease of `lease_seconds`
     that `heartbeat` renews; `requeue_expired` returns it to the queue if the lease runs out.
     """
     if not isinstance(limit, int) or limit < 1:

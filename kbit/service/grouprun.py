@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable, Iterator
 
 from kbit.db import connect, queue, session_scope
+from kbit.service.retry import DATABASE_ERRORS, transient
 
 Evaluate = Callable[[str, str, list, dict, Callable[[], bool]], Iterator[dict]]
 
@@ -97,8 +98,12 @@ def _marking_starts(results, engine, runs: list[dict], worker: str):
     includes loading the model)."""
     iterator = iter(results)
     for run in runs:
-        with session_scope(engine) as s:
-            queue.mark_started(s, run["run_id"], worker=worker)
+        try:
+            for attempt in transient(DATABASE_ERRORS, seconds=30.0):
+                with attempt, session_scope(engine) as s:
+                    queue.mark_started(s, run["run_id"], worker=worker)
+        except DATABASE_ERRORS:  # only a timestamp: the evaluation goes on
+            traceback.print_exc()
         try:
             yield next(iterator)
         except StopIteration:
@@ -137,15 +142,17 @@ def run_group(
                 run_id = by_index[index]
                 # Stored only while this worker still holds the run (checked in the same transaction):
                 # a run cancelled or re-leased since the last beat keeps its state.
-                with session_scope(engine) as s:
-                    if result.get("status") == "failed" and result.get("retryable"):
-                        # transient (the network, the hub): another attempt, while attempts are left
-                        status = queue.fail_run(s, run_id, error=result.get("error") or "failed", worker=worker,
-                                                retryable=True, error_type=result.get("error_type"))
-                        counts["retried"] += status == "queued"
-                        stored = status != "running"
-                    else:
-                        stored = queue.complete_run(s, run_id, result, worker=worker)
+                # A finished result waits for a database that went away, for as long as the lease lasts.
+                for attempt in transient(DATABASE_ERRORS, seconds=max(lease_seconds, 30.0)):
+                    with attempt, session_scope(engine) as s:
+                        if result.get("status") == "failed" and result.get("retryable"):
+                            # transient (the network, the hub): another attempt, while attempts are left
+                            status = queue.fail_run(s, run_id, error=result.get("error") or "failed", worker=worker,
+                                                    retryable=True, error_type=result.get("error_type"))
+                            counts["retried"] += status == "queued"
+                            stored = status in ("queued", "failed")
+                        else:
+                            stored = queue.complete_run(s, run_id, result, worker=worker)
                 counts["stored" if stored else "skipped"] += 1
                 leases.finished(run_id)
             counts["unfinished"] = list(leases.pending)

@@ -241,3 +241,29 @@ def test_a_transient_failure_goes_back_to_the_queue_until_its_attempts_are_spent
         with session_scope(engine) as s:
             rows = [queries.run_detail(s, r["run_id"]) for r in runs]
         assert {(r["status"], r["attempts"], r["error_type"]) for r in rows} == {(expected, attempt, "model_unavailable")}
+
+
+def test_a_finished_result_waits_out_a_database_outage(db, monkeypatch):
+    """The database drops while a result is being stored: the worker keeps the result and writes it
+    when the database answers again, instead of dying and losing the finished work."""
+    from kbit.spec.errors import DatabaseUnreachable
+
+    engine, url, *_ = db
+    submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("nf",)))
+    with session_scope(engine) as s:
+        claimed = queue.claim_runs(s, worker="w1", limit=10, lease_seconds=30)
+    runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
+            for c in claimed]
+    real, failures = queue.complete_run, []
+
+    def outage_then_back(session, run_id, result, *, worker):
+        if len(failures) < 3:
+            failures.append(run_id)
+            raise DatabaseUnreachable("cannot open the database: server closed the connection")
+        return real(session, run_id, result, worker=worker)
+
+    monkeypatch.setattr(queue, "complete_run", outage_then_back)
+    summary = run_group(url, "w1", runs, noop_evaluate, lease_seconds=30)
+    assert failures and summary["stored"] == 2 and summary["unfinished"] == []
+    with session_scope(engine) as s:
+        assert {queries.run_detail(s, r["run_id"])["status"] for r in runs} == {"done"}

@@ -138,3 +138,25 @@ def test_lease_expires_on_the_real_clock(engine, team_token):
     with session_scope(engine) as s:
         assert queue.requeue_expired(s) == [1]
     assert [r.attempt for r in claim(engine, worker="fresh")] == [2]
+
+
+def test_a_team_that_submits_ten_times_more_does_not_starve_the_other(engine, team_token):
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name="big", spec={"n": "big"},
+                            runs=[make_run(i, f"m{i // 4}") for i in range(40)])  # 10 models x 4 configs
+        queue.enqueue_sweep(s, team="vision", name="small", spec={"n": "small"},
+                            runs=[make_run(i, "v", cache_key=f"v{i}") for i in range(4)])
+    first, second, third = (claim(engine, worker=f"w{i}", limit=4) for i in range(3))
+    assert {r.model for r in first} == {"m0"}  # the oldest waiting run goes first ...
+    assert {r.model for r in second} == {"v"}  # ... then the team with nothing running, not nlp's m1
+    assert {r.model for r in third} == {"m1"}
+
+
+def test_priority_still_comes_before_fairness(engine, team_token):
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name="a", spec={"n": "a"}, runs=[make_run(i, "a") for i in range(2)])
+        queue.enqueue_sweep(s, team="nlp", name="urgent", spec={"n": "u"}, priority=5,
+                            runs=[make_run(i, "u", cache_key=f"u{i}") for i in range(2)])
+        queue.enqueue_sweep(s, team="vision", name="b", spec={"n": "b"}, runs=[make_run(i, "b", cache_key=f"b{i}")
+                                                                               for i in range(2)])
+    assert [{r.model for r in claim(engine, worker=f"w{i}", limit=2)} for i in range(3)] == [{"u"}, {"b"}, {"a"}]

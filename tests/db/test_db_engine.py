@@ -145,3 +145,14 @@ def test_a_reader_never_creates_or_migrates_the_schema(tmp_path):
     reader = connect_reader(url)  # ... then the reader opens it
     assert "runs" in inspect(reader).get_table_names()
     reader.dispose()
+
+
+def test_postgres_connections_have_keepalives_and_a_statement_timeout(postgres_url):
+    engine = connect(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "2min"
+            params = conn.connection.dbapi_connection.info.get_parameters()  # what libpq was given
+            assert (params["keepalives"], params["keepalives_idle"]) == ("1", "30")
+    finally:
+        engine.dispose()
