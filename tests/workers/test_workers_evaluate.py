@@ -16,7 +16,7 @@ MODEL = "kbit/micro/m2"
 FAST = EvalSpec(limit=40, batch_size=16)
 CONFIGS = [QuantConfig(16), QuantConfig(8, "int", 64), QuantConfig(4, "nf", 64), QuantConfig(2, "int", None)]
 KEYS = {"config", "status", "error_type", "error", "metrics", "bits", "wall_time_s", "peak_memory_bytes",
-        "device", "provenance", "samples"}
+        "device", "provenance", "samples", "retryable"}
 
 
 def declared_task_versions() -> dict:
