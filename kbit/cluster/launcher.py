@@ -60,6 +60,10 @@ class RayLauncher:
             self.db_url, worker, runs, self.evaluate, self.lease_seconds, self.env
         )
 
+    def cancel(self, handle) -> None:
+        # force: kill the worker process even mid-config (a hung evaluation never checks a flag)
+        ray.cancel(handle, force=True)
+
     def wait(self, handles: list, timeout: float):
         ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout)
         out = []

@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from kbit.db.clock import now_value
+from kbit.db.clock import db_now, now_value
 from kbit.db.enqueue import enqueue_sweep
 from kbit.db.models import BitReport, Result, Run, Sample, Sweep, Team
 from kbit.spec.errors import NotFound, PermissionDenied
@@ -29,7 +29,7 @@ from kbit.spec.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
     "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "heartbeat", "mark_started", "complete_run", "fail_run",
-    "requeue_expired", "cancel_sweep", "sweep_progress",
+    "requeue_expired", "overdue_runs", "holders", "cancel_sweep", "sweep_progress",
 ]
 
 
@@ -118,7 +118,7 @@ def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds:
         .where(Run.id.in_(ids), Run.status == "queued")
         .values(
             status="running", attempts=Run.attempts + 1, lease_owner=worker, worker=worker,
-            lease_expires_at=now + dt.timedelta(seconds=lease_seconds), started_at=now,
+            lease_expires_at=now + dt.timedelta(seconds=lease_seconds), started_at=None,  # mark_started sets it
         )
         .returning(Run.id, Run.sweep_id, Run.model, Run.revision, Run.config, Run.eval, Run.attempts, Run.priority)
     ).all()
@@ -152,6 +152,30 @@ def mark_started(session: Session, run_id: int, *, worker: str) -> bool:
         .values(started_at=now_value(session))
     )
     return done.rowcount == 1
+
+
+def overdue_runs(session: Session, default_timeout_s: float) -> list[tuple[int, str, float]]:
+    """(run id, lease owner, its limit in seconds) of every running run that started longer ago
+    than its sweep's `run_timeout_s` (the spec's, else `default_timeout_s`)."""
+    rows = session.execute(
+        select(Run.id, Run.lease_owner, Run.started_at, Sweep.spec).join(Sweep, Sweep.id == Run.sweep_id)
+        .where(Run.status == "running", Run.started_at.is_not(None))
+    ).all()
+    now = db_now(session)
+    out = []
+    for run_id, owner, started, spec in rows:
+        limit = float((spec or {}).get("run_timeout_s") or default_timeout_s)
+        if (now - started).total_seconds() > limit:
+            out.append((run_id, owner, limit))
+    return out
+
+
+def holders(session: Session, run_ids: list[int]) -> dict[int, str]:
+    """{run id: lease owner} of those of `run_ids` that are running (held by someone)."""
+    if not run_ids:
+        return {}
+    rows = session.execute(select(Run.id, Run.lease_owner).where(Run.id.in_(list(run_ids)), Run.status == "running"))
+    return {run_id: owner for run_id, owner in rows}
 
 
 def locked_run(session: Session, run_id: int):
@@ -352,7 +376,8 @@ def sweep_progress(session: Session, sweep_id: int) -> dict:
     eta = 0.0 if remaining == 0 else None
     if remaining and counts["done"]:
         first, last = session.execute(
-            select(func.min(Run.started_at), func.max(Run.finished_at)).where(
+            # a run stored by a caller that never marked its start counts from its enqueueing
+            select(func.min(func.coalesce(Run.started_at, Run.created_at)), func.max(Run.finished_at)).where(
                 Run.sweep_id == sweep_id, Run.status == "done"
             )
         ).one()

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kbit.db import queries, queue, session_scope
+from kbit.spec.sweep import RUN_TIMEOUT_S
 
 log = logging.getLogger("kbit.scheduler")
+LIMITS_EVERY_S = 1.0  # how often time limits and orphaned tasks are looked for
 
 
 class Launcher(Protocol):
@@ -31,6 +33,9 @@ class Launcher(Protocol):
     def wait(self, handles: list, timeout: float) -> list[tuple[object, dict | None, BaseException | None]]:
         """Finished tasks among `handles` (waiting at most `timeout` s): (handle, summary, error)."""
 
+    def cancel(self, handle) -> None:
+        """Stop a task now, even in the middle of a config (its process is killed)."""
+
 
 @dataclass
 class TaskInfo:
@@ -38,6 +43,7 @@ class TaskInfo:
     run_ids: list[int]
     model: str
     launched_at: float = field(default_factory=time.monotonic)
+    cancelled: str | None = None  # why this scheduler cancelled the task
 
 
 def first_line(exc: BaseException) -> str:
@@ -65,7 +71,9 @@ class Scheduler:
         self.max_runs_per_task = max_runs_per_task
         self.instance = f"{name}-{uuid.uuid4().hex[:8]}"
         self.inflight: dict[object, TaskInfo] = {}
-        self.stats = {"tasks_launched": 0, "runs_claimed": 0, "tasks_failed": 0, "runs_requeued": 0, "ticks": 0}
+        self.stats = {"tasks_launched": 0, "runs_claimed": 0, "tasks_failed": 0, "tasks_cancelled": 0,
+                      "runs_requeued": 0, "runs_timed_out": 0, "ticks": 0}
+        self._limits_checked_at = 0.0
         self._serial = 0
         self._wake = threading.Event()
         self._renewed_at = time.monotonic()
@@ -75,6 +83,7 @@ class Scheduler:
     def tick(self, wait_s: float = 0.0) -> None:
         self.stats["ticks"] += 1
         self.harvest(wait_s)
+        self.enforce_limits()
         self.renew_leases()
         with session_scope(self.engine) as s:
             expired = queue.requeue_expired(s)
@@ -90,12 +99,39 @@ class Scheduler:
         for handle, summary, error in self.launcher.wait(list(self.inflight), wait_s):
             info = self.inflight.pop(handle)
             if error is not None:
-                self.stats["tasks_failed"] += 1
-                message = f"worker task for {info.model} died: {first_line(error)}"
+                self.stats["tasks_cancelled" if info.cancelled else "tasks_failed"] += 1
+                message = (f"worker task for {info.model} was stopped: {info.cancelled}" if info.cancelled
+                           else f"worker task for {info.model} died: {first_line(error)}")
                 log.warning("%s (runs %s)", message, info.run_ids[:10])
                 self._release(info.worker, info.run_ids, message)
             elif summary and summary.get("unfinished"):
                 self._release(info.worker, summary["unfinished"], f"worker task for {info.model} returned no result")
+
+    def enforce_limits(self) -> None:
+        """Runs past their sweep's time limit fail with `timeout` and their task is stopped (it hangs
+        in that run; its other runs go back to the queue); a task left holding no run (its runs
+        cancelled) is stopped now rather than after its current config."""
+        if not self.inflight:
+            return
+        now = time.monotonic()
+        if now - self._limits_checked_at < LIMITS_EVERY_S:
+            return
+        self._limits_checked_at = now
+        stop: dict[str, str] = {}  # worker -> why its task must stop now
+        with session_scope(self.engine) as s:
+            for run_id, worker, limit in queue.overdue_runs(s, default_timeout_s=RUN_TIMEOUT_S):
+                queue.fail_run(s, run_id, error=f"the run took longer than its limit of {limit:.0f} s (run_timeout_s)",
+                               worker=worker, retryable=False, error_type="timeout")
+                self.stats["runs_timed_out"] += 1
+                stop[worker] = f"run {run_id} timed out after {limit:.0f} s; its other runs go back to the queue"
+                log.warning("run %s timed out after %.0f s", run_id, limit)
+            held = queue.holders(s, [run_id for info in self.inflight.values() for run_id in info.run_ids])
+        for handle, info in self.inflight.items():
+            if info.cancelled is None and not any(held.get(run_id) == info.worker for run_id in info.run_ids):
+                stop.setdefault(info.worker, "none of its runs is its own any more (cancelled, failed or timed out)")
+            if info.cancelled is None and info.worker in stop:
+                info.cancelled = stop[info.worker]
+                self.launcher.cancel(handle)
 
     def renew_leases(self) -> None:
         """Keep the leases of tasks Ray still runs (or has not started yet) alive.

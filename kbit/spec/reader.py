@@ -9,6 +9,7 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
     team: nlp                     # optional; `kbit submit --team` overrides it
     priority: 0                   # -10..10, higher runs first
     max_attempts: 3               # tries per run when workers die
+    run_timeout_s: 10800          # a run (one config) taking longer fails with `timeout`
     models:                       # Hugging Face ids, local paths, bundled ids, or a bundled family
       - EleutherAI/pythia-70m
       - {model: EleutherAI/pythia-160m, revision: step143000, family: pythia}
@@ -38,11 +39,12 @@ from kbit.spec.errors import SweepError
 from kbit.spec.evalspec import EvalSpec
 from kbit.spec.modelids import bundled_parts
 from kbit.spec.sweep import (
-    ModelEntry, Sweep, check_max_attempts, check_name, check_priority, check_team, family_entries,
+    RUN_TIMEOUT_S, ModelEntry, Sweep, check_max_attempts, check_name, check_priority, check_run_timeout, check_team,
+    family_entries,
 )
 from kbit.spec.yamllines import YamlSyntaxError, load_with_lines, path_text
 
-TOP_KEYS = ("name", "team", "priority", "max_attempts", "models", "grid", "baseline", "tasks", "eval")
+TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models", "grid", "baseline", "tasks", "eval")
 GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions")
 EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
 MODEL_KEYS = ("model", "revision", "family")
@@ -171,13 +173,14 @@ class _Checker:
         team = self.check(("team",), check_team, data.get("team"))
         priority = self.check(("priority",), check_priority, data.get("priority", 0))
         attempts = self.check(("max_attempts",), check_max_attempts, data.get("max_attempts", 3))
+        timeout = self.check(("run_timeout_s",), check_run_timeout, data.get("run_timeout_s", RUN_TIMEOUT_S))
         models = self.models(data)
         configs = self.configs(data)
         eval_spec = self.eval(data)
         if self.problems:
             return None
         return Sweep(name=name, team=team, models=tuple(models), configs=tuple(configs), eval=eval_spec,
-                     priority=priority, max_attempts=attempts)
+                     priority=priority, max_attempts=attempts, run_timeout_s=timeout)
 
     # -- models ------------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from kbit.spec.modelids import model_family
 NAME_MAX = 200  # the database's column width
 MAX_ATTEMPTS = (1, 20)
 PRIORITIES = (-10, 10)  # bounded, so no team can starve the others by outbidding them
+RUN_TIMEOUT_S = 3 * 3600  # a run (one config of one model) that takes longer is failed with `timeout`
+RUN_TIMEOUT_RANGE = (1, 7 * 24 * 3600)
 
 
 def _is_int(value) -> bool:
@@ -54,6 +56,13 @@ def check_max_attempts(attempts) -> int:
     if not _is_int(attempts) or not low <= attempts <= high:
         raise ValueError(f"must be a whole number from {low} to {high}, not {attempts!r}")
     return attempts
+
+
+def check_run_timeout(seconds) -> int:
+    low, high = RUN_TIMEOUT_RANGE
+    if not _is_int(seconds) or not low <= seconds <= high:
+        raise ValueError(f"must be a whole number of seconds from {low} to {high} (a week), not {seconds!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -91,11 +100,12 @@ class Sweep:
     eval: EvalSpec
     priority: int = 0
     max_attempts: int = 3
+    run_timeout_s: int = RUN_TIMEOUT_S
 
     def __post_init__(self) -> None:
         problems = []
         for field_name, check in (("name", check_name), ("team", check_team), ("priority", check_priority),
-                                  ("max_attempts", check_max_attempts)):
+                                  ("max_attempts", check_max_attempts), ("run_timeout_s", check_run_timeout)):
             try:
                 object.__setattr__(self, field_name, check(getattr(self, field_name)))
             except ValueError as exc:
@@ -128,6 +138,7 @@ class Sweep:
             "team": self.team,
             "priority": self.priority,
             "max_attempts": self.max_attempts,
+            "run_timeout_s": self.run_timeout_s,
             "models": [m.to_dict() for m in self.models],
             "configs": [c.to_dict() for c in self.configs],
             "eval": self.eval.to_dict(),
@@ -143,6 +154,7 @@ class Sweep:
                 team=spec.get("team"),
                 priority=spec.get("priority", 0),
                 max_attempts=spec.get("max_attempts", 3),
+                run_timeout_s=spec.get("run_timeout_s", RUN_TIMEOUT_S),
                 models=tuple(ModelEntry(**m) for m in spec["models"]),
                 configs=tuple(QuantConfig.from_dict(c) for c in spec["configs"]),
                 eval=EvalSpec.from_dict(spec["eval"]),

@@ -53,6 +53,18 @@ def slow_evaluate(model, revision, configs, eval_spec, should_stop):
         }
 
 
+def hang_at_8_bits(model, revision, configs, eval_spec, should_stop):
+    """slow_evaluate, except that an 8-bit config never finishes (a hung run)."""
+    import time
+
+    for config in configs:
+        if should_stop():
+            return
+        if config["bits"] == 8:
+            time.sleep(3600)
+        yield from slow_evaluate(model, revision, [config], eval_spec, lambda: False)
+
+
 def results_per_run(engine, sweep_id) -> dict[int, int]:
     """run id -> how many metric rows it stored for t/acc (exactly one when nothing was duplicated)."""
     from sqlalchemy import func, select

@@ -10,7 +10,7 @@ import time
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import group_task_pids, make_sweep, results_per_run, slow_evaluate, submit
+from clustertest_helpers import hang_at_8_bits, group_task_pids, make_sweep, results_per_run, slow_evaluate, submit
 
 from kbit.cluster.actor import get_or_create_scheduler
 from kbit.spec.settings import RAY_NAMESPACE as NAMESPACE
@@ -74,3 +74,25 @@ def test_a_killed_scheduler_is_restarted_and_resumes_from_the_database(scheduler
     final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
     assert final["done"] == final["total"] == 9
     assert set(results_per_run(engine, reply["sweep_id"]).values()) == {1}
+
+
+def test_a_hung_run_times_out_and_its_ray_task_is_cancelled(ray_head, db):
+    """A real Ray task stuck in one config: after the sweep's run_timeout_s the run fails with
+    `timeout`, the task is force-cancelled (its process killed), and the group's other runs finish."""
+    engine = db[0]
+    name = "kbit-test-hung-run"
+    svc = RayService(ray_head["address"], db_url=db[1], evaluate=hang_at_8_bits,
+                     scheduler_options={"lease_seconds": 30.0, "poll_s": 0.2}, scheduler_name=name)
+    try:
+        reply = submit(db, make_sweep(name="hung", models=("m/a",), bits=(4, 8), dtypes=("nf",),
+                                      extra="run_timeout_s: 3\n"))  # 16-bit, nf4, nf8
+        final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
+        rows = {r["label"]: r for r in svc.results(reply["sweep_id"])}
+        assert final["done"] == 2 and final["failed"] == 1
+        assert (rows["nf8-b64"]["status"], rows["nf8-b64"]["error_type"]) == ("failed", "timeout")
+        info = ray.get(svc.actor.ping.remote())
+        assert info["runs_timed_out"] == 1 and info["tasks_cancelled"] >= 1
+        wait_until(lambda: not [p for p in group_task_pids()], timeout=30)  # no hung process left behind
+    finally:
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        svc.close()

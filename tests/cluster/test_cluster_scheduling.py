@@ -30,6 +30,8 @@ class ThreadLauncher:
         self.results_before_crash = results_before_crash
         self.pool = ThreadPoolExecutor(max_workers=capacity)
         self.launched = []
+        self.cancelled = []  # handles the scheduler cancelled
+        self.cancel_event = threading.Event()  # a thread cannot be killed: a hung evaluator waits on this
 
     def capacity(self):
         return self.slots
@@ -43,7 +45,12 @@ class ThreadLauncher:
                 for _ in range(self.results_before_crash):
                     yield next(results)
                 raise WorkerCrashedError("the worker process died unexpectedly (SIGKILL)")
+        self.cancel_event.clear()
         return self.pool.submit(run_group, self.db_url, worker, runs, evaluate, 30.0)
+
+    def cancel(self, handle):
+        self.cancelled.append(handle)
+        self.cancel_event.set()
 
     def wait(self, handles, timeout):
         done, _ = wait(handles, timeout=timeout)
@@ -267,3 +274,52 @@ def test_a_finished_result_waits_out_a_database_outage(db, monkeypatch):
     assert failures and summary["stored"] == 2 and summary["unfinished"] == []
     with session_scope(engine) as s:
         assert {queries.run_detail(s, r["run_id"])["status"] for r in runs} == {"done"}
+
+
+class TaskCancelledError(RuntimeError):
+    """Stands in for Ray's error when a task is cancelled."""
+
+
+def hanging_at(bits, launcher):
+    """An evaluator that hangs on every `bits`-bit config until the launcher cancels its task."""
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        for config in configs:
+            if should_stop():
+                return
+            if config["bits"] == bits:
+                assert launcher.cancel_event.wait(30), "the hung task was never cancelled"
+                raise TaskCancelledError("task cancelled")
+            yield from noop_evaluate(model, revision, [config], eval_spec, lambda: False)
+    return evaluate
+
+
+def test_a_hung_run_fails_with_timeout_and_its_task_is_stopped(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(4, 8), dtypes=("int", "nf"), extra="run_timeout_s: 1\n"))
+    launcher = ThreadLauncher(url, capacity=1)
+    launcher.evaluate = hanging_at(8, launcher)
+    scheduler = Scheduler(engine, launcher, lease_seconds=30, max_runs_per_task=16)
+    drain(scheduler, rounds=400)
+    rows = {r["label"]: r for r in runs_of(engine, reply["sweep_id"])}
+    assert {label: r["status"] for label, r in rows.items()} == {
+        "16bit": "done", "int4-b64": "done", "nf4-b64": "done", "int8-b64": "failed", "nf8-b64": "failed"}
+    assert {rows[label]["error_type"] for label in ("int8-b64", "nf8-b64")} == {"timeout"}
+    assert "longer than its limit of 1 s" in rows["int8-b64"]["error"]
+    assert scheduler.stats["runs_timed_out"] == 2 and len(launcher.cancelled) == 2
+    assert scheduler.stats["tasks_failed"] == 0  # a task the scheduler stopped did not "die"
+
+
+def test_cancelling_a_sweep_stops_its_running_task_mid_config(db):
+    engine, url, team, token = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(8,), dtypes=("int", "nf")))
+    launcher = ThreadLauncher(url, capacity=1)
+    launcher.evaluate = hanging_at(8, launcher)
+    scheduler = Scheduler(engine, launcher, lease_seconds=30, max_runs_per_task=16)
+    for _ in range(100):
+        scheduler.tick(wait_s=0.05)
+        if any(r["status"] == "done" for r in runs_of(engine, reply["sweep_id"])):
+            break  # the baseline is done: the task hangs in its first 8-bit config now
+    Operations(engine).cancel(reply["sweep_id"], team, token)
+    drain(scheduler)
+    assert len(launcher.cancelled) == 1
+    assert sorted(r["status"] for r in runs_of(engine, reply["sweep_id"])) == ["cancelled", "cancelled", "done"]

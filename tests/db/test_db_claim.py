@@ -62,9 +62,14 @@ def test_claim_sets_lease_and_heartbeat_extends_it(engine, team_token):
     got = claim(engine, worker="node-1:42", lease_seconds=60)
     row = run_row(engine, got[0].run_id)
     assert row.status == "running" and row.lease_owner == "node-1:42" and row.worker == "node-1:42"
-    assert row.attempts == 1 and row.started_at is not None
+    # a claimed run waits its turn in the group: it starts when its worker marks it
+    assert row.attempts == 1 and row.started_at is None
     assert before + dt.timedelta(seconds=50) < row.lease_expires_at < utcnow() + dt.timedelta(seconds=70)
     ids = [r.run_id for r in got]
+    with session_scope(engine) as s:
+        assert queue.mark_started(s, ids[0], worker="node-1:42") is True
+        assert queue.mark_started(s, ids[1], worker="someone-else") is False
+    assert run_row(engine, ids[0]).started_at >= before and run_row(engine, ids[1]).started_at is None
     with session_scope(engine) as s:
         assert queue.heartbeat(s, ids, worker="node-1:42", lease_seconds=600) == ids
         assert queue.heartbeat(s, ids, worker="someone-else", lease_seconds=600) == []
