@@ -1,61 +1,26 @@
 """Fixtures for the db tests: every test runs on SQLite and on a real PostgreSQL.
 
-Postgres comes from $KBIT_TEST_POSTGRES_URL, else from scripts/ensure_postgres.sh (which starts a
-throwaway server when none answers). It never skips: no Postgres is a loud failure. Each test
+Postgres comes from tests/conftest.py (never skipped: no Postgres is a loud failure). Each test
 session gets its own fresh database (kbit_test_<random>), dropped at the end; each test starts
 from empty tables.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-from pathlib import Path
-
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from kbit.db import connect
 from kbit.db.models import Base
 
-ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("sqlite", "postgres")
 
 
-def _server_url() -> str:
-    url = os.environ.get("KBIT_TEST_POSTGRES_URL", "").strip()
-    if url:
-        return url
-    out = subprocess.run(
-        ["bash", "scripts/ensure_postgres.sh"], cwd=ROOT, capture_output=True, text=True, timeout=180
-    )
-    if out.returncode != 0 or not out.stdout.strip():
-        pytest.fail(
-            "the db tests need PostgreSQL: set KBIT_TEST_POSTGRES_URL or make scripts/ensure_postgres.sh work "
-            f"(it said: {out.stderr.strip() or out.stdout.strip()})",
-            pytrace=False,
-        )
-    return out.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh database on the test server for this session, dropped at the end."""
-    server = make_url(_server_url())
-    name = f"kbit_test_{secrets.token_hex(6)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure here must stop the session loudly
-        pytest.fail(f"cannot create test database on {server.render_as_string()}: {exc}", pytrace=False)
-    url = server.set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def postgres_url(fresh_postgres_database):
+    """A fresh database on the test server for this session (tests/conftest.py), dropped at the end."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
