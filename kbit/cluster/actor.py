@@ -29,6 +29,7 @@ def scheduler_options(options: dict | None) -> dict:
         "lease_seconds": settings.lease_seconds(),
         "max_runs_per_task": settings.max_runs_per_task(),
         "poll_s": settings.poll_seconds(),
+        "team_quota": settings.team_max_running(),
     }
     merged.update(options or {})
     return merged
@@ -47,7 +48,8 @@ class SchedulerActor:
         lease = float(options["lease_seconds"])
         launcher = RayLauncher(self.db_url, evaluate, lease, settings.forwarded_env())
         self.core = Scheduler(
-            self.ops.engine, launcher, lease_seconds=lease, max_runs_per_task=int(options["max_runs_per_task"])
+            self.ops.engine, launcher, lease_seconds=lease, max_runs_per_task=int(options["max_runs_per_task"]),
+            team_quota=options["team_quota"],
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(

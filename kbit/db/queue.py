@@ -46,61 +46,70 @@ class ClaimedRun:
     attempt: int
 
 
-def _fairest_team(session: Session, priority):
-    """Of the teams with runs queued at `priority`, the one with the fewest runs running now
-    (ties: the one waiting longest), so a team that submits ten times more does not hold every
-    worker while another team's sweep waits."""
-    running = (
+def _running_per_team():
+    return (
         select(Sweep.team_id, func.count().label("n")).join(Run, Run.sweep_id == Sweep.id)
         .where(Run.status == "running").group_by(Sweep.team_id).subquery()
     )
+
+
+def _head_of_queue(session: Session, team_quota: int | None = None):
+    """(the run the next claim starts from, how many runs its team may still start) or None.
+
+    The highest priority first; within it, the team with the fewest runs running now (ties: the
+    one waiting longest), so a team that submits ten times more does not hold every worker while
+    another team's sweep waits; then that team's oldest run nobody holds a lock on. With
+    `team_quota`, a team with that many runs running is passed over until one ends.
+    """
+    running = _running_per_team()
+    busy = func.coalesce(running.c.n, 0)
     waiting = (
-        select(Sweep.team_id, func.min(Run.id).label("first")).join(Run, Run.sweep_id == Sweep.id)
-        .where(Run.status == "queued", Run.priority == priority).group_by(Sweep.team_id).subquery()
+        select(Sweep.team_id, Run.priority, func.min(Run.id).label("first")).join(Run, Run.sweep_id == Sweep.id)
+        .where(Run.status == "queued").group_by(Sweep.team_id, Run.priority).subquery()
     )
-    query = (
-        select(waiting.c.team_id).outerjoin(running, running.c.team_id == waiting.c.team_id)
-        .order_by(func.coalesce(running.c.n, 0), waiting.c.first).limit(1)
+    candidates = (
+        select(waiting.c.team_id, waiting.c.priority, busy.label("busy"))
+        .outerjoin(running, running.c.team_id == waiting.c.team_id)
+        .order_by(waiting.c.priority.desc(), busy, waiting.c.first)
     )
-    return session.scalar(query)
-
-
-def _head_of_queue(session: Session):
-    """The run the next claim starts from (None when nothing is queued): the highest priority
-    first; within it, the oldest run of the fairest team (`_fairest_team`) that nobody holds a
-    lock on."""
-    top = session.scalar(select(func.max(Run.priority)).where(Run.status == "queued"))
-    if top is None:
-        return None
+    if team_quota is not None:
+        candidates = candidates.where(busy < team_quota)
     base = select(Run.id, Run.model, Run.revision, Run.eval_hash).where(Run.status == "queued")
-    team = _fairest_team(session, top)
-    of_team = select(Sweep.id).where(Sweep.team_id == team)
-    # The fallbacks are only needed when every such run is locked by another claimer right now.
-    for query in (
-        base.where(Run.priority == top, Run.sweep_id.in_(of_team)).order_by(Run.id),
-        base.where(Run.priority == top).order_by(Run.id),
-        base.order_by(Run.priority.desc(), Run.id),
-    ):
+    for team, priority, n_running in session.execute(candidates.limit(8)).all():
+        room = None if team_quota is None else team_quota - n_running
+        of_team = select(Sweep.id).where(Sweep.team_id == team)
+        query = base.where(Run.priority == priority, Run.sweep_id.in_(of_team)).order_by(Run.id)
         head = session.execute(query.limit(1).with_for_update(skip_locked=True)).first()
         if head is not None:
-            return head
-    return None
+            return head, team, room
+    if team_quota is not None:
+        return None  # every team with work is at its quota (or all its runs are being claimed)
+    # Only needed when every run of the first teams is locked by another claimer right now.
+    head = session.execute(base.order_by(Run.priority.desc(), Run.id).limit(1).with_for_update(skip_locked=True)).first()
+    return (head, None, None) if head is not None else None
 
 
-def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120) -> list[ClaimedRun]:
+def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120,
+               team_quota: int | None = None) -> list[ClaimedRun]:
     """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
 
     The group is that of the head of the queue (`_head_of_queue`: the highest priority, then the
-    team with the fewest runs running, then age); within it runs go by priority then age. Each claimed run becomes `running` with attempts + 1 and a lease of `lease_seconds`
-    that `heartbeat` renews; `requeue_expired` returns it to the queue if the lease runs out.
+    team with the fewest runs running, then age); within it runs go by priority then age. With
+    `team_quota` a team never has more than that many runs running, and a group holds only its
+    own team's runs. Each claimed run becomes `running` with attempts + 1 and a lease of
+    `lease_seconds` that `heartbeat` renews; `requeue_expired` returns it to the queue if the
+    lease runs out.
     """
     if not isinstance(limit, int) or limit < 1:
         raise ValueError(f"claim_runs: limit must be an int >= 1, got {limit!r}")
     if not lease_seconds or lease_seconds <= 0:
         raise ValueError(f"claim_runs: lease_seconds must be > 0, got {lease_seconds!r}")
-    head = _head_of_queue(session)
-    if head is None:
+    if team_quota is not None and (not isinstance(team_quota, int) or team_quota < 1):
+        raise ValueError(f"claim_runs: team_quota must be an int >= 1 or None, got {team_quota!r}")
+    found = _head_of_queue(session, team_quota)
+    if found is None:
         return []
+    head, team, room = found
     group = (
         select(Run.id)
         .where(
@@ -108,9 +117,11 @@ def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds:
             Run.eval_hash == head.eval_hash,
         )
         .order_by(Run.priority.desc(), Run.id)
-        .limit(limit)
+        .limit(limit if room is None else min(limit, room))
         .with_for_update(skip_locked=True)
     )
+    if team_quota is not None:
+        group = group.where(Run.sweep_id.in_(select(Sweep.id).where(Sweep.team_id == team)))
     ids = list(session.scalars(group))
     now = now_value(session)
     claimed = session.execute(

@@ -64,11 +64,13 @@ class Scheduler:
         name: str = "kbit-scheduler",
         lease_seconds: float = 120.0,
         max_runs_per_task: int = 16,
+        team_quota: int | None = None,
     ):
         self.engine = engine
         self.launcher = launcher
         self.lease_seconds = lease_seconds
         self.max_runs_per_task = max_runs_per_task
+        self.team_quota = team_quota
         self.instance = f"{name}-{uuid.uuid4().hex[:8]}"
         self.inflight: dict[object, TaskInfo] = {}
         self.stats = {"tasks_launched": 0, "runs_claimed": 0, "tasks_failed": 0, "tasks_cancelled": 0,
@@ -166,7 +168,8 @@ class Scheduler:
             self._serial += 1
             worker = f"{self.instance}/t{self._serial}"
             with session_scope(self.engine) as s:
-                claimed = queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=self.lease_seconds)
+                claimed = queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=self.lease_seconds,
+                                           team_quota=self.team_quota)
             if not claimed:
                 return
             runs = [

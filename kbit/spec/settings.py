@@ -14,6 +14,7 @@ nothing of kbit but `errors`, so every part may use it.
 | KBIT_MAX_RUNS_PER_TASK | most runs one worker task takes | 16 |
 | KBIT_POLL_SECONDS | the scheduler's round interval | 0.5 |
 | KBIT_MAX_RUNS_PER_SWEEP | most runs one sweep may expand to (an operator's limit) | 20000 |
+| KBIT_TEAM_MAX_RUNNING | most runs one team may have running at once (an operator's quota) | no quota |
 | KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
 | KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
 | KBIT_DEBUG | show tracebacks of unexpected errors | off |
@@ -38,7 +39,7 @@ SCHEDULER_NAME = "kbit-scheduler"
 # What worker processes need to find the same models, caches and timings as the service that
 # started them (a Ray worker does not inherit the driver's environment).
 FORWARDED_ENV = ("KBIT_HOME", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_TASK", "KBIT_POLL_SECONDS")
+                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_TASK", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING")
 
 
 def _text(name: str) -> str | None:
@@ -99,6 +100,13 @@ def max_runs_per_task() -> int:
 
 def max_runs_per_sweep() -> int:
     return _number("KBIT_MAX_RUNS_PER_SWEEP", 20_000, int)
+
+
+def team_max_running() -> int | None:
+    """The per-team quota of running runs, or None (no quota) when unset."""
+    if _text("KBIT_TEAM_MAX_RUNNING") is None:
+        return None
+    return _number("KBIT_TEAM_MAX_RUNNING", 8, int)  # 8: only the example in a bad value's message
 
 
 def poll_seconds() -> float:

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from dbtest_helpers import EVAL, make_run
+from dbtest_helpers import EVAL, done_result, make_run
 from kbit.db import queue, session_scope
 from kbit.db.models import Run
 from kbit.db.clock import utcnow
@@ -165,3 +165,21 @@ def test_priority_still_comes_before_fairness(engine, team_token):
         queue.enqueue_sweep(s, team="vision", name="b", spec={"n": "b"}, runs=[make_run(i, "b", cache_key=f"b{i}")
                                                                                for i in range(2)])
     assert [{r.model for r in claim(engine, worker=f"w{i}", limit=2)} for i in range(3)] == [{"u"}, {"b"}, {"a"}]
+
+
+def test_a_team_quota_caps_the_runs_a_team_has_running(engine, team_token):
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name="big", spec={"n": "big"},
+                            runs=[make_run(i, f"m{i // 4}") for i in range(12)])  # 3 models x 4 configs
+    first = claim(engine, worker="w1", limit=16)
+    with session_scope(engine) as s:
+        capped = queue.claim_runs(s, worker="w2", limit=16, team_quota=6)
+        assert len(first) == 4 and len(capped) == 2  # 4 running + 2 = the quota of 6
+        assert queue.claim_runs(s, worker="w3", limit=16, team_quota=6) == []  # at quota: nothing more
+        queue.enqueue_sweep(s, team="vision", name="small", spec={"n": "small"},
+                            runs=[make_run(i, "v", cache_key=f"v{i}") for i in range(3)])
+        other = queue.claim_runs(s, worker="w4", limit=16, team_quota=6)
+        assert {r.model for r in other} == {"v"}  # another team is not held back by nlp's quota
+        queue.complete_run(s, first[0].run_id, done_result(first[0].config), worker="w1")
+        again = queue.claim_runs(s, worker="w5", limit=16, team_quota=6)
+    assert len(again) == 1 and {r.model for r in again} == {"m1"}  # one run ended: room for one
