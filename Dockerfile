@@ -22,7 +22,8 @@ COPY kbit ./kbit
 COPY examples ./examples
 RUN pip install --no-deps -e . && kbit --help >/dev/null
 
-# 6380: Ray GCS (workers join here), 10001: Ray client, 8265: Ray dashboard, 8501: kbit dashboard
-EXPOSE 6380 10001 8265 8501
+# 6380: Ray GCS (workers join here), 10001: Ray client, 8265: Ray dashboard, 8501: kbit dashboard,
+# 8000: kbit submit gateway
+EXPOSE 6380 10001 8265 8501 8000
 VOLUME ["/data"]
 CMD ["kbit", "--help"]

@@ -13,7 +13,9 @@ from rich.console import Console
 from kbit.cli import export, localcluster, progress
 from kbit.cluster.client import RayService
 from kbit.cluster.connect import resolve_address
+from kbit.db import mask_url
 from kbit.service import Operations
+from kbit.service.gateway_client import HttpService
 from kbit.spec import settings
 from kbit.spec.errors import UsageError
 from kbit.spec.reader import load_sweep
@@ -45,10 +47,17 @@ def cluster_address(args) -> str | None:
     return resolve_address(getattr(args, "address", None), localcluster.running_address())
 
 
-def reader(args):
-    """Where read-only commands get their data: the cluster's scheduler, or this machine's database."""
-    address = cluster_address(args)
+def service_at(address: str | None):
+    """The operations at `address`: the submit gateway (http://), a Ray cluster (ray://), or, with
+    no address, this machine's database."""
+    if address and address.startswith(("http://", "https://")):
+        return HttpService(address)
     return RayService(address) if address else Operations.open()
+
+
+def reader(args):
+    """Where read-only commands get their data (see service_at)."""
+    return service_at(cluster_address(args))
 
 
 def kbit_command() -> str:
@@ -89,6 +98,15 @@ def cmd_submit(args) -> int:
         return 0
     token = require_token(team)
     address = cluster_address(args)
+    if address and address.startswith(("http://", "https://")):
+        with HttpService(address) as gateway:
+            reply = gateway.submit(sweep.spec(), team, token, getpass.getuser())
+            out.print(progress.submitted_line(reply) + f", through {address}")
+            if args.wait:
+                finish(gateway, reply["sweep_id"], out)
+            else:
+                out.print(f"follow it with: kbit status {reply['sweep_id']} --address {address}")
+        return 0
     if address is None:
         # Embedded: check the token before starting Ray, so a wrong one fails fast and writes nothing.
         from kbit.db import session_scope, teams
@@ -223,6 +241,23 @@ def cmd_down(args) -> int:
     return 0
 
 
+def cmd_gateway(args) -> int:
+    from kbit.service.gateway import make_server
+
+    ops = Operations.open(args.database_url)
+    server = make_server(ops, args.host, args.port)
+    print(f"kbit gateway on http://{args.host}:{args.port} (database {mask_url(str(ops.engine.url))}); "
+          "Ctrl-C stops it", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        ops.close()
+    return 0
+
+
 def cmd_serve(args) -> int:
     info = localcluster.start_scheduler(args.address, settings.database_url_given())
     print(f"kbit scheduler running (database {info['database']}, capacity {info['capacity']})")
@@ -241,4 +276,5 @@ COMMANDS = {
     "up": cmd_up,
     "down": cmd_down,
     "serve": cmd_serve,
+    "gateway": cmd_gateway,
 }

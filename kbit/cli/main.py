@@ -31,8 +31,9 @@ environment:
 
 
 def _address_arg(p):
-    p.add_argument("--address", metavar="ray://HOST:PORT",
-                   help="Ray cluster to use (default: $KBIT_RAY_ADDRESS, else `kbit up`'s service, else embedded)")
+    p.add_argument("--address", metavar="ray://HOST:PORT|http://HOST:PORT",
+                   help="a Ray cluster, or a submit gateway (http://); default: $KBIT_RAY_ADDRESS, else `kbit up`'s "
+                   "service, else embedded")
 
 
 def _team_arg(p, help_text="team name (default: the sweep file's team, else $KBIT_TEAM)"):
@@ -108,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
 
     sub.add_parser("down", help="stop what `kbit up` started")
+
+    p = sub.add_parser("gateway", help="serve the submit gateway: sweeps over HTTP, no Ray port for teams (docs/security.md)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--database-url", metavar="URL", help="the database (default: $KBIT_DATABASE_URL, else SQLite under $KBIT_HOME)")
 
     p = sub.add_parser("serve", help="start the scheduler on a running cluster (used on the head, e.g. by docker compose)")
     p.add_argument("--address", default="auto", help="cluster address to join as a driver (default: auto)")

@@ -53,7 +53,7 @@ def test_nothing_is_published_on_all_interfaces_and_nothing_runs_with_a_default_
     assert "8265" not in " ".join(str(p) for p in SERVICES["head"].get("ports", []))  # the Ray dashboard runs jobs
     assert "--dashboard-host=127.0.0.1" in command_text("head") and "0.0.0.0" not in command_text("head")
     assert expand(SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"]) == REQUIRED
-    for name in ("head", "worker", "dashboard"):
+    for name in ("head", "worker", "dashboard", "gateway"):
         env = SERVICES[name]["environment"]
         assert env["RAY_AUTH_MODE"] == "token" and expand(env["RAY_AUTH_TOKEN"]) == REQUIRED, name
         assert f":{REQUIRED}@" in expand(env["KBIT_DATABASE_URL"])
@@ -65,9 +65,9 @@ def test_the_expansion_rules_themselves():
 
 
 def test_the_four_services_and_one_image_from_the_dockerfile():
-    assert set(SERVICES) == {"postgres", "head", "worker", "dashboard"}
+    assert set(SERVICES) == {"postgres", "head", "worker", "dashboard", "gateway"}
     assert SERVICES["head"]["build"] == "."
-    for name in ("head", "worker", "dashboard"):
+    for name in ("head", "worker", "dashboard", "gateway"):
         assert SERVICES[name]["image"] == SERVICES["head"]["image"]
 
 
@@ -107,6 +107,14 @@ def test_workers_reserve_gpus_and_join_the_head():
     assert expand(str(devices[0]["count"])) == "1"  # the GPUs reserved == the GPUs offered to Ray
     assert worker["depends_on"]["head"]["condition"] == "service_healthy"
     assert "container_name" not in worker and not worker.get("ports")  # so --scale works
+
+
+def test_the_gateway_runs_a_real_kbit_command_on_its_published_port():
+    cmd = SERVICES["gateway"]["command"]
+    assert cmd[:2] == ["kbit", "gateway"]
+    args = build_parser().parse_args(cmd[1:])
+    assert args.port in ports("gateway")
+    assert SERVICES["gateway"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_dashboard_runs_the_dashboard_module():
