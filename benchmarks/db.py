@@ -152,9 +152,10 @@ def bench_queries(engine) -> dict:
 
 
 @contextmanager
-def fresh_postgres(server_url: str):
+def fresh_postgres(server_url: str, prefix: str = "kbit_bench"):
+    """A new database on the server for the block, dropped afterwards (also the tests' fixture)."""
     server = make_url(server_url)
-    name = f"kbit_bench_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -166,11 +167,12 @@ def fresh_postgres(server_url: str):
         admin.dispose()
 
 
-def postgres_server(arg: str | None) -> str:
+def postgres_server(arg: str | None = None) -> str:
+    """The server: `arg`, else $KBIT_TEST_POSTGRES_URL, else scripts/ensure_postgres.sh's."""
     url = arg or os.environ.get("KBIT_TEST_POSTGRES_URL")
     if url:
         return url
-    script = Path(__file__).resolve().parents[2] / "scripts" / "ensure_postgres.sh"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ensure_postgres.sh"
     out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "dashboard"))
 
-from dashtest_browser import Browser, dashboard_server, page_shot, shows  # noqa: E402
+from dashtest_browser import browsing, page_shot, shows  # noqa: E402
 
 PAGES = {
     "frontier": ("?page=frontier&metric=kbit_heldout/bits_per_byte", "Best precision at each bit budget", True),
@@ -34,14 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, dashboard_server(args.database_url, Path(tmp) / "server.log") as base:
-        browser = Browser(Path(tmp) / "profile")
-        try:
-            for name, (query, heading, chart) in PAGES.items():
-                _, path = page_shot(browser, base + "/" + query, shows(heading, chart), out / f"dashboard-{name}.png")
-                print(f"wrote {path}")
-        finally:
-            browser.close()
+    with tempfile.TemporaryDirectory() as tmp, \
+            browsing(args.database_url, Path(tmp) / "server.log", Path(tmp) / "profile") as (base, browser):
+        for name, (query, heading, chart) in PAGES.items():
+            _, path = page_shot(browser, base + "/" + query, shows(heading, chart), out / f"dashboard-{name}.png")
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -7,58 +7,28 @@ throwaway server when none answers). It never skips: no Postgres is a loud failu
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
-import secrets
 import subprocess
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.db import fresh_postgres, postgres_server
 
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> str:
-    url = os.environ.get("KBIT_TEST_POSTGRES_URL", "").strip()
-    if url:
-        return url
-    out = subprocess.run(
-        ["bash", "scripts/ensure_postgres.sh"], cwd=ROOT, capture_output=True, text=True, timeout=180
-    )
-    if out.returncode != 0 or not out.stdout.strip():
-        pytest.fail(
-            "these tests need PostgreSQL: set KBIT_TEST_POSTGRES_URL or make scripts/ensure_postgres.sh work "
-            f"(it said: {out.stderr.strip() or out.stdout.strip()})",
-            pytrace=False,
-        )
-    return out.stdout.strip().splitlines()[-1]
+    try:
+        return postgres_server()
+    except subprocess.CalledProcessError as exc:
+        pytest.fail("these tests need PostgreSQL: set KBIT_TEST_POSTGRES_URL or make scripts/ensure_postgres.sh work "
+                    f"(it said: {(exc.stderr or exc.stdout or '').strip()})", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def fresh_postgres_database(postgres_server_url):
     """A context manager: a new database (kbit_test_<random>) on the server, dropped afterwards."""
-
-    @contextlib.contextmanager
-    def make():
-        server = make_url(postgres_server_url)
-        name = f"kbit_test_{secrets.token_hex(6)}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        except Exception as exc:  # noqa: BLE001 - any failure here must stop the session loudly
-            pytest.fail(f"cannot create a test database on {server.render_as_string()}: {exc}", pytrace=False)
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-
-    return make
+    return functools.partial(fresh_postgres, postgres_server_url, prefix="kbit_test")
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,17 @@ class Browser:
                 self.proc.wait(10)
 
 
+@contextmanager
+def browsing(database_url: str, log_path: Path, profile: Path):
+    """The dashboard served on `database_url` and a headless Chromium: yields (base URL, browser)."""
+    with dashboard_server(database_url, log_path) as base:
+        browser = Browser(profile)
+        try:
+            yield base, browser
+        finally:
+            browser.close()
+
+
 def shows(heading: str, chart: bool):
     """A `ready` check: the page is drawn, shows `heading` and (when `chart`) a chart with marks."""
     def ready(probe: dict) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dashtest_browser import Browser, dashboard_server, page_shot, shows
+from dashtest_browser import browsing, page_shot, shows
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 N_POINTS = 12  # 3 model sizes x k in {3, 4, 8, 16}: see test_dashboard_app.test_frontier_page_default_view
@@ -26,12 +26,8 @@ def frontier_drawn(probe: dict) -> bool:
 def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
     url, _ = seeded_db
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with dashboard_server(url, ARTIFACTS / "server.log") as base:
-        browser = Browser(tmp_path / "profile")
-        try:
-            probe, shot = page_shot(browser, f"{base}/?page=frontier", frontier_drawn, ARTIFACTS / "frontier.png")
-        finally:
-            browser.close()
+    with browsing(url, ARTIFACTS / "server.log", tmp_path / "profile") as (base, browser):
+        probe, shot = page_shot(browser, f"{base}/?page=frontier", frontier_drawn, ARTIFACTS / "frontier.png")
 
     chart = probe["charts"][0]
     assert probe["exceptions"] == 0
@@ -57,13 +53,9 @@ PAGES = {
 def test_every_other_page_renders_in_chromium(seeded_db, tmp_path):
     url, _ = seeded_db
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with dashboard_server(url, ARTIFACTS / "server-pages.log") as base:
-        browser = Browser(tmp_path / "profile")
-        try:
-            shots = {name: page_shot(browser, base + query, shows(heading, chart), ARTIFACTS / f"{name}.png")
-                     for name, (query, heading, chart) in PAGES.items()}
-        finally:
-            browser.close()
+    with browsing(url, ARTIFACTS / "server-pages.log", tmp_path / "profile") as (base, browser):
+        shots = {name: page_shot(browser, base + query, shows(heading, chart), ARTIFACTS / f"{name}.png")
+                 for name, (query, heading, chart) in PAGES.items()}
     for name, (probe, shot) in shots.items():
         assert probe["exceptions"] == 0, name
         assert "Traceback" not in probe["text"], name
