@@ -201,23 +201,26 @@ def locked_run(session: Session, run_id: int):
 
 
 def fail_run(
-    session: Session, run_id: int, *, error: str, worker: str, retryable: bool = True, error_type: str | None = None
+    session: Session, run_id: int, *, error: str, worker: str, retryable: bool = True, error_type: str | None = None,
+    charge: bool = True,
 ) -> str:
     """Record a failed attempt by the worker holding the run; return the run's new status.
 
     Retryable failures go back to the queue until attempts reach max_attempts, then the run is
-    `failed` with this (the last) error. A report from a worker that no longer holds the run
-    changes nothing.
+    `failed` with this (the last) error. With charge=False the run goes back to the queue and the
+    attempt does not count: it was stopped for another run's fault (its group's task was
+    cancelled). A report from a worker that no longer holds the run changes nothing.
     """
     run = locked_run(session, run_id)
     if run.status != "running" or run.lease_owner != worker:
         return run.status
-    again = retryable and run.attempts < run.max_attempts
+    again = (retryable and run.attempts < run.max_attempts) or not charge
     now = now_value(session)
     session.execute(
         update(Run).where(Run.id == run_id).values(
             status="queued" if again else "failed", error=error, error_type=error_type, lease_owner=None,
             lease_expires_at=None, finished_at=None if again else now,
+            attempts=Run.attempts if charge else Run.attempts - 1,
         )
     )
     return "queued" if again else "failed"

@@ -105,7 +105,8 @@ class Scheduler:
                 message = (f"worker task for {info.model} was stopped: {info.cancelled}" if info.cancelled
                            else f"worker task for {info.model} died: {first_line(error)}")
                 log.warning("%s (runs %s)", message, info.run_ids[:10])
-                self._release(info.worker, info.run_ids, message)
+                # runs of a task this scheduler stopped did nothing wrong: their attempt does not count
+                self._release(info.worker, info.run_ids, message, charge=info.cancelled is None)
             elif summary and summary.get("unfinished"):
                 self._release(info.worker, summary["unfinished"], f"worker task for {info.model} returned no result")
 
@@ -149,11 +150,12 @@ class Scheduler:
                 queue.heartbeat(s, info.run_ids, worker=info.worker, lease_seconds=self.lease_seconds)
         self._renewed_at = time.monotonic()
 
-    def _release(self, worker: str, run_ids: list[int], error: str) -> None:
+    def _release(self, worker: str, run_ids: list[int], error: str, charge: bool = True) -> None:
         # fail_run only touches runs this worker still holds: finished ones are left alone.
         with session_scope(self.engine) as s:
             for run_id in run_ids:
-                status = queue.fail_run(s, run_id, error=error, worker=worker, retryable=True, error_type="worker_died")
+                status = queue.fail_run(s, run_id, error=error, worker=worker, retryable=True,
+                                        error_type="worker_died" if charge else "stopped", charge=charge)
                 if status == "queued":
                     self.stats["runs_requeued"] += 1
 

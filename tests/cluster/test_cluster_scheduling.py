@@ -307,6 +307,8 @@ def test_a_hung_run_fails_with_timeout_and_its_task_is_stopped(db):
     assert "longer than its limit of 1 s" in rows["int8-b64"]["error"]
     assert scheduler.stats["runs_timed_out"] == 2 and len(launcher.cancelled) == 2
     assert scheduler.stats["tasks_failed"] == 0  # a task the scheduler stopped did not "die"
+    # nf8 waited behind the hung int8 in the first task: that stop does not count as its attempt
+    assert (rows["int8-b64"]["attempts"], rows["nf8-b64"]["attempts"]) == (1, 1)
 
 
 def test_cancelling_a_sweep_stops_its_running_task_mid_config(db):
