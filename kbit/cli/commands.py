@@ -172,8 +172,15 @@ def cmd_results(args) -> int:
 def cmd_team(args) -> int:
     from kbit.db import session_scope, teams
 
-    with Operations.open() as local, session_scope(local.engine) as s:
-        token = teams.create_team(s, args.name)
+    try:
+        with Operations.open() as local, session_scope(local.engine) as s:
+            if args.team_command == "priority":
+                teams.set_max_priority(s, args.name, args.max_priority)
+                print(f"team {args.name} may now submit sweeps at priority up to {args.max_priority}")
+                return 0
+            token = teams.create_team(s, args.name, max_priority=args.max_priority)
+    except ValueError as exc:  # a name or number out of range: the message names it
+        raise UsageError(str(exc)) from None
     print(f"team {args.name} created. Its token (shown only this once):\n{token}\n")
     print(f"export KBIT_TEAM={args.name} KBIT_TOKEN={token}")
     return 0

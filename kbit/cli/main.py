@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     team_sub = p.add_subparsers(dest="team_command", metavar="ACTION", required=True)
     t = team_sub.add_parser("create", help="create a team and print its token (shown only once)")
     t.add_argument("name", help="team name: letters, digits, '_', '-', '.'")
+    t.add_argument("--max-priority", type=int, default=0, help="highest sweep priority the team may use (-10..10, default 0)")
+    t = team_sub.add_parser("priority", help="set the highest sweep priority a team may use (an operator's decision)")
+    t.add_argument("name", help="team name")
+    t.add_argument("max_priority", type=int, help="-10..10")
 
     p = sub.add_parser("demo", help="build the small model family, run the demo sweep embedded, print the frontier",
                        description="Builds (or reuses) the bundled model family, submits the demo sweep to an "

@@ -75,6 +75,8 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
+    # The highest priority the team may submit at; only an operator (with the database) raises it.
+    max_priority: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
 
 class Sweep(Base):

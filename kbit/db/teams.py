@@ -10,7 +10,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kbit.spec.errors import AuthError, Conflict, NotFound
+from kbit.spec.errors import AuthError, Conflict, NotFound, PermissionDenied
 from kbit.db.models import Team
 from kbit.db.clock import utcnow
 
@@ -30,13 +30,24 @@ def check_team_name(name: str) -> str:
     return name
 
 
-def create_team(session: Session, name: str) -> str:
+PRIORITY_RANGE = (-10, 10)  # the sweep language's bounds (kbit.spec.sweep.PRIORITIES)
+
+
+def _check_max_priority(value) -> int:
+    low, high = PRIORITY_RANGE
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"max priority {value!r} is not allowed; use a whole number from {low} to {high}")
+    return value
+
+
+def create_team(session: Session, name: str, max_priority: int = 0) -> str:
     """Create a team and return its API token (only this once; the database keeps a hash)."""
     check_team_name(name)
+    _check_max_priority(max_priority)
     if session.scalar(select(Team.id).where(Team.name == name)) is not None:
         raise Conflict(f"team {name!r} already exists; pick another name, or use rotate_token() to issue it a new token")
     token = secrets.token_urlsafe(32)
-    session.add(Team(name=name, token_hash=hash_token(token), created_at=utcnow()))
+    session.add(Team(name=name, token_hash=hash_token(token), created_at=utcnow(), max_priority=max_priority))
     session.flush()
     return token
 
@@ -64,6 +75,22 @@ def verify_token(session: Session, name: str, token: str) -> None:
         raise AuthError(f"unknown team {name!r}; ask an administrator to create it, or check the --team name")
     if not isinstance(token, str) or not hmac.compare_digest(team.token_hash, hash_token(token)):
         raise AuthError(f"wrong token for team {name!r}; use the token printed when the team was created")
+
+
+def set_max_priority(session: Session, name: str, max_priority: int) -> None:
+    """An operator's decision: the highest priority team `name` may submit at."""
+    get_team(session, name).max_priority = _check_max_priority(max_priority)
+    session.flush()
+
+
+def check_priority(session: Session, name: str, priority: int) -> None:
+    """PermissionDenied when `priority` is above what team `name` may submit at."""
+    allowed = get_team(session, name).max_priority
+    if priority > allowed:
+        raise PermissionDenied(
+            f"priority {priority} is above team {name!r}'s limit of {allowed}; submit at {allowed} or lower, or ask an "
+            f"operator to run `kbit team priority {name} {priority}`"
+        )
 
 
 def list_teams(session: Session) -> list[str]:

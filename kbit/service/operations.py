@@ -42,6 +42,7 @@ class Operations:
         runs = expand_runs(sweep, code)
         with session_scope(self.engine) as s:
             teams.verify_token(s, team, token)
+            teams.check_priority(s, team, sweep.priority)
             sweep_id = queue.enqueue_sweep(
                 s, team=team, name=sweep.name, spec=sweep.spec(), runs=runs, priority=sweep.priority,
                 submitter=submitter, code_version=code, max_attempts=sweep.max_attempts,

@@ -149,3 +149,14 @@ def test_the_installed_entry_point_prints_help_and_one_line_errors(tmp_path):
     assert failed.returncode == 1
     assert failed.stderr.startswith("kbit submit: error: ") and "not valid YAML" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_an_operator_sets_a_teams_priority_limit(home, capsys):
+    assert main(["team", "create", "ops", "--max-priority", "3"]) == 0
+    capsys.readouterr()
+    assert main(["team", "priority", "ops", "7"]) == 0
+    assert "priority up to 7" in capsys.readouterr().out
+    assert main(["team", "priority", "ops", "11"]) == 1
+    assert "max priority 11 is not allowed; use a whole number from -10 to 10" in capsys.readouterr().err
+    assert main(["team", "priority", "nobody", "1"]) == 1
+    assert "team 'nobody' does not exist" in capsys.readouterr().err

@@ -12,8 +12,8 @@ from clustertest_helpers import make_sweep, submit
 from kbit.service import Operations
 from kbit.service.grouprun import noop_evaluate, run_group
 from kbit.service.scheduler import Scheduler, TaskInfo
-from kbit.db import queries, queue, session_scope
-from kbit.spec.errors import AuthError
+from kbit.db import queries, queue, session_scope, teams
+from kbit.spec.errors import AuthError, PermissionDenied
 
 
 class WorkerCrashedError(RuntimeError):
@@ -325,3 +325,15 @@ def test_cancelling_a_sweep_stops_its_running_task_mid_config(db):
     drain(scheduler)
     assert len(launcher.cancelled) == 1
     assert sorted(r["status"] for r in runs_of(engine, reply["sweep_id"])) == ["cancelled", "cancelled", "done"]
+
+
+def test_a_priority_above_the_teams_limit_needs_an_operator(db):
+    engine, _, team, token = db
+    urgent = make_sweep(name="urgent", extra="priority: 5\n")
+    with pytest.raises(PermissionDenied, match=r"priority 5 is above team 'nlp'.s limit of 0.*kbit team priority nlp 5"):
+        Operations(engine).submit(urgent.spec(), team, token)
+    assert Operations(engine).sweeps() == []  # nothing written
+    assert Operations(engine).submit(make_sweep(name="low", extra="priority: -3\n").spec(), team, token)["total"] == 10
+    with session_scope(engine) as s:
+        teams.set_max_priority(s, team, 5)  # the operator's decision, on the database
+    assert Operations(engine).submit(urgent.spec(), team, token)["total"] == 10
