@@ -79,7 +79,6 @@ def test_a_killed_scheduler_is_restarted_and_resumes_from_the_database(scheduler
 def test_a_hung_run_times_out_and_its_ray_task_is_cancelled(ray_head, db):
     """A real Ray task stuck in one config: after the sweep's run_timeout_s the run fails with
     `timeout`, the task is force-cancelled (its process killed), and the group's other runs finish."""
-    engine = db[0]
     name = "kbit-test-hung-run"
     svc = RayService(ray_head["address"], db_url=db[1], evaluate=hang_at_8_bits,
                      scheduler_options={"lease_seconds": 30.0, "poll_s": 0.2}, scheduler_name=name)
