@@ -47,10 +47,14 @@ def cluster_address(args) -> str | None:
     return resolve_address(getattr(args, "address", None), localcluster.running_address())
 
 
+def is_gateway(address: str | None) -> bool:
+    return bool(address) and address.startswith(("http://", "https://"))
+
+
 def service_at(address: str | None):
     """The operations at `address`: the submit gateway (http://), a Ray cluster (ray://), or, with
     no address, this machine's database."""
-    if address and address.startswith(("http://", "https://")):
+    if is_gateway(address):
         return HttpService(address)
     return RayService(address) if address else Operations.open()
 
@@ -98,24 +102,16 @@ def cmd_submit(args) -> int:
         return 0
     token = require_token(team)
     address = cluster_address(args)
-    if address and address.startswith(("http://", "https://")):
-        with HttpService(address) as gateway:
-            reply = gateway.submit(sweep.spec(), team, token, getpass.getuser())
-            out.print(progress.submitted_line(reply) + f", through {address}")
-            if args.wait:
-                finish(gateway, reply["sweep_id"], out)
-            else:
-                out.print(f"follow it with: kbit status {reply['sweep_id']} --address {address}")
-        return 0
     if address is None:
         # Embedded: check the token before starting Ray, so a wrong one fails fast and writes nothing.
         from kbit.db import session_scope, teams
 
         with Operations.open() as local, session_scope(local.engine) as s:
             teams.verify_token(s, team, token)
-    with RayService(address) as svc:
+    with HttpService(address) if is_gateway(address) else RayService(address) as svc:
         reply = svc.submit(sweep.spec(), team, token, getpass.getuser())
-        out.print(progress.submitted_line(reply) + ("" if svc.mode == "embedded" else f", on {address}"))
+        where = "" if svc.mode == "embedded" else f", {'through' if is_gateway(address) else 'on'} {address}"
+        out.print(progress.submitted_line(reply) + where)
         if svc.mode == "embedded" or args.wait:
             if svc.mode == "embedded" and not args.wait:
                 out.print("no cluster given: running it here (embedded) until it finishes")

@@ -10,6 +10,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import kbit.spec.settings as settings
 from kbit.spec.errors import AuthError, Conflict, NotFound, PermissionDenied
 from kbit.db.models import Team
 from kbit.db.clock import utcnow
@@ -30,11 +31,8 @@ def check_team_name(name: str) -> str:
     return name
 
 
-PRIORITY_RANGE = (-10, 10)  # the sweep language's bounds (kbit.spec.sweep.PRIORITIES)
-
-
 def _check_max_priority(value) -> int:
-    low, high = PRIORITY_RANGE
+    low, high = settings.PRIORITIES
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ValueError(f"max priority {value!r} is not allowed; use a whole number from {low} to {high}")
     return value

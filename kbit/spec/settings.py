@@ -33,6 +33,8 @@ IN_FLIGHT_STATES = ("queued", "running")
 FINAL_STATES = ("done", "cached", "failed", "cancelled")
 SWEEP_STATES = ("active", "cancelled")
 
+PRIORITIES = (-10, 10)  # sweep priorities: bounded, so no team can starve the others by outbidding them
+
 RAY_NAMESPACE = "kbit"
 SCHEDULER_NAME = "kbit-scheduler"
 

@@ -19,7 +19,6 @@ from kbit.spec.modelids import model_family
 
 NAME_MAX = 200  # the database's column width
 MAX_ATTEMPTS = (1, 20)
-PRIORITIES = (-10, 10)  # bounded, so no team can starve the others by outbidding them
 RUN_TIMEOUT_S = 3 * 3600  # a run (one config of one model) that takes longer is failed with `timeout`
 RUN_TIMEOUT_RANGE = (1, 7 * 24 * 3600)
 
@@ -45,7 +44,7 @@ def check_team(team) -> str | None:
 
 
 def check_priority(priority) -> int:
-    low, high = PRIORITIES
+    low, high = settings.PRIORITIES
     if not _is_int(priority) or not low <= priority <= high:
         raise ValueError(f"must be a whole number from {low} to {high} (higher runs first), not {priority!r}")
     return priority
