@@ -1,0 +1,214 @@
+"""Which group of configs (a precision k, a block-size class, a data-type class) scores best at
+equal model bits, with a 95% interval: the answer to "at this many bits, which precision wins?".
+
+A group's configs are known by label (e.g. 'nf4-b64'). Each label's curve is its score against
+log2 bits across model sizes, interpolated piecewise-linearly between measured sizes and never
+extrapolated. At a budget, a group scores what its best label scores there, the label being chosen
+on one half of the documents and scored on the other (both ways round, averaged), so a group tried
+in more configs does not win by selection. Budgets are a log-spaced grid over the bits that at
+least two groups cover. Every bootstrap replicate of `resample.run_draws` goes through the same
+steps, so an interval holds the noise of the documents and of the choice of config. A margin whose
+interval includes zero is undecided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kbit.analysis.metrics import lower_is_better
+from kbit.analysis.resample import FULL, HALF_A, HALF_B, run_draws
+
+N_BOOT = 1000
+N_BUDGETS = 12
+LEVEL = 0.95
+X_AXES = ("total", "quantized")  # total model bits; bits of the quantized weights only
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic's observed value and its bootstrap percentile interval."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def decided(self) -> bool:
+        """The interval excludes zero (and is an interval: with no noise known nothing is decided)."""
+        return self.high > self.low and (self.low > 0 or self.high < 0)
+
+    @classmethod
+    def of(cls, draws: np.ndarray) -> "Interval":
+        """draws[0] is the observed statistic, draws[1:] its bootstrap replicates."""
+        replicates = draws[1:][np.isfinite(draws[1:])]
+        if not np.isfinite(draws[0]) or replicates.size == 0:
+            return cls(float(draws[0]), float("nan"), float("nan"))
+        tail = (1 - LEVEL) / 2 * 100
+        low, high = np.percentile(replicates, [tail, 100 - tail])
+        return cls(float(draws[0]), float(low), float(high))
+
+
+@dataclass
+class Curve:
+    """One config label across model sizes: log2 bits (increasing) and the draws at each size."""
+
+    label: str
+    x: np.ndarray
+    draws: np.ndarray  # (3, R + 1, sizes)
+
+    def covers(self, budget: float) -> bool:
+        return len(self.x) >= 2 and self.x[0] - 1e-12 <= budget <= self.x[-1] + 1e-12
+
+    def at(self, budget: float) -> np.ndarray:
+        """(3, R + 1) draws interpolated at log2 bits `budget` (which the curve covers)."""
+        j = int(np.clip(np.searchsorted(self.x, budget, side="right") - 1, 0, len(self.x) - 2))
+        t = (budget - self.x[j]) / (self.x[j + 1] - self.x[j])
+        return self.draws[..., j] * (1 - t) + self.draws[..., j + 1] * t
+
+
+@dataclass
+class Comparison:
+    """Groups compared at equal bits. `score[g]` is (R + 1, budgets) in the metric's units (NaN
+    where g does not cover the budget); `table` has one row per budget (see `budget_table`)."""
+
+    metric: str
+    lower: bool
+    x_axis: str
+    groups: list[str]
+    budgets: np.ndarray  # bits
+    score: dict[str, np.ndarray]
+    best_label: dict[str, list]
+    evidence: dict[str, int]
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def goodness(self, group: str) -> np.ndarray:
+        """The group's score with higher always better."""
+        return -self.score[group] if self.lower else self.score[group]
+
+    def advantage(self, group: str, others: list[str]) -> np.ndarray:
+        """(R + 1, budgets): how much better `group` scores than the best of `others`, in the metric's
+        units (positive: `group` is better); NaN where it or all of the others do not cover."""
+        rivals = np.stack([self.goodness(o) for o in others if o in self.score])
+        best_rival = np.where(np.isnan(rivals), -np.inf, rivals).max(axis=0)
+        best_rival[np.isneginf(best_rival)] = np.nan
+        return self.goodness(group) - best_rival
+
+
+def x_bits(frame: pd.DataFrame, x_axis: str) -> pd.Series:
+    """Bits on the x axis: total model bits, or the bits of the quantizable weights (the model's
+    largest n_quantized over its runs; the 16-bit embeddings and head left out)."""
+    if x_axis == "total":
+        return frame["total_bits"]
+    if x_axis != "quantized":
+        raise ValueError(f"x axis {x_axis!r} is not known; use one of {', '.join(X_AXES)}")
+    if "n_quantized" not in frame:
+        raise ValueError("the quantized-bits axis needs each run's n_quantized (kbit.db.queries.frontier_rows gives it)")
+    quantizable = frame.groupby("model")["n_quantized"].transform("max")
+    return frame["total_bits"] - 16.0 * (frame["n_params"] - quantizable)
+
+
+def one_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
+    """The lowest run id of each (model, label): repeats of a config are one measurement here."""
+    usable = frame[frame["value"].notna() & frame["total_bits"].notna() & (frame["total_bits"] > 0)]
+    return usable.sort_values("run_id", kind="mergesort").drop_duplicates(["model", "label"])
+
+
+def curves_of(configs: pd.DataFrame, draws: dict[int, np.ndarray]) -> list[Curve]:
+    """One curve per label with at least two model sizes."""
+    out = []
+    for label, runs in configs.groupby("label", sort=True):
+        runs = runs.sort_values("x")
+        if runs["x"].nunique() < 2:
+            continue
+        stacked = np.stack([draws[int(r)] for r in runs["run_id"]], axis=-1)
+        out.append(Curve(str(label), np.log2(runs["x"].to_numpy(dtype=float)), stacked))
+    return out
+
+
+def group_at(curves: list[Curve], budget: float, lower: bool) -> tuple[np.ndarray, str] | None:
+    """(R + 1,) cross-fitted score of a group at `budget`, and its best label on all documents."""
+    covering = [c for c in curves if c.covers(budget)]
+    if not covering:
+        return None
+    values = np.stack([c.at(budget) for c in covering])  # (labels, 3, R + 1)
+    good = np.nan_to_num(-values if lower else values, nan=-np.inf)
+    on_a, on_b = good[:, HALF_A, :].argmax(axis=0), good[:, HALF_B, :].argmax(axis=0)
+    replicate = np.arange(values.shape[-1])
+    score = (values[on_a, HALF_B, replicate] + values[on_b, HALF_A, replicate]) / 2
+    return score, covering[int(good[:, FULL, 0].argmax())].label
+
+
+def budget_grid(curves: dict[str, list[Curve]], n_budgets: int) -> np.ndarray:
+    """log2 budgets: evenly spaced over the range at least two groups cover."""
+    spans = [(min(c.x[0] for c in cs), max(c.x[-1] for c in cs)) for cs in curves.values() if cs]
+    if len(spans) < 2:
+        return np.array([])
+    ends = sorted({x for span in spans for x in span})
+    covered = [(a, b) for a, b in zip(ends, ends[1:]) if sum(lo <= a and b <= hi for lo, hi in spans) >= 2]
+    if not covered:
+        return np.array([])
+    lo, hi = covered[0][0], covered[-1][1]
+    grid = np.linspace(lo, hi, n_budgets)
+    return np.array([b for b in grid if sum(lo_ - 1e-12 <= b <= hi_ + 1e-12 for lo_, hi_ in spans) >= 2])
+
+
+def compare(
+    frame: pd.DataFrame,
+    metric: str,
+    groups: dict[str, pd.Series],
+    scores: dict | None = None,
+    x_axis: str = "total",
+    n_boot: int = N_BOOT,
+    n_budgets: int = N_BUDGETS,
+    seed: int = 0,
+) -> Comparison:
+    """Compare `groups` (name -> boolean mask over `frame`'s rows) at equal bits. `frame` is
+    rows_to_frame's runs for `metric`; `scores` the runs' per-document scores for it (optional)."""
+    lower = lower_is_better(metric)
+    frame = frame.assign(x=x_bits(frame, x_axis)) if len(frame) else frame.assign(x=pd.Series(dtype=float))
+    configs = one_run_per_config(frame[frame["x"] > 0])
+    draws, evidence = run_draws(configs, scores, metric, n_boot, seed)
+    curves = {name: curves_of(configs[mask.reindex(configs.index, fill_value=False)], draws) for name, mask in groups.items()}
+    budgets = budget_grid(curves, n_budgets)
+    score = {name: np.full((n_boot + 1, len(budgets)), np.nan) for name in groups}
+    best_label: dict[str, list] = {name: [None] * len(budgets) for name in groups}
+    for i, budget in enumerate(budgets):
+        for name, group_curves in curves.items():
+            found = group_at(group_curves, budget, lower)
+            if found is not None:
+                score[name][:, i], best_label[name][i] = found
+    counts = pd.Series(list(evidence.values()), dtype=object).value_counts().to_dict()
+    out = Comparison(metric, lower, x_axis, list(groups), 2.0**budgets, score, best_label, counts)
+    out.table = budget_table(out)
+    return out
+
+
+def budget_table(comp: Comparison) -> pd.DataFrame:
+    """One row per budget: each group's score (NaN: the group's curves do not reach it), the
+    winner and its best config, and the margin over the best other group with its interval."""
+    rows = []
+    for i, budget in enumerate(comp.budgets):
+        present = [g for g in comp.groups if np.isfinite(comp.score[g][0, i])]
+        row = {"budget_bits": float(budget), **{g: float(comp.score[g][0, i]) for g in comp.groups}}
+        if len(present) >= 2:
+            winner = max(present, key=lambda g: comp.goodness(g)[0, i])
+            margin = Interval.of(comp.advantage(winner, [g for g in present if g != winner])[:, i])
+            row.update(winner=winner, winner_label=comp.best_label[winner][i], margin=margin.value,
+                       margin_low=margin.low, margin_high=margin.high, decided=margin.decided, n_groups=len(present))
+        rows.append(row)
+    columns = ["budget_bits", *comp.groups, "winner", "winner_label", "margin", "margin_low", "margin_high", "decided", "n_groups"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def mean_advantage(comp: Comparison, group: str, others: list[str]) -> Interval | None:
+    """`group`'s advantage over the best of `others`, averaged over the budgets where both cover."""
+    if group not in comp.score or not any(o in comp.score for o in others):
+        return None
+    adv = comp.advantage(group, others)
+    covered = np.isfinite(adv[0])
+    if not covered.any():
+        return None
+    return Interval.of(adv[:, covered].mean(axis=1))

@@ -1,0 +1,134 @@
+"""Each run's score under resampled documents: the noise model every verdict rests on.
+
+`run_draws` gives, for every run, an array of shape (3, R + 1): row FULL is the score on all
+documents, rows HALF_A and HALF_B the scores on two fixed halves of the documents (a config is
+chosen on one half and scored on the other, so a precision tried in more configs does not win by
+selection); column 0 is the observed data, columns 1..R bootstrap replicates.
+
+Runs with per-document scores (`kbit.db.queries.document_scores`) are resampled over documents:
+the configs of one model share the documents, so one replicate draws the same document counts for
+all of them (a paired bootstrap); each model size draws its own. Runs without them (imported or
+old results) fall back to a normal draw around their value with their reported stderr, each run
+independently (which overstates the noise of a difference between two configs: conservative).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+FULL, HALF_A, HALF_B = 0, 1, 2
+DOCUMENTS, STDERR, NO_NOISE = "documents", "stderr", "none"
+
+
+def metric_tasks(metric: str) -> str:
+    """'kbit_heldout/bits_per_byte' -> 'kbit_heldout'; 'mean_zero_shot/acc' -> 'mean_zero_shot'."""
+    return metric.split("/", 1)[0] if "/" in metric else ""
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def halves(doc_ids: np.ndarray, seed: int) -> np.ndarray:
+    """A boolean mask (True: half A) over documents sorted by id, from a seeded shuffle, so the
+    split follows no order in the data set and is the same for every run."""
+    in_a = np.zeros(len(doc_ids), dtype=bool)
+    in_a[np.random.default_rng(seed).permutation(len(doc_ids))[: (len(doc_ids) + 1) // 2]] = True
+    return in_a
+
+
+def replicate_counts(n_docs: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot + 1, n_docs) document counts: row 0 the data itself, then bootstrap resamples."""
+    rng = np.random.default_rng(seed)
+    counts = np.ones((n_boot + 1, n_docs))
+    if n_boot:
+        counts[1:] = rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=n_boot)
+    return counts
+
+
+def task_matrix(run_ids: list[int], scores: dict, task: str):
+    """(common doc ids, values (runs x docs), weights per doc or None) of one task, on the
+    documents every run scored (aligned by document id)."""
+    entries = [scores[r][task] for r in run_ids]
+    common = entries[0]["doc_ids"]
+    for e in entries[1:]:
+        common = np.intersect1d(common, e["doc_ids"])
+    common = np.unique(common)
+    values, weights = [], None
+    for e in entries:
+        position = {int(d): i for i, d in enumerate(e["doc_ids"])}
+        index = np.array([position[int(d)] for d in common], dtype=int)
+        values.append(np.asarray(e["values"], dtype=float)[index])
+        if weights is None and e.get("weights") is not None:
+            weights = np.asarray(e["weights"], dtype=float)[index]
+    return common, np.vstack(values), weights
+
+
+def document_draws(run_ids: list[int], scores: dict, tasks: list[str], n_boot: int, seed: int, model: str) -> dict[int, np.ndarray]:
+    """Paired bootstrap of one model's runs over the documents of `tasks` (the metric is the mean
+    over tasks of each task's score: sum(values)/sum(weights), or the mean of values)."""
+    total = np.zeros((3, n_boot + 1, len(run_ids)))
+    for task in tasks:
+        doc_ids, values, weights = task_matrix(run_ids, scores, task)
+        counts = replicate_counts(len(doc_ids), n_boot, _seed(seed, model, task, "boot"))
+        in_a = halves(doc_ids, _seed(seed, task, "halves"))
+        for row, mask in ((FULL, np.ones_like(in_a)), (HALF_A, in_a), (HALF_B, ~in_a)):
+            w = counts * mask
+            denominator = w @ weights if weights is not None else w.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total[row] += (w @ values.T) / denominator[:, None]
+    total /= len(tasks)
+    return {run: total[:, :, i] for i, run in enumerate(run_ids)}
+
+
+def stderr_draws(value: float, stderr: float, n_boot: int, seed: int) -> np.ndarray:
+    """A run known only by value and stderr: each half scores value + N(0, 2 stderr^2), the whole
+    is their mean (so its spread is the stderr)."""
+    out = np.full((3, n_boot + 1), value, dtype=float)
+    if n_boot and stderr > 0:
+        z = np.random.default_rng(seed).standard_normal((2, n_boot))
+        out[HALF_A, 1:] = value + np.sqrt(2) * stderr * z[0]
+        out[HALF_B, 1:] = value + np.sqrt(2) * stderr * z[1]
+        out[FULL, 1:] = (out[HALF_A, 1:] + out[HALF_B, 1:]) / 2
+    return out
+
+
+def scored_tasks(run: int, scores: dict, tasks_of_metric: str) -> list[str] | None:
+    """The tasks whose documents make up this run's metric, or None when the run has no scores
+    for it. For mean_zero_shot every task the run has scores of is used (the queries return only
+    accuracy entries for it)."""
+    entries = scores.get(run) or {}
+    if tasks_of_metric == "mean_zero_shot":
+        return sorted(entries) or None
+    return [tasks_of_metric] if tasks_of_metric in entries else None
+
+
+def run_draws(configs: pd.DataFrame, scores: dict | None, metric: str, n_boot: int, seed: int) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """({run id: (3, n_boot + 1) draws}, {run id: evidence}) for the runs in `configs` (columns
+    run_id, model, value, stderr). Evidence is 'documents', 'stderr' or 'none' (no noise known)."""
+    scores = scores or {}
+    wanted = metric_tasks(metric)
+    draws: dict[int, np.ndarray] = {}
+    evidence: dict[int, str] = {}
+    for model, runs in configs.groupby("model", sort=True):
+        by_tasks: dict[tuple, list[int]] = {}
+        for run in runs["run_id"]:
+            tasks = scored_tasks(int(run), scores, wanted)
+            if tasks:
+                by_tasks.setdefault(tuple(tasks), []).append(int(run))
+        # The largest set of runs scored on the same tasks is paired; any other run falls back.
+        paired = max(by_tasks.values(), key=len) if by_tasks else []
+        if paired:
+            tasks = next(t for t, r in by_tasks.items() if r is paired)
+            draws.update(document_draws(paired, scores, list(tasks), n_boot, seed, str(model)))
+            evidence.update({r: DOCUMENTS for r in paired})
+        for run, value, stderr in zip(runs["run_id"], runs["value"], runs["stderr"]):
+            if int(run) in draws:
+                continue
+            known = stderr is not None and np.isfinite(stderr) and stderr > 0
+            draws[int(run)] = stderr_draws(float(value), float(stderr) if known else 0.0, n_boot, _seed(seed, int(run)))
+            evidence[int(run)] = STDERR if known else NO_NOISE
+    return draws, evidence
