@@ -1,15 +1,18 @@
-"""Pure pandas over result rows (`kbit.db.queries.frontier_rows`): a metric's direction, the
-Pareto frontier, the best precision at each bit budget, and the paper's findings. The CLI, the
+"""Pure pandas over result rows (`kbit.db.queries.frontier_rows`) and per-document scores
+(`kbit.db.queries.document_scores`): a metric's direction, the Pareto frontier, precisions compared
+at equal bits with bootstrap intervals, scaling-law fits, and the paper's findings. The CLI, the
 report and the dashboard take every such answer from here. Imports no torch, no ray, no database.
 
     frame = rows_to_frame(rows)
-    points, budgets = frontier_view(frame, "bits_per_byte")
+    points, _ = frontier_view(frame, "bits_per_byte")
+    found = findings(frame, "kbit_heldout/bits_per_byte", scores)
 """
 
-from kbit.analysis.findings import FINDINGS, Findings, findings
+from kbit.analysis.equalbits import Comparison, Interval, compare
+from kbit.analysis.findings import FINDINGS, VERDICTS, Finding, Findings, findings
 from kbit.analysis.frontier import frontier_view, rows_to_frame
 from kbit.analysis.metrics import better_word, lower_is_better
 from kbit.analysis.units import format_bits
 
-__all__ = ["lower_is_better", "better_word", "rows_to_frame", "frontier_view", "findings", "Findings", "FINDINGS",
-           "format_bits"]
+__all__ = ["lower_is_better", "better_word", "rows_to_frame", "frontier_view", "findings", "Findings", "Finding",
+           "FINDINGS", "VERDICTS", "compare", "Comparison", "Interval", "format_bits"]

@@ -117,14 +117,18 @@ def one_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves_of(configs: pd.DataFrame, draws: dict[int, np.ndarray]) -> list[Curve]:
-    """One curve per label with at least two model sizes."""
+    """One curve per (family, label) with at least two model sizes: a curve never joins the
+    models of two families. The family prefixes the label when there are several."""
     out = []
-    for label, runs in configs.groupby("label", sort=True):
+    families = configs["family"].fillna("") if "family" in configs else pd.Series("", index=configs.index)
+    several = families.nunique() > 1
+    for (family, label), runs in configs.groupby([families, configs["label"]], sort=True):
         runs = runs.sort_values("x")
         if runs["x"].nunique() < 2:
             continue
         stacked = np.stack([draws[int(r)] for r in runs["run_id"]], axis=-1)
-        out.append(Curve(str(label), np.log2(runs["x"].to_numpy(dtype=float)), stacked))
+        name = f"{family}:{label}" if several else str(label)
+        out.append(Curve(name, np.log2(runs["x"].to_numpy(dtype=float)), stacked))
     return out
 
 

@@ -1,103 +1,181 @@
 """The paper's three findings, checked against one metric's runs: pure pandas, no text.
 
-`findings(frame, metric)` takes rows_to_frame's runs and returns what the report shows: the
-winners per budget and the frontier (from `frontier_view`, the same answer the demo and the
-dashboard give), mean scores by block size and by data type at 3 to 5 bits, the noise level,
-and a verdict on each finding ("agrees", "differs", "not enough data").
+`findings(frame, metric, scores)` takes rows_to_frame's runs (and their per-document scores, when
+stored) and returns what the report, the demo and the JSON output show: precisions compared at
+equal bits (`equalbits.compare`, one row per budget with the winner, its margin and interval),
+the scaling-law fits and their predictions, and a verdict on each finding as the paper states it:
+
+- four_bit_optimal: 4-bit against the best other k, at equal bits, averaged over the budgets both cover;
+- small_blocks: at k = 3..5, the best config with blocks of 64-128 against larger blocks;
+- quantile_float_beat_int_dynamic: at k = 3..5, the best of {quantile, fp} against the best of
+  {int, dynamic}; nf (not in the paper's comparison) on its own row against {int, dynamic}.
+
+A verdict is `agrees` or `differs` only when its margin's 95% interval excludes zero, otherwise
+`undecided` (or `not enough data` when the runs cannot answer it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from kbit.analysis import equalbits, scaling
+from kbit.analysis.equalbits import Comparison, Interval
 from kbit.analysis.frontier import frontier_view, plottable
 from kbit.analysis.metrics import lower_is_better
 
-FINDINGS = (
-    "4-bit is almost always optimal for a fixed total of model bits",
-    "small blocks (64-128) help at 3-5 bits",
-    "quantile and float beat integer and dynamic exponent",
-)
-GOOD_DTYPES, WEAK_DTYPES = ("quantile", "fp", "nf"), ("int", "dynamic")
+FINDINGS = {
+    "four_bit_optimal": "4-bit is almost always optimal for a fixed total of model bits",
+    "small_blocks": "small blocks (64-128) help at 3-5 bits",
+    "quantile_float_beat_int_dynamic": "quantile and float beat integer and dynamic exponent",
+}
+VERDICTS = ("agrees", "differs", "undecided", "not enough data")
 SMALL_K = (3, 4, 5)
+SMALL_BLOCK = 128  # the paper's small blocks are 64 and 128
+GOOD_DTYPES, WEAK_DTYPES = ("quantile", "fp"), ("int", "dynamic")
+
+
+@dataclass
+class Finding:
+    """One of the paper's claims against this data: the margin (positive: the data agrees) with its
+    interval, the verdict, and rows for the parts it is made of (per k, and nf on its own)."""
+
+    id: str
+    claim: str
+    verdict: str
+    margin: Interval | None
+    rows: list[dict] = field(default_factory=list)  # {"name", "margin": Interval | None, "verdict"}
 
 
 @dataclass
 class Findings:
     metric: str
     lower: bool
+    x_axis: str
     n_runs: int
     models: list[tuple[float, str]]  # (parameters, model id), smallest first
     median_stderr: float | None
-    budgets: pd.DataFrame  # frontier_view's table: budget_bits, best_k, best_label, best_model, best_value, k=...
-    frontier: pd.DataFrame  # the points on the Pareto frontier, by total bits
-    block_means: dict[int, dict] = field(default_factory=dict)  # k -> {blocksize (None: per tensor): mean}
-    dtype_means: dict[int, dict] = field(default_factory=dict)  # k -> {dtype: mean}
-    block_small_best: dict[int, bool] = field(default_factory=dict)
-    dtype_order: dict[int, bool] = field(default_factory=dict)
-    verdicts: list[str] = field(default_factory=list)  # one per FINDINGS; empty without data
+    precision: Comparison  # groups "3-bit", "4-bit", ..., "16-bit" at equal bits
+    frontier: pd.DataFrame  # the runs on the Pareto frontier, by total bits
+    findings: list[Finding]
+    fits: dict[str, scaling.Fit]
+    predictions: pd.DataFrame
 
     @property
-    def winners(self) -> list[int]:
-        return [int(k) for k in self.budgets["best_k"]] if not self.budgets.empty else []
+    def budgets(self) -> pd.DataFrame:
+        """The equal-bits table: one row per budget (see equalbits.budget_table)."""
+        return self.precision.table
 
     @property
-    def frontier_ks(self) -> list[int]:
-        return sorted({int(k) for k in self.frontier["bits"]}) if not self.frontier.empty else []
+    def verdicts(self) -> list[str]:
+        return [f.verdict for f in self.findings]
+
+    def finding(self, finding_id: str) -> Finding:
+        return next(f for f in self.findings if f.id == finding_id)
 
 
-def mean_by(frame: pd.DataFrame, key: str, bits: int) -> dict:
-    """Mean score of the k-bit runs grouped by `key` (dtype or blocksize), over models and the other axes."""
-    groups: dict = {}
-    runs = frame[frame["bits"] == bits]
-    for value, score in zip(runs[key], runs["value"]):
-        name = None if pd.isna(value) else (int(value) if key == "blocksize" else value)
-        groups.setdefault(name, []).append(float(score))
-    return {name: sum(scores) / len(scores) for name, scores in groups.items()}
+def verdict_of(margin: Interval | None) -> str:
+    if margin is None or not np.isfinite(margin.value):
+        return "not enough data"
+    if not margin.decided:
+        return "undecided"
+    return "agrees" if margin.low > 0 else "differs"
 
 
-def verdict(ok: bool | None) -> str:
-    return {True: "agrees", False: "differs", None: "not enough data"}[ok]
+def k_name(k: int) -> str:
+    return f"{int(k)}-bit"
 
 
-def _majority(flags: dict) -> bool | None:
-    return None if not flags else sum(flags.values()) * 2 > len(flags)
+def precision_groups(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    return {k_name(k): frame["bits"] == k for k in sorted(frame["bits"].dropna().unique())}
 
 
-def findings(frame: pd.DataFrame, metric: str) -> Findings:
+def combined(parts: list[np.ndarray]) -> Interval | None:
+    """The mean of several per-replicate advantages (each already averaged over its budgets)."""
+    parts = [p for p in parts if p is not None]
+    return Interval.of(np.mean(np.stack(parts), axis=0)) if parts else None
+
+
+def advantage_draws(comp: Comparison, group: str, others: list[str]) -> np.ndarray | None:
+    """(R + 1,) `group`'s advantage over the best of `others`, averaged over the budgets both cover."""
+    if group not in comp.score:
+        return None
+    adv = comp.advantage(group, [o for o in others if o in comp.score])
+    covered = np.isfinite(adv[0])
+    return adv[:, covered].mean(axis=1) if covered.any() else None
+
+
+def part(name: str, draws: np.ndarray | None) -> dict:
+    margin = Interval.of(draws) if draws is not None else None
+    return {"name": name, "margin": margin, "verdict": verdict_of(margin)}
+
+
+def four_bit_finding(precision: Comparison) -> Finding:
+    others = [g for g in precision.groups if g != "4-bit"]
+    draws = advantage_draws(precision, "4-bit", others) if others else None
+    rows = [part(f"4-bit vs {g}", advantage_draws(precision, "4-bit", [g])) for g in others]
+    margin = Interval.of(draws) if draws is not None else None
+    return Finding("four_bit_optimal", FINDINGS["four_bit_optimal"], verdict_of(margin), margin, rows)
+
+
+def within_k(frame, metric, scores, x_axis, n_boot, build) -> tuple[list[dict], list[np.ndarray]]:
+    """For each k in 3..5: `build(runs of k)` -> (groups, [(row name, group, rivals, counts)]) ->
+    compare at equal bits; the rows and the draws that count toward the finding."""
+    rows, counted = [], []
+    for k in SMALL_K:
+        runs = frame[frame["bits"] == k]
+        if runs.empty:
+            continue
+        groups, parts = build(runs)
+        if sum(mask.any() for mask in groups.values()) < 2:
+            continue
+        comp = equalbits.compare(runs, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
+        for name, group, rivals, counts in parts:
+            draws = advantage_draws(comp, group, rivals)
+            rows.append(part(f"k={k}: {name}", draws))
+            if counts and draws is not None:
+                counted.append(draws)
+    return rows, counted
+
+
+def block_groups(runs: pd.DataFrame):
+    small = runs["blocksize"].notna() & (runs["blocksize"].fillna(0) <= SMALL_BLOCK)
+    return {"small": small, "large": ~small}, [("blocks <= 128 vs larger", "small", ["large"], True)]
+
+
+def dtype_groups(runs: pd.DataFrame):
+    groups = {
+        "quantile/fp": runs["dtype"].isin(GOOD_DTYPES), "int/dynamic": runs["dtype"].isin(WEAK_DTYPES),
+        "nf": runs["dtype"] == "nf",
+    }
+    return groups, [("quantile/fp vs int/dynamic", "quantile/fp", ["int/dynamic"], True),
+                    ("nf vs int/dynamic (not in the paper's comparison)", "nf", ["int/dynamic"], False)]
+
+
+def findings(
+    frame: pd.DataFrame, metric: str, scores: dict | None = None, x_axis: str = "total",
+    n_boot: int = equalbits.N_BOOT,
+) -> Findings:
     lower = lower_is_better(metric)
     usable = plottable(frame)
-    points, budgets = frontier_view(usable, metric)
+    points, _ = frontier_view(usable, metric)
     front = points[points["on_frontier"]].sort_values("total_bits") if not points.empty else points
     stderrs = sorted(float(s) for s in usable["stderr"].dropna() if s) if "stderr" in usable else []
     models = sorted({(float(n) if pd.notna(n) else 0.0, m) for n, m in zip(usable["n_params"], usable["model"])})
-    out = Findings(
-        metric=metric, lower=lower, n_runs=len(usable), models=models,
-        median_stderr=stderrs[len(stderrs) // 2] if stderrs else None, budgets=budgets, frontier=front,
+    groups = precision_groups(usable)
+    precision = equalbits.compare(usable, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
+    found = [four_bit_finding(precision)]
+    for finding_id, build in (("small_blocks", block_groups), ("quantile_float_beat_int_dynamic", dtype_groups)):
+        rows, counted = within_k(usable, metric, scores, x_axis, n_boot, build)
+        margin = combined(counted)
+        found.append(Finding(finding_id, FINDINGS[finding_id], verdict_of(margin), margin, rows))
+    # A scaling law is a family's: across families only the measured comparison is made.
+    one_family = "family" not in usable or usable["family"].nunique() <= 1
+    fits = scaling.fit_groups(usable, metric, groups, x_axis) if one_family else {}
+    return Findings(
+        metric=metric, lower=lower, x_axis=x_axis, n_runs=len(usable), models=models,
+        median_stderr=stderrs[len(stderrs) // 2] if stderrs else None, precision=precision, frontier=front,
+        findings=found, fits=fits, predictions=scaling.predictions(fits, lower),
     )
-    if usable.empty:
-        return out
-    best = min if lower else max
-    for k in SMALL_K:
-        blocks = mean_by(usable, "blocksize", k)
-        if blocks:
-            out.block_means[k] = blocks
-            sized = {b: v for b, v in blocks.items() if b}
-            if len(sized) > 1:
-                out.block_small_best[k] = best(sized, key=sized.get) == min(sized)
-        dtypes = mean_by(usable, "dtype", k)
-        if dtypes:
-            out.dtype_means[k] = dtypes
-            good = [dtypes[d] for d in GOOD_DTYPES if d in dtypes]
-            weak = [dtypes[d] for d in WEAK_DTYPES if d in dtypes]
-            if good and weak:
-                out.dtype_order[k] = best(good) < best(weak) if lower else best(good) > best(weak)
-    wins = out.winners
-    out.verdicts = [
-        verdict(None if not wins else wins.count(4) * 2 > len(wins)),
-        verdict(_majority(out.block_small_best)),
-        verdict(_majority(out.dtype_order)),
-    ]
-    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import sys
@@ -189,28 +190,35 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from kbit.cli.report import DEFAULT_METRICS, render_report
+    from kbit.cli.report import DEFAULT_METRICS, load_findings, render_report, report_json
     from kbit.db import queries, session_scope
 
-    wanted = args.metric or list(DEFAULT_METRICS)
+    as_json = args.format == "json"
+    wanted = args.metric or list(DEFAULT_METRICS[:1] if as_json else DEFAULT_METRICS)
     bad = [m for m in wanted if "/" not in m]
     if bad:
         raise UsageError(f"--metric {bad[0]!r} is not TASK/METRIC; use e.g. --metric kbit_heldout/bits_per_byte")
+    if as_json and len(wanted) > 1:
+        raise UsageError("--format json reports one metric; give one --metric (or run it once per metric)")
     with Operations.open() as local, session_scope(local.engine) as s:
         available = {f"{t}/{m}" for t, m in queries.list_metrics(s)}
         unknown = [m for m in args.metric or () if m not in available]
         if unknown:
             raise UsageError(f"no finished run has {unknown[0]}; metrics in the database: "
                              + (", ".join(sorted(available)) or "none yet (run `kbit demo`)"))
-        sections = [
-            (queries.frontier_rows(s, task=task, metric=metric, sweeps=args.sweep), task, metric)
+        analysed = [
+            (f"{task}/{metric}", load_findings(s, task, metric, args.sweep, x_axis=args.x_axis))
             for task, metric in (m.split("/", 1) for m in wanted)
             if f"{task}/{metric}" in available or (task, metric) == ("mean_zero_shot", "acc")
         ]
+    if as_json:
+        text = json.dumps(report_json(*analysed[0]), indent=2, default=float) + "\n"
+        write_output(text, args.output or "-")
+        return 0
     if args.output is None:
         settings.kbit_home().mkdir(parents=True, exist_ok=True)
     output = args.output or str(settings.kbit_home() / "RESULTS.md")
-    write_output(render_report(sections), output)
+    write_output(render_report(analysed), output)
     if output != "-":
         print(f"wrote {output}", file=sys.stderr)
     return 0

@@ -14,11 +14,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kbit.analysis import better_word, findings, rows_to_frame
+from kbit.analysis import better_word
 from kbit.cli import progress
 from kbit.cli.commands import finish, kbit_command
+from kbit.cli.report import interval_text, load_findings
 from kbit.cluster.client import RayService
-from kbit.db import queries, session_scope, teams
+from kbit.db import session_scope, teams
 from kbit.service import Operations
 from kbit.spec import errors, settings
 from kbit.spec.errors import SweepError
@@ -83,18 +84,26 @@ def build_families(sweep, out: Console) -> None:
 def frontier_summary(engine, sweep_id: int, task: str = TASK, metric: str = METRIC):
     """From the database: `kbit.analysis.findings` of this sweep's runs for task/metric."""
     with session_scope(engine) as s:
-        rows = queries.frontier_rows(s, task=task, metric=metric, sweeps=[sweep_id])
-    return findings(rows_to_frame(rows), metric)
+        return load_findings(s, task, metric, sweeps=[sweep_id])
 
 
 def summary_table(found, task: str = TASK, metric: str = METRIC) -> Table:
-    table = Table(title=f"best precision per bit budget ({task}/{metric}, {better_word(metric)} is better)")
-    for column in ("budget (Mbit)", "best k", "config", "model", "score"):
+    """The precisions at equal bits: each k's score per budget, the winner when decided."""
+    table = Table(title=f"which precision wins at equal total bits ({task}/{metric}, {better_word(metric)} is better)")
+    groups = found.precision.groups
+    for column in ("budget (Mbit)", *groups, "winner", "margin [95% interval]"):
         table.add_column(column)
     for row in found.budgets.to_dict("records"):
-        table.add_row(f"{row['budget_bits'] / 1e6:.3f}", str(row["best_k"]), row["best_label"], row["best_model"],
-                      f"{row['best_value']:.4f}")
+        winner = row.get("winner") if isinstance(row.get("winner"), str) else None
+        verdict = (f"{winner} ({row['winner_label']})" if row["decided"] else f"undecided ({winner} ahead)") if winner else "–"
+        margin = f"{row['margin']:+.4f} [{row['margin_low']:+.4f}, {row['margin_high']:+.4f}]" if winner else "–"
+        table.add_row(f"{row['budget_bits'] / 1e6:.3f}", *[f"{row[g]:.4f}" if row[g] == row[g] else "–" for g in groups],
+                      verdict, margin)
     return table
+
+
+def findings_lines(found) -> list[str]:
+    return [f"{x.claim}: {x.verdict} (margin {interval_text(x.margin)})" for x in found.findings]
 
 
 def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
@@ -117,17 +126,16 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
         summaries = [(task, metric, frontier_summary(local.engine, reply["sweep_id"], task, metric))
                      for task, metric in SUMMARY_METRICS]
     for task, metric, found in summaries:
-        if found.budgets.empty:
+        if not found.n_runs:
             continue
         out.print(summary_table(found, task, metric))
-        winners = found.winners
-        out.print(f"4-bit wins {winners.count(4)} of {len(winners)} budgets; "
-                  f"k on the frontier of {metric} against total bits: {', '.join(map(str, found.frontier_ks))}")
+        for line in findings_lines(found):
+            out.print(line)
     out.print(f"phases: model family {progress.format_seconds(built - started)}, "
               f"sweep {progress.format_seconds(swept - built)} (embedded Ray start included), "
               f"total {progress.format_seconds(time.perf_counter() - started)}")
     kbit = kbit_command()
-    if summaries[0][2].budgets.empty:
+    if not summaries[0][2].n_runs:
         out.print(f"no finished runs with a mean zero-shot accuracy: see `{kbit} status` for failures")
     out.print(f"open the dashboard on these results: {kbit} dashboard   (then http://127.0.0.1:8501)")
     out.print(f"write the report: {kbit} report   ({settings.kbit_home() / 'RESULTS.md'})")

@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", metavar="TASK/METRIC",
                    help="metric to report (repeatable; default mean_zero_shot/acc and kbit_heldout/bits_per_byte)")
     p.add_argument("--sweep", type=int, action="append", help="only these sweeps (repeatable; default all)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown",
+                   help="markdown (default, to $KBIT_HOME/RESULTS.md) or json (one metric, to stdout)")
+    p.add_argument("--x-axis", choices=("total", "quantized"), default="total",
+                   help="bits compared: total model bits (default) or the quantized weights' bits only")
 
     p = sub.add_parser("dashboard", help="open the results dashboard (Streamlit)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")

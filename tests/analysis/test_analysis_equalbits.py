@@ -149,3 +149,17 @@ def test_quantized_axis_leaves_out_the_sixteen_bit_parts():
     assert E.x_bits(frame, "quantized").iloc[0] == pytest.approx(0.5e6 * 4)
     with pytest.raises(ValueError, match="x axis"):
         E.x_bits(frame, "params")
+
+
+def test_a_curve_never_joins_two_families():
+    """Family A's small model and family B's large one, same label: no curve, so no comparison."""
+    runs = Runs()
+    runs.add("m1", 3, 0.3, 3.25)
+    runs.add("m1", 4, 0.4, 4.25)
+    runs.add("m4", 3, 0.6, 3.25)
+    runs.add("m4", 4, 0.7, 4.25)
+    frame = runs.frame()
+    frame.loc[frame["model"] == "m4", "family"] = "other"
+    assert E.compare(frame, "t/acc", by_bits(frame, 3, 4), n_boot=10).table.empty
+    frame["family"] = "same"
+    assert not E.compare(frame, "t/acc", by_bits(frame, 3, 4), n_boot=10).table.empty

@@ -1,8 +1,13 @@
-"""The RESULTS.md generator: frontier, winners per budget and the paper verdicts come from the data
-(kbit.analysis), the text from kbit.cli.report."""
+"""The RESULTS.md and JSON report: frontier, equal-bits winners with intervals and the paper's
+verdicts come from the data (kbit.analysis), the text from kbit.cli.report."""
 
-from kbit.analysis import findings, rows_to_frame
-from kbit.cli.report import render_report
+import json
+
+import numpy as np
+
+from kbit.analysis import FINDINGS, VERDICTS, findings, rows_to_frame
+from kbit.cli.report import render_report, report_json
+from tests.analysis.synthetic import MODELS, Runs
 
 
 def run(model, n, bits, value, dtype="nf", blocksize=64):
@@ -15,8 +20,8 @@ def run(model, n, bits, value, dtype="nf", blocksize=64):
 run.counter = 0
 
 
-def frontier_models(rows, metric="acc"):
-    return [(r["model"], r["bits"]) for r in findings(rows_to_frame(rows), metric).frontier.to_dict("records")]
+def frontier_models(rows, metric="t/acc"):
+    return [(r["model"], r["bits"]) for r in findings(rows_to_frame(rows), metric, n_boot=10).frontier.to_dict("records")]
 
 
 def test_frontier_drops_dominated_runs_in_either_direction():
@@ -26,39 +31,54 @@ def test_frontier_drops_dominated_runs_in_either_direction():
     d = run("m2", 4000, 3, 0.40)        # fewer bits than c, worse than a with more bits: dominated
     assert frontier_models([a, b, c, d]) == [("m1", 4), ("m2", 4)]
     low = [dict(a, value=3.0), dict(b, value=2.5)]
-    assert frontier_models(low, "bits_per_byte") == [("m1", 4), ("m1", 8)]
+    assert frontier_models(low, "t/bits_per_byte") == [("m1", 4), ("m1", 8)]
 
 
-def test_budget_winner_is_the_best_run_that_fits_and_each_k_gets_its_best_within():
-    rows = [run("small", 1000, 4, 0.50), run("small", 1000, 8, 0.52),
-            run("big", 2000, 4, 0.60), run("big", 2000, 8, 0.61)]
-    table = findings(rows_to_frame(rows), "acc").budgets.to_dict("records")
-    # frontier: small@4 (4250 bits), small@8 (8250), big@4 (8500), big@8 (16500)
-    assert [(r["best_model"], r["best_k"]) for r in table] == [("small", 4), ("small", 8), ("big", 4), ("big", 8)]
-    at_big4 = table[2]
-    assert at_big4["k=4"] == 0.60 and at_big4["k=8"] == 0.52  # small@8 fits the big model's 4-bit budget
+def k_runs(stderr, offsets):
+    """Each k's score rises 0.05 per doubling of total bits, shifted by offsets[k]."""
+    runs = Runs()
+    for model, n in MODELS.items():
+        for k, offset in offsets.items():
+            runs.add(model, k, 0.3 + offset + 0.05 * np.log2(n * (k + 0.25)), k + 0.25, stderr=stderr)
+    return runs
 
 
-def test_report_verdicts_follow_the_data():
-    agree = [run("s", 1000, 4, 0.5), run("s", 1000, 8, 0.45), run("b", 2000, 4, 0.6), run("b", 2000, 8, 0.55)]
-    text = render_report([(agree, "mean_zero_shot", "acc")])
-    assert "4-bit wins 2 of 2 budgets" in text
-    disagree = [run("s", 1000, 4, 0.3), run("s", 1000, 3, 0.5), run("b", 2000, 4, 0.35), run("b", 2000, 3, 0.6)]
-    text = render_report([(disagree, "mean_zero_shot", "acc")])
-    assert "4-bit wins 0 of 2 budgets" in text and "| differs |" in text
+def analysed(stderr, offsets, metric="mean_zero_shot/acc"):
+    return metric, findings(k_runs(stderr, offsets).frame(), metric, n_boot=200)
+
+
+def test_report_says_agrees_differs_and_undecided_as_the_data_does():
+    text = render_report([analysed(0.001, {3: -0.03, 4: 0.0, 8: -0.02})])
+    summary = text.split("## The paper's findings, metric by metric")[1].split("\n# ")[0]
+    assert "| 4-bit is almost always optimal for a fixed total of model bits | agrees (+0.0" in summary
+    assert "Decided at " in text and "**4-bit** (nf4-b64)" in text
+    text = render_report([analysed(0.001, {3: 0.03, 4: 0.0, 8: -0.02})])
+    assert "| 4-bit is almost always optimal for a fixed total of model bits | differs (-0.0" in text
+    text = render_report([analysed(0.3, {3: -0.03, 4: 0.0, 8: -0.02})])
+    assert "| 4-bit is almost always optimal for a fixed total of model bits | undecided (" in text
+    assert "**4-bit**" not in text and "undecided (4-bit ahead" in text
 
 
 def test_empty_report_says_what_to_do():
-    assert "run `kbit demo` first" in render_report([([], "mean_zero_shot", "acc")])
+    assert "run `kbit demo` first" in render_report([("mean_zero_shot/acc", findings(rows_to_frame([]), "t/acc"))])
 
 
 def test_summary_sets_each_metric_against_the_paper_and_states_the_noise():
-    agree = [run("s", 1000, 4, 0.5), run("s", 1000, 8, 0.45), run("b", 2000, 4, 0.6), run("b", 2000, 8, 0.55)]
-    disagree = [run("s", 1000, 4, 0.3), run("s", 1000, 3, 0.5), run("b", 2000, 4, 0.35), run("b", 2000, 3, 0.6)]
-    for r in agree + disagree:
-        r["stderr"] = 0.02
-    text = render_report([(agree, "mean_zero_shot", "acc"), (disagree, "kbit_lastword", "acc")])
+    text = render_report([analysed(0.02, {3: -0.03, 4: 0.0}), analysed(0.02, {3: 0.2, 4: 0.0}, "kbit_lastword/acc")])
     summary = text.split("## The paper's findings, metric by metric")[1].split("\n# ")[0]
     assert "| `mean_zero_shot/acc` | `kbit_lastword/acc` |" in summary
-    assert "| 4-bit is almost always optimal for a fixed total of model bits | agrees | differs |" in summary
     assert text.count("median standard error of one score is 0.0200") == 2
+    assert text.count("runs known only by value and stderr") == 2
+
+
+def test_json_report_has_the_documented_shape():
+    metric, found = analysed(0.001, {3: -0.03, 4: 0.0, 8: -0.02})
+    data = json.loads(json.dumps(report_json(metric, found)))
+    assert data["metric"] == metric and data["lower_is_better"] is False
+    assert [f["id"] for f in data["findings"]] == list(FINDINGS)
+    assert {f["verdict"] for f in data["findings"]} <= set(VERDICTS)
+    budgets = [b for b in data["budgets"] if b["winner"]]
+    assert budgets and all(b["winner_bits"] == 4 and b["decided"] for b in budgets)
+    assert all(b["margin_low"] <= b["margin"] <= b["margin_high"] for b in budgets)
+    assert {"budget_bits", "winner_config", "scores"} <= set(budgets[0])
+    assert data["fits"] and data["predictions"]
