@@ -7,6 +7,7 @@ more than a few thousand rows).
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from kbit.analysis.frontier import block_order
@@ -77,10 +78,12 @@ def scaling_chart(
     columns: int = 3,
     width: int = 420,
     height: int = 340,
+    fits: pd.DataFrame | None = None,
 ):
     """Score against total model bits (log x), one line per `line` value across model sizes
     (the paper's Figures 2 and 3). With `frontier`, the Pareto frontier is drawn as a black step
-    line and dominated points are faded. Facets by `panel` when there is more than one."""
+    line and dominated points are faded. `fits` (fit_lines' frame) adds each k's fitted scaling
+    law as a thin dotted line. Facets by `panel` when there is more than one."""
     base = alt.Chart(points)
     x, y = bits_axis(points), value_axis(y_title)
     color = _color(line, points, line_title)
@@ -93,6 +96,11 @@ def scaling_chart(
         x=x, y=y, color=color, opacity=opacity, tooltip=_tooltip(points),
     )
     layers = [lines, dots]
+    if fits is not None and not fits.empty:
+        layers.append(alt.Chart(fits).mark_line(strokeDash=[2, 2], strokeWidth=1, opacity=0.8).encode(
+            x=x, y=y, color=color, detail=f"{line}:N",
+            tooltip=[alt.Tooltip(f"{line}:O", title="k"), alt.Tooltip("fit:N", title="fit")],
+        ))
     if frontier and "on_frontier" in points:
         layers.append(
             base.transform_filter("datum.on_frontier")
@@ -155,3 +163,15 @@ def progress_chart(sweeps: pd.DataFrame, states=tuple(STATE_COLORS)):
         )
         .properties(height=alt.Step(26), width="container")
     )
+
+
+def fit_lines(fits: dict, points: int = 24) -> pd.DataFrame:
+    """Each fitted scaling law (kbit.analysis.scaling.Fit by group name '4-bit') as points over the
+    bits it was fitted on: columns bits (k), total_bits, value, fit (its formula)."""
+    rows = []
+    for name, fit in fits.items():
+        k = int(name.split("-")[0])
+        for total in np.geomspace(fit.low, fit.high, points):
+            rows.append({"bits": k, "total_bits": float(total), "value": float(fit.predict(total)),
+                         "fit": f"{fit.a:.4f} {fit.b:+.4f}·log2(bits)"})
+    return pd.DataFrame(rows, columns=["bits", "total_bits", "value", "fit"])

@@ -11,6 +11,7 @@ import functools
 
 import pandas as pd
 
+from kbit.analysis import Findings, findings
 from kbit.analysis.frontier import rows_to_frame
 from kbit.db import connect_reader, queries, queue, session_scope
 from kbit.spec.errors import NotFound
@@ -55,6 +56,21 @@ def frontier(
             blocksizes=blocksizes, bits=bits,
         )
     return rows_to_frame(rows)
+
+
+def analysis(
+    url: str | None, task: str, metric: str, teams: tuple | None = None, sweeps: tuple | None = None,
+    families: tuple | None = None, dtypes: tuple | None = None, blocksizes: tuple | None = None, bits: tuple | None = None,
+) -> Findings:
+    """kbit.analysis.findings of the filtered runs, with their per-document scores: the equal-bits
+    table, the paper's findings and the scaling-law fits the Frontier page shows."""
+    with session_scope(engine_for(url)) as s:
+        rows = queries.frontier_rows(
+            s, task=task, metric=metric, teams=teams, sweeps=sweeps, families=families, dtypes=dtypes,
+            blocksizes=blocksizes, bits=bits,
+        )
+        scores = queries.document_scores(s, [r["run_id"] for r in rows], task, metric)
+    return findings(rows_to_frame(rows), f"{task}/{metric}", scores)
 
 
 def sweeps(url: str | None, team: str | None = None) -> pd.DataFrame:

@@ -22,15 +22,16 @@ def run_app(monkeypatch, url: str, **params) -> AppTest:
     return at
 
 
-def charts(at):
-    """Each Vega-Lite chart on the page as (spec dict, its rows)."""
+def charts(at, fits: bool = False):
+    """Each Vega-Lite chart on the page as (spec dict, its rows): its data points, or with `fits`
+    the points of the fitted scaling-law lines."""
     out = []
     for chart in at.get("vega_lite_chart"):
         spec = json.loads(chart.proto.spec)
         rows = []
         for dataset in chart.proto.datasets:
             rows.extend(_arrow_rows(dataset.data.data))
-        out.append((spec, rows))
+        out.append((spec, [r for r in rows if ("fit" in r) == fits]))
     return out
 
 
@@ -48,8 +49,10 @@ def test_frontier_page_default_view(monkeypatch, seeded_db):
     url, _ = seeded_db
     at = run_app(monkeypatch, url)
     [(spec, rows)] = charts(at)
+    [(_, fits)] = charts(at, fits=True)
     # 3 models x k in {3, 4, 8, 16}: repeats averaged, best config per (k, model)
     assert len(rows) == 12
+    assert {r["bits"] for r in fits} == {3, 4, 8, 16}  # each k's fitted law drawn beside its points
     assert {r["bits"] for r in rows} == {3, 4, 8, 16}
     assert {r["model"] for r in rows} == {"kbit/toy/s", "kbit/toy/m", "kbit/toy/l"}
     assert all(r["dtype"] in ("nf", "none") and r["block"] in ("b64", "per-tensor") for r in rows)
@@ -59,10 +62,13 @@ def test_frontier_page_default_view(monkeypatch, seeded_db):
     assert ("kbit/toy/m", 16) not in on_front and ("kbit/toy/l", 4) in on_front
     layer_y = spec["layer"][1]["encoding"]["y"]
     assert layer_y["title"] == "mean_zero_shot / acc"
-    # the budget table: at the large model's 4-bit budget, 4-bit beats the best 8-bit that fits
+    # the equal-bits table: a verdict per budget, a winner only where its interval excludes zero
     table = at.dataframe[0].value
-    row = table[np.isclose(table["budget_bits"], 16e6 * 4.25)].iloc[0]
-    assert row["best_k"] == 4 and row["k=4"] > row["k=8"]
+    assert len(table) >= 3 and {"3-bit", "4-bit", "verdict", "margin_low", "margin_high"} <= set(table.columns)
+    named = table[~table["verdict"].str.startswith("undecided")]
+    assert (named["margin_low"] > 0).all()
+    findings = at.dataframe[1].value
+    assert findings["finding"].iloc[0].startswith("4-bit is almost always optimal")
     assert "left out" in texts(at.caption)  # the repeat sweep's run without a bit report
     assert at.query_params["page"] == "frontier" and at.query_params["metric"] == "mean_zero_shot/acc"
     assert len(at.get("download_button")) == 4

@@ -1,8 +1,10 @@
-"""One analysis: `kbit demo`'s summary, `kbit report` and the dashboard's Frontier page name the
-same winner at every bit budget of one database, in either metric direction."""
+"""One analysis: `kbit demo`'s summary, `kbit report` (markdown and JSON) and the dashboard's
+Frontier page give the same verdict (a winner, or undecided and who is ahead) at every budget of
+one database, in either metric direction."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from kbit.cli.demo import frontier_summary
 from kbit.cli.main import main
+from kbit.dashboard.tables import verdict
 from kbit.db import connect
 
 APP = str(Path(__file__).resolve().parents[2] / "kbit" / "dashboard" / "app.py")
@@ -22,15 +25,32 @@ def demo_winners(url, sweep_id, task, metric):
         budgets = frontier_summary(engine, sweep_id, task, metric).budgets
     finally:
         engine.dispose()
-    return [(row["best_label"], row["best_model"]) for row in budgets.to_dict("records")]
+    return [verdict(row["winner"], row["decided"]) for row in budgets.to_dict("records")]
 
 
 def report_winners(url, sweep_id, task, metric, tmp_path, monkeypatch):
     monkeypatch.setenv("KBIT_DATABASE_URL", url)
     out = tmp_path / "RESULTS.md"
     assert main(["report", "--sweep", str(sweep_id), "--metric", f"{task}/{metric}", "--output", str(out)]) == 0
-    section = out.read_text().split("## Which precision wins at a fixed memory budget")[1].split("## The frontier")[0]
-    return [(label, f"kbit/toy/{model}") for label, model in re.findall(r"\*\*(\S+)\*\* on (\w+) \(", section)]
+    section = out.read_text().split("## Which precision wins at equal bits")[1].split("## Beside the paper")[0]
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines() if re.match(r"\| \d", line)]
+    return [as_verdict(cells[-2].strip()) for cells in rows]
+
+
+def as_verdict(cell: str) -> str:
+    """The report's winner cell ('**4-bit** (nf4-b64)', 'undecided (4-bit ahead, nf4-b64)', '–') as a verdict."""
+    if cell.startswith("**"):
+        return cell.split("**")[1]
+    return cell.split(",")[0] + ")" if cell.startswith("undecided") else cell
+
+
+def json_winners(url, sweep_id, task, metric, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KBIT_DATABASE_URL", url)
+    capsys.readouterr()
+    assert main(["report", "--format", "json", "--sweep", str(sweep_id), "--metric", f"{task}/{metric}"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == f"{task}/{metric}"
+    return [verdict(b["winner"], b["decided"]) for b in data["budgets"]]
 
 
 def dashboard_winners(url, sweep_id, task, metric, monkeypatch):
@@ -40,14 +60,15 @@ def dashboard_winners(url, sweep_id, task, metric, monkeypatch):
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     table = at.dataframe[0].value
-    return list(zip(table["best_label"], table["best_model"]))
+    return list(table["verdict"])
 
 
 @pytest.mark.parametrize("task, metric", [("mean_zero_shot", "acc"), ("kbit_heldout", "bits_per_byte")])
-def test_demo_report_and_dashboard_name_the_same_winners(seeded_db, tmp_path, monkeypatch, task, metric):
+def test_demo_report_and_dashboard_name_the_same_winners(seeded_db, tmp_path, monkeypatch, capsys, task, metric):
     url, ids = seeded_db
     sweep_id = 1  # the full grid: 3 sizes x k in {3, 4, 8, 16} x 2 dtypes x 2 block sizes
     demo = demo_winners(url, sweep_id, task, metric)
     assert len(demo) >= 3
     assert report_winners(url, sweep_id, task, metric, tmp_path, monkeypatch) == demo
+    assert json_winners(url, sweep_id, task, metric, tmp_path, monkeypatch, capsys) == demo
     assert dashboard_winners(url, sweep_id, task, metric, monkeypatch) == demo

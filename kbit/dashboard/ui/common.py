@@ -29,6 +29,7 @@ cached_failed = st.cache_data(ttl=2, show_spinner=False)(data.failed_runs)
 cached_results = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.results)
 cached_frontier = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.frontier)
 cached_run = st.cache_data(ttl=TTL, show_spinner=False)(data.run)
+cached_analysis = st.cache_data(ttl=TTL, show_spinner="Comparing precisions at equal bits ...")(data.analysis)
 
 
 @st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")

@@ -1,12 +1,13 @@
 """Frontier page: a metric against total model bits, one line per k across model sizes (the
-paper's Figure 2), the Pareto frontier, and the best precision at each bit budget."""
+paper's Figure 2) with each k's fitted scaling law, the Pareto frontier, which precision wins at
+equal bits (decided or undecided, with intervals) and the paper's findings."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from kbit.analysis import frontier
-from kbit.dashboard import charts, urlstate
+from kbit.dashboard import charts, tables, urlstate
 from kbit.dashboard.ui import common
 
 
@@ -24,7 +25,7 @@ def render(url: str | None, opts: dict) -> dict:
     task, name = metric.split("/", 1)
     lower = frontier.lower_is_better(name)
     result = common.cached_points(url, task, name, filters, "bits", tuple(facets), lower)
-    points, table = result["points"], result["table"]
+    points = result["points"]
     if points.empty:
         if result["n_runs"]:
             st.info(f"{result['n_runs']} finished run(s) have {metric} but no bit report yet, so they cannot be "
@@ -41,16 +42,26 @@ def render(url: str | None, opts: dict) -> dict:
         + (f" {result['n_unplottable']} run(s) without a bit report are left out." if result["n_unplottable"] else "")
         + (f" Thinned to {len(points):,} points for drawing." if len(points) < result["n_points"] else "")
     )
-    chart = charts.scaling_chart(points, y_title=charts.metric_title(task, name, lower), lower=lower)
+    found = common.cached_analysis(url, task, name, **dict(filters))
+    fits = charts.fit_lines(found.fits) if not facets else None
+    chart = charts.scaling_chart(points, y_title=charts.metric_title(task, name, lower), lower=lower, fits=fits)
     st.altair_chart(chart)
+    if fits is not None and not fits.empty:
+        st.caption("Dotted: each k's fitted scaling law, score = a + b·log2(bits), over the sizes it was fitted on.")
 
-    st.subheader("Best precision at each bit budget")
-    st.caption("At each budget where the frontier moves: the winning config, and the best score each k reaches "
-               "within that many bits.")
-    common.table(common.with_run_links(table), column_config={
-        "run": common.run_link_column(), "budget_bits": st.column_config.NumberColumn(format="compact"),
-    })
-    common.downloads(table, "best_per_budget")
+    st.subheader("Which precision wins at equal bits")
+    st.caption(
+        "Each k's score at a budget, read off its curve across model sizes (linear in log bits, never "
+        "extrapolated; empty where a k's curve does not reach the budget), its config chosen on half the "
+        "documents and scored on the other half. The margin is the leader's lead over the best other k with "
+        "its 95% bootstrap interval; a lead whose interval includes zero is undecided. All filtered runs, "
+        "whatever the facets."
+    )
+    table = tables.equal_bits_table(found)
+    common.table(table, column_config={"budget_bits": st.column_config.NumberColumn(format="compact")})
+    common.downloads(table, "equal_bits")
+    st.subheader("The paper's findings")
+    common.table(tables.findings_table(found))
     with st.expander(f"The {len(points):,} points on the chart"):
         common.table(common.with_run_links(points), column_config={"run": common.run_link_column()})
         common.downloads(points, "frontier_points")

@@ -1,0 +1,40 @@
+"""The analysis tables the Frontier page shows, shaped from kbit.analysis's Findings: pure pandas,
+no Streamlit. A winner is named only where its interval excludes zero; elsewhere the row says
+'undecided' and which precision is ahead, so no table rounds noise into a verdict."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kbit.analysis import Findings
+
+
+def verdict(winner, decided) -> str:
+    if not isinstance(winner, str):
+        return "–"
+    return winner if decided else f"undecided ({winner} ahead)"
+
+
+def equal_bits_table(found: Findings) -> pd.DataFrame:
+    """One row per budget: each k's score, the verdict, the winning config and the margin's interval."""
+    table = found.budgets
+    columns = ["budget_bits", *found.precision.groups, "verdict", "config", "margin", "margin_low", "margin_high"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    out = table[["budget_bits", *found.precision.groups, "margin", "margin_low", "margin_high"]].copy()
+    out.insert(len(found.precision.groups) + 1, "verdict", [verdict(w, d) for w, d in zip(table["winner"], table["decided"])])
+    out.insert(len(found.precision.groups) + 2, "config", table["winner_label"])
+    return out[columns]
+
+
+def findings_table(found: Findings) -> pd.DataFrame:
+    """The paper's three findings and their parts: verdict, margin (positive: agrees) and interval."""
+    rows = []
+    for finding in found.findings:
+        parts = [(finding.claim, finding.verdict, finding.margin)] + [
+            (f"  {r['name']}", r["verdict"], r["margin"]) for r in finding.rows
+        ]
+        for name, word, margin in parts:
+            rows.append({"finding": name, "verdict": word, "margin": margin.value if margin else None,
+                         "margin_low": margin.low if margin else None, "margin_high": margin.high if margin else None})
+    return pd.DataFrame(rows, columns=["finding", "verdict", "margin", "margin_low", "margin_high"])
