@@ -158,11 +158,40 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_results(args) -> int:
+    if args.action == "import":
+        return import_results(args)
+    if args.file:
+        raise UsageError(f"unexpected argument {args.file!r}; to load a file use `kbit results import {args.file}`")
     with reader(args) as svc:
         rows = svc.results(args.sweep)
     write_output(export.render(rows, args.format), args.output)
     if args.output and args.output != "-":
         print(f"wrote {len(rows)} runs to {args.output}", file=sys.stderr)
+    return 0
+
+
+def import_results(args) -> int:
+    """`kbit results import FILE`: check every row, then write them all as one new sweep, or nothing."""
+    from kbit.db import importruns, session_scope, teams
+    from kbit.db.newruns import sha256_hex
+    from kbit.spec import resultsfile
+
+    if not args.file:
+        raise UsageError("no file given; use `kbit results import FILE --team NAME`")
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}; check the path") from None
+    runs, skipped = resultsfile.check_rows(text)
+    team = require_team(args)
+    token = require_token(team)
+    name = args.name or path.stem
+    with Operations.open() as local, session_scope(local.engine) as s:
+        teams.verify_token(s, team, token)
+        sweep_id = importruns.import_runs(s, team, name, runs, sha256_hex(text), source=path.name)
+    print(f"imported {len(runs)} finished runs as sweep {sweep_id} ({name!r} of team {team})"
+          + (f"; skipped {skipped} unfinished" if skipped else ""))
     return 0
 
 

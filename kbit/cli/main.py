@@ -18,6 +18,7 @@ examples:
   kbit submit examples/pythia.yaml --team nlp --address ray://head:10001
   kbit status                                            # every sweep; `kbit status 3` for one
   kbit results --sweep 3 --format csv --output runs.csv
+  kbit results import runs.json --team nlp --name baseline   # a file of `kbit results --format json`
   kbit cancel 3 --team nlp
   kbit demo                                              # the whole thing on a laptop, in minutes
   kbit up && kbit submit examples/demo.yaml --team nlp --wait && kbit down
@@ -71,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     _team_arg(p, "your team (default: $KBIT_TEAM); the token comes from $KBIT_TOKEN")
     _address_arg(p)
 
-    p = sub.add_parser("results", help="one row per run (config, bits, status, metrics) as CSV or JSON")
+    p = sub.add_parser("results", help="one row per run (config, bits, status, metrics) as CSV or JSON; "
+                       "`kbit results import FILE` loads such a JSON file")
+    p.add_argument("action", nargs="?", choices=("import",),
+                   help="import: load FILE (written by `kbit results --format json`) as a new sweep of --team")
+    p.add_argument("file", nargs="?", help="the JSON file to import")
+    p.add_argument("--team", help="import: the team the runs go to (default $KBIT_TEAM; token from $KBIT_TOKEN)")
+    p.add_argument("--name", help="import: the new sweep's name (default: the file's name)")
     p.add_argument("--sweep", type=int, help="only this sweep (default: all runs)")
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
