@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 typed models: teams, sweeps, runs, results, bit reports and samples.
+"""SQLAlchemy 2.0 typed models: teams, sweeps, runs, results, bit reports, document scores and samples.
 
 The schema itself is made only by the Alembic migrations in `kbit/db/migrations/`; these models
 must agree with them (tests/db/test_db_migrations.py compares the two). Configs, eval specs and
@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -193,6 +194,22 @@ class BitReport(Base):
     n_quantized: Mapped[int] = mapped_column(BigInteger)
     bits_per_param: Mapped[float]
     total_bits: Mapped[float]
+
+
+class DocumentScore(Base):
+    """One (task, metric) of a finished run, one score per document (encoding: kbit/db/scorecodec.py)."""
+
+    __tablename__ = "document_scores"
+    __table_args__ = (UniqueConstraint("run_id", "task", "metric", name="uq_document_scores_run_task_metric"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(100))
+    n_docs: Mapped[int]
+    doc_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Sample(Base):

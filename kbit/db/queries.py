@@ -1,6 +1,6 @@
-"""Read queries for the dashboard and the CLI: the frontier, flat per-run results, one run's
-detail, sweeps with their counts. Plain dicts out; a cached run reports its source run's
-metrics and bit report, so teams see shared results as their own."""
+"""Read queries for the dashboard, the CLI and the analysis: the frontier, flat per-run results,
+one run's detail, sweeps with their counts, per-document scores. Plain dicts out; a cached run
+reports its source run's metrics, bit report and scores, so teams see shared results as their own."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from kbit.spec.errors import NotFound
-from kbit.db.models import BitReport, Result, Run, Sweep, Team
+from kbit.db.models import BitReport, DocumentScore, Result, Run, Sweep, Team
+from kbit.db.scorecodec import decode_scores
 from kbit.spec.settings import RUN_STATES as STATES
 
 # The run whose results a run shows: itself, or the run it was cached from.
 SOURCE = func.coalesce(Run.cached_from_id, Run.id)
 FINISHED = ("done", "cached")
+# Run ids per IN list: far below every backend's limit on bound parameters.
+CHUNK = 500
 
 
 def _dicts(session: Session, query) -> list[dict]:
@@ -76,6 +79,31 @@ def frontier_rows(
             query = query.where(_in_filter(column, values))
     # Sorted here, not in SQL: Postgres would spill a 100k-row sort of wide rows to disk.
     return sorted(_dicts(session, query), key=lambda row: row["run_id"])
+
+
+def document_scores(session: Session, run_ids, task: str, metric: str) -> dict[int, dict]:
+    """{run id: {task: {"doc_ids": int64 array, "values": float64 array, "weights": float64
+    array or None}}} for each of `run_ids` that has stored scores of `task/metric` (a cached run
+    gets its source run's, under its own id); runs without them are absent. The task's reported
+    metric is sum(values)/sum(weights), or mean(values) without weights.
+
+    `mean_zero_shot/acc` gives every task's `acc` of the run: the mean zero-shot accuracy is the
+    mean of those (group tasks have no per-document scores, so none is counted twice).
+    One query per 500 run ids."""
+    every_task = task == "mean_zero_shot" and metric == "acc"
+    ids = sorted({int(r) for r in run_ids})
+    out: dict[int, dict] = {}
+    for start in range(0, len(ids), CHUNK):
+        query = (
+            select(Run.id, DocumentScore.task, DocumentScore.doc_ids, DocumentScore.values, DocumentScore.weights)
+            .join(DocumentScore, DocumentScore.run_id == SOURCE)
+            .where(Run.id.in_(ids[start:start + CHUNK]), DocumentScore.metric == metric)
+        )
+        if not every_task:
+            query = query.where(DocumentScore.task == task)
+        for run_id, name, doc_ids, values, weights in session.connection().execute(query):
+            out.setdefault(run_id, {})[name] = decode_scores(doc_ids, values, weights)
+    return out
 
 
 def list_metrics(session: Session) -> list[tuple[str, str]]:

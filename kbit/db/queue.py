@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from kbit.db.clock import db_now, now_value
 from kbit.db.enqueue import enqueue_sweep
-from kbit.db.models import BitReport, Result, Run, Sample, Sweep, Team
+from kbit.db.models import BitReport, DocumentScore, Result, Run, Sample, Sweep, Team
+from kbit.db.scorecodec import encode_scores
 from kbit.spec.errors import NotFound, PermissionDenied
 from kbit.spec.settings import IN_FLIGHT_STATES, RUN_STATES
 
@@ -269,6 +270,21 @@ def _metric_rows(run_id: int, metrics: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
+def _score_rows(run_id: int, scores: list[dict]) -> list[dict]:
+    """The document_scores rows of a result's `scores`, encoded (ValueError on a malformed entry)."""
+    rows, seen = [], set()
+    for entry in scores:
+        if not isinstance(entry, dict) or not {"task", "metric", "doc_ids", "values"} <= set(entry):
+            raise ValueError(f"complete_run: each score needs task, metric, doc_ids and values; got {str(entry)[:200]}")
+        key = (str(entry["task"]), str(entry["metric"]))
+        if key in seen:
+            raise ValueError(f"complete_run: scores name {key[0]}/{key[1]} twice")
+        seen.add(key)
+        encoded = encode_scores(entry["doc_ids"], entry["values"], entry.get("weights"))
+        rows.append({"run_id": run_id, "task": key[0], "metric": key[1], **encoded})
+    return rows
+
+
 def _check_result(result: dict) -> None:
     if not isinstance(result, dict) or result.get("status") not in ("done", "failed"):
         raise ValueError(
@@ -292,9 +308,11 @@ def complete_run(session: Session, run_id: int, result: dict, *, worker: str) ->
     run re-leased to another worker after its lease ran out takes that worker's result, not a
     late one; a second report of a done run is ignored. If another run with the same cache key
     finished first, this one becomes `cached` pointing at it. A `failed` result marks the run
-    failed for good (its error is kept).
+    failed for good (its error is kept). Metrics, bit report, document scores and samples are
+    written together or not at all.
     """
     _check_result(result)
+    score_rows = _score_rows(run_id, result.get("scores") or []) if result["status"] == "done" else []
     run = locked_run(session, run_id)
     if run.status != "running" or run.lease_owner != worker:
         return False
@@ -325,6 +343,8 @@ def complete_run(session: Session, run_id: int, result: dict, *, worker: str) ->
                     run_id=run_id, n_params=int(bits["n_params"]), n_quantized=int(bits["n_quantized"]),
                     bits_per_param=float(bits["bits_per_param"]), total_bits=float(bits["total_bits"]),
                 ))
+            if score_rows:
+                session.execute(insert(DocumentScore), score_rows)
             samples = result.get("samples") or []
             if samples:
                 session.execute(insert(Sample), [

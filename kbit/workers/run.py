@@ -18,7 +18,7 @@ from kbit.version import code_version
 from kbit.workers import lmeval
 from kbit.workers.errors import EvaluationError, OutOfMemory, RunError
 from kbit.workers.loading import LoadedModel, load_model
-from kbit.workers.results import RunResult, flatten_metrics, sample_records
+from kbit.workers.results import RunResult, document_scores, flatten_metrics, sample_records
 from kbit.spec.evalspec import EvalSpec, ModelSpec
 
 
@@ -82,6 +82,7 @@ def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec,
             device=device,
             provenance=provenance(loaded.spec, spec, raw, loaded.commit),
             samples=sample_records(raw) if spec.log_samples else None,
+            scores=document_scores(raw),
         )
     except Exception as exc:  # noqa: BLE001 - one bad config must not stop the others
         error = exc if isinstance(exc, RunError) else EvaluationError(_one_line(exc))

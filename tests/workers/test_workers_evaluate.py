@@ -16,7 +16,7 @@ MODEL = "kbit/micro/m2"
 FAST = EvalSpec(limit=40, batch_size=16)
 CONFIGS = [QuantConfig(16), QuantConfig(8, "int", 64), QuantConfig(4, "nf", 64), QuantConfig(2, "int", None)]
 KEYS = {"config", "status", "error_type", "error", "metrics", "bits", "wall_time_s", "peak_memory_bytes",
-        "device", "provenance", "samples", "retryable"}
+        "device", "provenance", "samples", "retryable", "scores"}
 
 
 def declared_task_versions() -> dict:
@@ -103,7 +103,38 @@ def test_samples_reproduce_the_metrics(group):
     bpb = -sum(s["loglikelihoods"][0] for s in heldout) / sum(s["bytes"] for s in heldout) / math.log(2)
     assert bpb == pytest.approx(r.metric("kbit_heldout", "bits_per_byte"))
     assert group[0][0].to_dict()["samples"] is not None
-    assert list(evaluate_configs(ModelSpec(MODEL), CONFIGS[:1], EvalSpec(limit=2)))[0].samples is None
+    plain = list(evaluate_configs(ModelSpec(MODEL), CONFIGS[:1], EvalSpec(limit=2)))[0]
+    assert plain.samples is None and {(e["task"], e["metric"]) for e in plain.scores} == per_document(plain)
+
+
+def per_document(result) -> set[tuple[str, str]]:
+    """The (task, metric) pairs of a result that must have per-document scores."""
+    return {(m["task"], m["metric"]) for m in result.metrics
+            if m["metric"] in ("acc", "acc_norm", "bits_per_byte") and m["task"] != "mean_zero_shot"}
+
+
+def test_document_scores_reproduce_the_reported_metrics(group):
+    """Every run keeps one score per document; re-aggregated they give the reported acc, acc_norm
+    and bits_per_byte (what a paired bootstrap over documents starts from)."""
+    for r in group[0]:
+        reported = {(m["task"], m["metric"]): m["value"] for m in r.metrics}
+        stored = {(e["task"], e["metric"]): e for e in r.scores}
+        assert len(stored) == len(r.scores)
+        assert set(stored) == per_document(r)
+        assert {("kbit_choice", "acc"), ("kbit_choice", "acc_norm"), ("kbit_heldout", "bits_per_byte")} <= set(stored)
+        for (task, metric), e in stored.items():
+            assert e["doc_ids"] == sorted({s["doc_id"] for s in r.samples if s["task"] == task})  # unique, all of them
+            assert len(e["values"]) == len(e["doc_ids"])
+            if metric == "bits_per_byte":
+                assert len(e["weights"]) == len(e["doc_ids"]) and min(e["weights"]) > 0
+                value = sum(e["values"]) / sum(e["weights"])
+            else:
+                assert e["weights"] is None and set(e["values"]) <= {0.0, 1.0}
+                value = sum(e["values"]) / len(e["values"])
+            assert math.isclose(value, reported[(task, metric)], rel_tol=1e-9), (task, metric)
+        accs = [e["values"] for (task, metric), e in stored.items() if metric == "acc"]
+        mean = sum(sum(v) / len(v) for v in accs) / len(accs)
+        assert math.isclose(mean, reported[("mean_zero_shot", "acc")], rel_tol=1e-9)
 
 
 def test_missing_model_fails_every_config_with_a_clear_error(micro):
