@@ -105,31 +105,35 @@ def dynamic_codebook(bits: int) -> torch.Tensor:
     return torch.tensor(sorted(values), dtype=torch.float32)
 
 
-def quantile_codebook(normalized: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-tensor quantile codebook: midpoints of 2**k - 1 equal-mass bins of the values, plus 0.
-
-    `normalized` are the values that get quantized (already divided by their block's absmax, so in
-    [-1, 1]). q_i = (Q(i/n) + Q((i+1)/n)) / 2 for n = 2**k - 1 equal-probability bins, then 0 is
-    added and the set is divided by its largest magnitude. Large tensors are sampled with a fixed
-    stride, so the result is deterministic.
-    """
-    _check_bits("quantile", bits)
+def _sorted_sample(normalized: torch.Tensor) -> torch.Tensor:
+    """The values, flattened, in fp32 and ascending; a strided sample of a large tensor (deterministic)."""
     flat = normalized.detach().reshape(-1).to(torch.float32)
     if flat.numel() == 0:
         raise ValueError("quantile codebook: the tensor is empty; quantize a tensor with at least one element")
     if flat.numel() > _QUANTILE_SAMPLE:
         flat = flat[:: math.ceil(flat.numel() / _QUANTILE_SAMPLE)]
-    ordered = flat.sort().values
-    n = 2**bits - 1
-    probs = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
-    pos = (probs * (ordered.numel() - 1)).round().long()
-    edges = ordered[pos]
-    mids = (edges[:-1] + edges[1:]) / 2
-    values = torch.cat([mids, torch.zeros(1)]).sort().values
-    top = values.abs().max()
-    if top == 0:
-        return torch.cat([torch.linspace(-1.0, 0.0, 2**bits - 1)[:-1], torch.zeros(1), torch.ones(1)])
-    return values / top
+    return flat.sort().values
+
+
+def quantile_codebook(normalized: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-tensor quantile codebook: the midpoints of 2**k equal-mass bins of the values.
+
+    `normalized` are the values that get quantized (already divided by their block's absmax, so in
+    [-1, 1]). q_i = (Q(i/n) + Q((i+1)/n)) / 2 for n = 2**k, divided by the largest magnitude.
+    Bin-edge midpoints rather than bin centroids or medians: those normalize badly (a heavy-tailed
+    tensor's outer bin is tiny, so dividing by it blows the inner codes up; docs/kernels.md has
+    the measurements). Large tensors are sampled with a fixed stride, so the result is deterministic.
+    Degenerate data (fewer than two distinct midpoints) gets -1, 0 and 1 added.
+    """
+    _check_bits("quantile", bits)
+    ordered = _sorted_sample(normalized)
+    n = 2**bits
+    probs = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64, device=ordered.device)
+    edges = ordered[(probs * (ordered.numel() - 1)).round().long()]
+    values = torch.unique((edges[:-1] + edges[1:]) / 2)  # sorted, distinct
+    if values.numel() < 2:
+        values = torch.unique(torch.cat([values, torch.tensor([-1.0, 0.0, 1.0], device=values.device)]))
+    return values / values.abs().max()
 
 
 def codebook(dtype: str, bits: int, exponent_bits: int | None = None, data: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,14 +16,17 @@ BLOCKSIZES = tuple(2**i for i in range(5, 13))  # 32 .. 4096
 
 
 def default_exponent_bits(bits: int) -> int:
-    """Exponent bits for the `fp` type when the sweep names none.
+    """Exponent bits for the `fp` type when the sweep names none: E2 for 3..6 bits, E3 for 7..8.
 
-    The paper uses E=3 for 4..8 bits and E=2 for 3 bits. At 2 bits a sign plus one exponent
-    bit (E=1, M=0) is the only float layout with an exponent, so 2-bit fp uses E=1.
+    Chosen by measurement (`python -m benchmarks.codebooks`, table in docs/kernels.md): the E with
+    the lowest relative MSE of block-64 quantization of Gaussian weights, ties to fewer exponent
+    bits. Blockwise absmax scaling leaves little dynamic range to cover, so mantissa bits pay more
+    than the paper's E3 below 7 bits (4-bit E2M1, bitsandbytes' FP4: 0.0135; E3M0: 0.0354).
+    At 2 bits a sign plus one exponent bit (E=1, M=0) is the only float layout with an exponent.
     """
-    if bits >= 4:
+    if bits >= 7:
         return 3
-    if bits == 3:
+    if bits >= 3:
         return 2
     return 1
 
@@ -36,7 +39,7 @@ class QuantConfig:
       normalized to dtype="none", blocksize=None).
     dtype: int | fp | nf | quantile | dynamic.
     blocksize: a power of two 32..4096, or None for one scale per tensor.
-    exponent_bits: for fp only; None means the paper's default for `bits`.
+    exponent_bits: for fp only; None means `default_exponent_bits(bits)` (E2 for 3..6 bits, E3 for 7..8).
     outlier_fraction: proxy-quantization share of input dimensions kept in 16 bit
       (0 = off; the paper's default is 0.02).
     """
@@ -108,7 +111,7 @@ class QuantConfig:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]
 
     def label(self) -> str:
-        """Short human label, e.g. 'nf4-b64', 'fp4e3-b64', 'int3-bT-o2%', 'bf16'."""
+        """Short human label, e.g. 'nf4-b64', 'fp4e2-b64', 'int3-bT-o2%', 'bf16'."""
         if self.is_baseline:
             return "16bit"
         dt = f"fp{self.bits}e{self.exponent_bits}" if self.dtype == "fp" else f"{self.dtype}{self.bits}"

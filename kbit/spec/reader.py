@@ -18,7 +18,7 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
       bits: [3, 4, 5, 6, 8]       # 2..8; 16 is the unquantized baseline
       dtypes: [int, fp, nf, quantile, dynamic]
       blocksizes: [64, 1024]      # powers of two 32..4096, or null for one scale per tensor
-      exponent_bits: [null]       # fp only; null = the paper's default for k
+      exponent_bits: [null]       # fp only; null = default_exponent_bits(k): E2 at 3..6 bits, E3 at 7..8
       outlier_fractions: [0.0]
     baseline: true                # add the 16-bit baseline once per model
     tasks: [kbit_lastword, kbit_choice, kbit_heldout]
