@@ -21,7 +21,7 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
-    assert f"{sys.executable} -m kbit.cli.main dashboard" in out and "best precision per bit budget" in out
+    assert f"{sys.executable} -m kbit.cli.main dashboard" in out and "which precision wins at equal total bits" in out
     # piped, not a terminal: plain progress lines while the sweep runs, then the phases
     assert re.search(r"^sweep \d+: \d+/\d+ finished", out, re.M), out[:3000]
     assert re.search(r"^phases: model family \S+, sweep \S+ .*total \S+$", out, re.M)
@@ -34,10 +34,12 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
     bpb = frontier_summary(engine, sweeps[0]["sweep_id"], "kbit_heldout", "bits_per_byte").budgets.to_dict("records")
     assert acc and bpb
     assert "(kbit_heldout/bits_per_byte, lower is better)" in out
-    rows = [line for line in out.splitlines() if re.search(r"\d\.\d{4}\s*│?\s*$", line)]
+    rows = [line for line in out.splitlines() if re.match(r"^[│|] \d+\.\d{3} ", line)]
     assert len(rows) == len(acc) + len(bpb)
     for entry, line in zip(acc + bpb, rows):
         cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
         assert float(cells[0]) == round(entry["budget_bits"] / 1e6, 3)
-        assert cells[1] == str(entry["best_k"]) and cells[2] == entry["best_label"] and cells[3] == entry["best_model"]
-        assert float(cells[4]) == round(entry["best_value"], 4)
+        verdict = f"{entry['winner']} ({entry['winner_label']})" if entry["decided"] else f"undecided ({entry['winner']} ahead)"
+        assert cells[-2] == verdict
+        assert cells[-1].startswith(f"{entry['margin']:+.4f} [")
+    assert re.search(r"^4-bit is almost always optimal for a fixed total of model bits: (agrees|differs|undecided) ", out, re.M)
