@@ -20,7 +20,9 @@ def test_family_members_and_unknown_names():
     assert not family.is_bundled("EleutherAI/pythia-70m") and family.is_bundled("kbit/demo/s1")
 
 
-def test_demo_sizes_are_geometric_and_growing():
+def test_demo_sizes_and_compute_grow_geometrically():
+    """Every step in size is at least 2.5x the parameters and 3x the training compute (parameters
+    times tokens): larger members also train on more tokens."""
     from kbit.workers.bundled.training import llama_config
 
     spec = family.FAMILIES["demo"]
@@ -29,9 +31,11 @@ def test_demo_sizes_are_geometric_and_growing():
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(llama_config(geometry, spec.vocab_size, spec.context, 0))
         counts.append(sum(p.numel() for p in model.parameters()))
-    ratios = [b / a for a, b in zip(counts, counts[1:])]
+    compute = [n * g.tokens for n, g in zip(counts, spec.sizes.values())]
     assert 40_000 <= counts[0] and counts[-1] <= 5_000_000
-    assert all(3 <= r <= 5 for r in ratios), (counts, ratios)
+    assert all(2.5 <= b / a <= 5 for a, b in zip(counts, counts[1:])), counts
+    assert all(b / a >= 3 for a, b in zip(compute, compute[1:])), compute
+    assert [g.tokens for g in spec.sizes.values()] == sorted(g.tokens for g in spec.sizes.values())
 
 
 def test_built_models_load_with_transformers_and_are_reused(micro):

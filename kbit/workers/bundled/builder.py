@@ -67,7 +67,7 @@ def build_member(spec, family: str, size: str, out: Path, home: Path) -> dict:
     geometry = spec.sizes[size]
     config = llama_config(geometry, len(tok), spec.context, tok.eos_token_id)
     model, stats = train_model(
-        config, stream, tokens=spec.tokens, batch_size=spec.batch_size, lr=geometry.lr,
+        config, stream, tokens=geometry.tokens, batch_size=spec.batch_size, lr=geometry.lr,
         seed=spec.seed, desc=f"build kbit/{family}/{size}",
     )
     model.save_pretrained(out)
