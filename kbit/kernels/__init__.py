@@ -16,6 +16,7 @@ _LAZY = {
     "quantize_model_": "kbit.kernels.model",
     "restore_model_": "kbit.kernels.model",
     "BitReport": "kbit.kernels.model",
+    "CoverageError": "kbit.kernels.model",
 }
 
 __all__ = ["QuantConfig", *_LAZY]

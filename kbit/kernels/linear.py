@@ -1,6 +1,8 @@
-"""`QuantLinear`: an nn.Linear replacement holding a packed k-bit weight.
+"""`QuantLinear`: the replacement of a weight-matrix layer (nn.Linear, or transformers' Conv1D as
+in GPT-2) holding a packed k-bit weight; `is_quantizable` says which layers it replaces.
 
-The forward runs the fused dequantize-matmul (Triton on CUDA). With outlier handling, the weight's
+A Conv1D stores its weight transposed, (in, out), and computes x W + b: its weight is transposed
+once at quantization time, so both become the same (out, in) QuantLinear. The forward runs the fused dequantize-matmul (Triton on CUDA). With outlier handling, the weight's
 outlier input columns are cut out and kept in 16 bit; the rest is quantized as an (N, K - |J|)
 matrix, so the stored size is the paper's k + 16/B + p(16 - k) bits per weight.
 """
@@ -17,23 +19,51 @@ OUTLIER_BITS = 16
 INDEX_BITS = 32
 
 
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' `Conv1D` (GPT-2's projections), recognised by shape: kbit.kernels does not
+    import transformers."""
+    weight = getattr(module, "weight", None)
+    return (type(module).__name__ == "Conv1D" and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and getattr(module, "nf", None) == weight.shape[1])
+
+
+def is_quantizable(module: nn.Module) -> bool:
+    """A layer QuantLinear replaces: nn.Linear (subclasses included) or transformers' Conv1D."""
+    return isinstance(module, nn.Linear) or is_conv1d(module)
+
+
+def weight_matrix(layer: nn.Module) -> torch.Tensor:
+    """The layer's weight as (out, in), detached (a view of a Conv1D's (in, out) weight)."""
+    if isinstance(layer, nn.Linear):
+        return layer.weight.detach()
+    if is_conv1d(layer):
+        return layer.weight.detach().t()
+    raise TypeError(f"QuantLinear wraps an nn.Linear or a transformers Conv1D, got {type(layer).__name__}")
+
+
+def in_out_features(layer: nn.Module) -> tuple[int, int]:
+    """(input features, output features) of a quantizable layer or a QuantLinear."""
+    if isinstance(layer, QuantLinear):
+        return layer.in_features, layer.out_features
+    out_features, in_features = weight_matrix(layer).shape
+    return in_features, out_features
+
+
 class QuantLinear(nn.Module):
     """y = x W^T + b with W stored as packed k-bit codes, 16-bit block scales and a codebook.
 
-    The original nn.Linear is kept (unregistered, so it is neither counted nor moved) for
-    `restore_model_`. On the torch backend the dequantized weight is cached after the first call:
+    The original layer (nn.Linear or Conv1D) is kept (unregistered, so it is neither counted nor
+    moved) for `restore_model_`. On the torch backend the dequantized weight is cached after the first call:
     that backend simulates the format; the Triton backend never materializes W.
     """
 
-    def __init__(self, linear: nn.Linear, cfg: QuantConfig, outlier_idx: torch.Tensor | None = None, backend: str = "auto"):
+    def __init__(self, linear: nn.Module, cfg: QuantConfig, outlier_idx: torch.Tensor | None = None, backend: str = "auto"):
         super().__init__()
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"QuantLinear wraps an nn.Linear, got {type(linear).__name__}")
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = weight_matrix(linear)
+        self.out_features, self.in_features = weight.shape
         self.config = cfg
         self.backend = backend
         object.__setattr__(self, "original", linear)
-        weight = linear.weight.detach()
         idx = outlier_idx if outlier_idx is not None else torch.empty(0, dtype=torch.int64)
         idx = idx.to(device=weight.device, dtype=torch.int64)
         if idx.numel():
@@ -47,7 +77,7 @@ class QuantLinear(nn.Module):
             weight = weight[:, keep_idx]
         else:
             self.outlier_idx = self.keep_idx = self.outlier_weight = None
-        qt = quantize(weight, cfg, backend=backend)
+        qt = quantize(weight.contiguous(), cfg, backend=backend)
         self.register_buffer("codes", qt.codes)
         self.register_buffer("absmax", qt.absmax)
         self.register_buffer("codebook", qt.codebook)

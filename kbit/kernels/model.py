@@ -1,23 +1,34 @@
-"""Whole-model quantization: `quantize_model_`, `restore_model_` and the `BitReport`.
+"""Whole-model quantization: `quantize_model_`, `restore_model_`, the `BitReport` and the
+`CoverageError` that refuses a model kbit would not really quantize.
 
-Every nn.Linear not named in `skip` becomes a QuantLinear; embeddings, norms, biases and skipped
-layers stay as they are and are charged 16 bits per parameter (DESIGN.md):
+Every weight-matrix layer (nn.Linear, transformers' Conv1D) not named in `skip` becomes a
+QuantLinear; embeddings, norms, biases and skipped layers stay as they are and are charged 16 bits
+per parameter (DESIGN.md):
 total_bits = sum of quantized layers' stored weight bits + (n_params - n_quantized) * 16,
 bits_per_param = quantized layers' stored weight bits / n_quantized.
+A config that would quantize nothing, or leave a weight matrix of a transformer block in 16 bit
+without `skip` naming it, is refused: a 16-bit model must never be reported as k-bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from torch import nn
 from tqdm.auto import tqdm
 
+from kbit.kernels.architectures import block_prefixes, layer_kinds, model_type
 from kbit.kernels.config import QuantConfig
-from kbit.kernels.linear import QuantLinear
+from kbit.kernels.linear import QuantLinear, is_quantizable
 from kbit.kernels.outliers import outlier_dims
 
 UNQUANTIZED_BITS = 16
+SHOWN = 5  # names listed in an error message
+
+
+class CoverageError(ValueError):
+    """The model cannot be quantized as asked: no quantizable layer at all, or weight matrices of
+    its transformer blocks that kbit cannot replace (they would stay 16-bit under a k-bit label)."""
 
 
 @dataclass(frozen=True)
@@ -25,8 +36,10 @@ class BitReport:
     """What a quantized model costs in memory bits.
 
     n_params: parameters the model stores (unique tensors, quantized weights included);
-    n_quantized: weights stored at k bits (all weights of replaced Linear layers, outlier columns
-    included: their extra cost is inside bits_per_param); n_layers: replaced layers.
+    n_quantized: weights stored at k bits (all weights of replaced layers, outlier columns
+    included: their extra cost is inside bits_per_param); n_layers: replaced layers;
+    by_kind: per module kind ("attention.q", "mlp.down", ...; see kbit.kernels.architectures)
+    {"n_layers", "n_quantized", "bits_per_param"}.
     """
 
     config: dict
@@ -36,6 +49,7 @@ class BitReport:
     n_outlier_params: int
     bits_per_param: float
     total_bits: float
+    by_kind: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +67,8 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def bit_report(model: nn.Module, cfg: QuantConfig) -> BitReport:
     """Count the bits of `model` as it is now (quantized or not)."""
-    qlayers = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    named = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    qlayers = list(named.values())
     unquantized = sum(p.numel() for p in model.parameters())  # unique tensors; QuantLinear holds buffers
     n_quantized = sum(m.weight_numel for m in qlayers)
     quant_bits = sum(m.weight_bits for m in qlayers)
@@ -65,11 +80,50 @@ def bit_report(model: nn.Module, cfg: QuantConfig) -> BitReport:
         n_outlier_params=sum(m.n_outliers * m.out_features for m in qlayers),
         bits_per_param=quant_bits / n_quantized if n_quantized else float(UNQUANTIZED_BITS),
         total_bits=float(quant_bits + unquantized * UNQUANTIZED_BITS),
+        by_kind=_by_kind(model, named),
     )
 
 
+def _by_kind(model: nn.Module, named: dict[str, QuantLinear]) -> dict[str, dict]:
+    totals: dict[str, list[int]] = {}
+    for name, kind in layer_kinds(model, list(named)).items():
+        entry = totals.setdefault(kind, [0, 0, 0])
+        entry[0] += 1
+        entry[1] += named[name].weight_numel
+        entry[2] += named[name].weight_bits
+    return {kind: {"n_layers": n, "n_quantized": q, "bits_per_param": bits / q} for kind, (n, q, bits) in sorted(totals.items())}
+
+
+def _describe(model: nn.Module) -> str:
+    kind = model_type(model)
+    return type(model).__name__ + (f" (model_type {kind!r})" if kind else "")
+
+
+def check_coverage(model: nn.Module, targets: list[str], skip: tuple[str, ...], cfg: QuantConfig) -> None:
+    """CoverageError unless `targets` hold a layer and every weight matrix (a parameter of 2 or more
+    dimensions) inside a transformer block belongs to a target or is named (or its module is) in `skip`."""
+    if not targets:
+        raise CoverageError(
+            f"nothing to quantize in {_describe(model)}: no nn.Linear or transformers Conv1D layer outside "
+            f"skip={tuple(skip)!r}, so {cfg.label()} would be the 16-bit model under a {cfg.bits}-bit label; "
+            "kbit quantizes only those two layer types")
+    covered = tuple(f"{t}." for t in targets)
+    prefixes = tuple(block_prefixes(model))
+    left = [
+        name for name, p in model.named_parameters()
+        if p.dim() >= 2 and name.startswith(prefixes) and not name.startswith(covered)
+        and not _skipped(name, skip) and not _skipped(name.rpartition(".")[0], skip)
+    ]
+    if left:
+        more = f" and {len(left) - SHOWN} more" if len(left) > SHOWN else ""
+        raise CoverageError(
+            f"{_describe(model)}: {len(left)} weight matrices of its transformer blocks are not nn.Linear or "
+            f"Conv1D layers and would stay 16-bit under a {cfg.bits}-bit label ({', '.join(left[:SHOWN])}{more}); "
+            "name them in skip to keep them in 16 bit knowingly")
+
+
 def restore_model_(model: nn.Module) -> int:
-    """Put the original nn.Linear modules back (bit-identical weights); returns how many."""
+    """Put the original layers (nn.Linear or Conv1D) back (bit-identical weights); returns how many."""
     names = [name for name, m in model.named_modules() if isinstance(m, QuantLinear)]
     for name in names:
         _set_module(model, name, model.get_submodule(name).original)
@@ -83,10 +137,12 @@ def quantize_model_(
     backend: str = "auto",
     progress: bool = False,
 ) -> BitReport:
-    """Quantize every nn.Linear of `model` in place (names or name suffixes in `skip` are kept).
+    """Quantize every nn.Linear and Conv1D of `model` in place (names or name suffixes in `skip`
+    are kept).
 
     An already quantized model is restored first, so configs can follow one another on one loaded
-    model. A 16-bit baseline config changes nothing and returns the baseline report.
+    model. A 16-bit baseline config changes nothing and returns the baseline report. CoverageError
+    when nothing would be quantized or a block's weight matrix would be left out.
     """
     if not isinstance(cfg, QuantConfig):
         raise TypeError(f"quantize_model_: cfg must be a QuantConfig, got {type(cfg).__name__}")
@@ -95,7 +151,9 @@ def quantize_model_(
     restore_model_(model)
     if cfg.is_baseline:
         return bit_report(model, cfg)
-    targets = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and not _skipped(name, tuple(skip))]
+    skip = tuple(skip)
+    targets = [name for name, m in model.named_modules() if is_quantizable(m) and not _skipped(name, skip)]
+    check_coverage(model, targets, skip, cfg)
     outliers = outlier_dims(model, targets, cfg.outlier_fraction) if cfg.outlier_fraction > 0 else {}
     try:
         for name in tqdm(targets, desc=f"quantize {cfg.label()}", unit="layer", disable=not progress):

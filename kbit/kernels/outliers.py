@@ -4,11 +4,11 @@ The p% hidden units with the largest weight standard deviation in the layer that
 layer's input are outlier candidates; that layer's input dimensions for those units stay in 16 bit.
 This is input- and task-independent: only weights are read.
 
-Which layer produces a Linear's input is read from module order (no forward pass): the most recent
-earlier Linear or Embedding whose output width equals this layer's input width, skipping sibling
-Linears that read the same input (same parent module, same input width: q/k/v, gate/up). For a
-transformer that gives: residual-stream readers (q, k, v, gate, up) <- the previous block's writer
-(o_proj, down_proj, or the embedding for the first block); down_proj <- up_proj.
+Which layer produces a layer's input, and which of its output units, comes from the architecture
+map (`kbit.kernels.architectures`, keyed on `config.model_type`): e.g. q/k/v read the residual
+stream (the previous block's MLP down projection, the token embedding for the first block), the
+attention output projection reads V (a slice of a fused qkv), a parallel-residual MLP reads the
+block input. Unknown architectures fall back to module order, with a warning.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ import math
 import torch
 from torch import nn
 
+from kbit.kernels.architectures import proxy_plan
+from kbit.kernels.linear import is_quantizable, weight_matrix
+
 
 def unit_std(module: nn.Module) -> torch.Tensor:
-    """Standard deviation of the weights of each output hidden unit of a Linear or Embedding."""
-    if isinstance(module, nn.Linear):
-        return module.weight.detach().float().std(dim=1)
+    """Standard deviation of the weights of each output hidden unit of a Linear, Conv1D or Embedding."""
     if isinstance(module, nn.Embedding):
         return module.weight.detach().float().std(dim=0)
-    raise TypeError(f"unit_std: expected nn.Linear or nn.Embedding, got {type(module).__name__}")
+    if is_quantizable(module):
+        return weight_matrix(module).float().std(dim=1)
+    raise TypeError(f"unit_std: expected nn.Linear, Conv1D or nn.Embedding, got {type(module).__name__}")
 
 
 def outlier_count(width: int, fraction: float) -> int:
@@ -43,47 +46,25 @@ def top_units(stds: torch.Tensor, fraction: float) -> torch.Tensor:
     return stds.topk(count).indices.sort().values
 
 
-def _out_width(module: nn.Module) -> int:
-    return module.out_features if isinstance(module, nn.Linear) else module.embedding_dim
-
-
 def proxy_sources(model: nn.Module, targets: list[str]) -> dict[str, str | None]:
-    """For each target Linear name, the name of the module whose output units proxy its inputs."""
-    seen: list[tuple[str, nn.Module]] = []
-    wanted = set(targets)
-    sources: dict[str, str | None] = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, (nn.Linear, nn.Embedding)):
-            continue
-        if name in wanted:
-            parent = name.rpartition(".")[0]
-            source = None
-            for prev_name, prev in reversed(seen):
-                sibling = (
-                    isinstance(prev, nn.Linear)
-                    and prev_name.rpartition(".")[0] == parent
-                    and prev.in_features == module.in_features
-                )
-                if _out_width(prev) == module.in_features and not sibling:
-                    source = prev_name
-                    break
-            sources[name] = source
-        seen.append((name, module))
-    return sources
+    """For each target layer name, the name of the module whose output units proxy its inputs."""
+    return {name: proxy.name for name, proxy in proxy_plan(model, targets).items()}
 
 
 def outlier_dims(model: nn.Module, targets: list[str], fraction: float) -> dict[str, torch.Tensor]:
-    """Input dimensions to keep in 16 bit for each target Linear (read before anything is replaced).
+    """Input dimensions to keep in 16 bit for each target layer (read before anything is replaced).
 
     A layer with no producing layer found falls back to the std of its own input columns.
     """
     modules = dict(model.named_modules())
     dims = {}
-    for name, source in proxy_sources(model, targets).items():
-        if source is not None:
-            stds = unit_std(modules[source])
+    for name, proxy in proxy_plan(model, targets).items():
+        if proxy.name is None:
+            stds = weight_matrix(modules[name]).float().std(dim=0)
         else:
-            stds = modules[name].weight.detach().float().std(dim=0)
+            stds = unit_std(modules[proxy.name])
+            if proxy.units is not None:
+                stds = stds[proxy.units.to(stds.device)]
         dims[name] = top_units(stds, fraction)
     return dims
 

@@ -40,7 +40,7 @@ def test_baseline_is_a_no_op_with_a_report(llama, ids):
     assert isinstance(report, BitReport)
     assert report.to_dict() == {
         "config": QuantConfig(16).to_dict(), "n_params": n, "n_quantized": 0, "n_layers": 0,
-        "n_outlier_params": 0, "bits_per_param": 16.0, "total_bits": 16.0 * n,
+        "n_outlier_params": 0, "bits_per_param": 16.0, "total_bits": 16.0 * n, "by_kind": {},
     }  # fmt: skip
     assert not any(isinstance(m, QuantLinear) for m in llama.modules())
     assert torch.equal(logits(llama, ids), before)
@@ -111,6 +111,7 @@ def test_proxy_sources_follow_the_residual_stream(llama):
     assert src["model.layers.0.self_attn.q_proj"] == "model.embed_tokens"
     assert src["model.layers.0.mlp.gate_proj"] == "model.layers.0.self_attn.o_proj"
     assert src["model.layers.0.mlp.down_proj"] == "model.layers.0.mlp.up_proj"
+    assert src["model.layers.0.self_attn.o_proj"] == "model.layers.0.self_attn.v_proj"  # reads V, not the stream
     assert src["model.layers.1.self_attn.k_proj"] == "model.layers.0.mlp.down_proj"
 
 
