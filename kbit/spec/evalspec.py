@@ -1,13 +1,23 @@
 """`ModelSpec` (which model to load, and how) and `EvalSpec` (what to evaluate it on): frozen,
 validated on construction (every rule about them lives here; the sweep-file reader only maps
-these errors to lines), and plain JSON through `to_dict` / `from_dict` (exact inverses)."""
+these errors to lines), and plain JSON through `to_dict` / `from_dict` (exact inverses).
+
+How a model is loaded beyond its id and revision (`dtype`, `device_map`) travels to the worker in
+the run's `eval` field under `model_load` (`run_eval` / `split_run_eval`), only when it differs
+from the default: the queue groups runs by that field, so two ways of loading never share a load,
+and runs that load the default way keep the rows (and cache keys) they always had.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICES = ("auto", "cpu", "cuda")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placement strategies
+LOAD_KEY = "model_load"
+LOCAL_PREFIXES = ("/", "./", "../", "~")
 DEFAULT_TASKS = ("kbit_lastword", "kbit_choice", "kbit_heldout")
 
 
@@ -21,6 +31,61 @@ def unknown_fields(cls, data: dict) -> list[str]:
     return sorted(set(data) - names)
 
 
+def check_dtype(dtype) -> str:
+    """The canonical name of a load dtype (fp16 -> float16); ValueError names the choices."""
+    dtype = DTYPE_ALIASES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dtype not in DTYPES:
+        choices = ", ".join(["auto", *(f"{name} ({short})" for short, name in DTYPE_ALIASES.items())])
+        raise ValueError(f"dtype={dtype!r} is not allowed; use one of {choices}")
+    return dtype
+
+
+def check_device_map(device_map) -> str | None:
+    if device_map is not None and device_map not in DEVICE_MAPS:
+        raise ValueError(
+            f"device_map={device_map!r} is not allowed; use one of {', '.join(DEVICE_MAPS)} (a model spread over "
+            "the GPUs of one worker), or leave it out for one device")
+    return device_map
+
+
+def is_local_path(model: str) -> bool:
+    """Written as a path (/models/opt-125m, ./m, ~/m): a folder, never a Hugging Face id."""
+    return model.startswith(LOCAL_PREFIXES)
+
+
+def check_revision(model: str, revision) -> str:
+    if not isinstance(revision, str) or not revision.strip():
+        raise ValueError(f"revision must be a git revision string (branch, tag or commit), not {revision!r}")
+    revision = revision.strip()
+    if is_local_path(model) and revision != "main":
+        raise ValueError(
+            f"revision={revision!r} applies to Hugging Face ids only; {model!r} is a local folder: point at the "
+            "folder that holds that revision and leave revision out")
+    return revision
+
+
+def load_options(dtype: str = "auto", device_map: str | None = None) -> dict:
+    """The load settings that differ from the default, as plain data (empty when none do)."""
+    options = {"dtype": dtype} if dtype != "auto" else {}
+    if device_map is not None:
+        options["device_map"] = device_map
+    return options
+
+
+def run_eval(eval_spec: "EvalSpec", load: dict) -> dict:
+    """A run's `eval` field: the EvalSpec's dict, plus `model_load` when `load` is not empty."""
+    data = eval_spec.to_dict()
+    if load:
+        data[LOAD_KEY] = dict(load)
+    return data
+
+
+def split_run_eval(data: dict) -> tuple[dict, dict]:
+    """A run's `eval` field -> (the EvalSpec's dict, the load settings): `run_eval`'s inverse."""
+    data = dict(data)
+    return data, dict(data.pop(LOAD_KEY, None) or {})
+
+
 def _from_dict(cls, data: dict):
     unknown = unknown_fields(cls, data)
     if unknown:
@@ -32,22 +97,31 @@ def _from_dict(cls, data: dict):
 @dataclass(frozen=True)
 class ModelSpec:
     """A Hugging Face id, a local folder, or a bundled id `kbit/<family>/<size>`; its revision
-    (ignored for bundled ids and local folders), the dtype to load in and the device to run on."""
+    (Hugging Face ids only: a local folder takes none), the dtype to load in (fp16/bf16/fp32 are
+    accepted for float16/bfloat16/float32), the device to run on, and an optional `device_map`
+    (accelerate's "auto", ...) that spreads a model too big for one GPU over the worker's GPUs."""
 
     model: str
     revision: str = "main"
     dtype: str = "auto"
     device: str = "auto"
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError("ModelSpec.model must be a non-empty string: a Hugging Face id, a local path or kbit/<family>/<size>")
         if not isinstance(self.revision, str) or not self.revision:
             raise ValueError("ModelSpec.revision must be a non-empty string such as 'main' or a commit sha")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"ModelSpec.dtype={self.dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
+        for name, check in (("revision", lambda v: check_revision(self.model, v)), ("dtype", check_dtype),
+                            ("device_map", check_device_map)):
+            try:
+                object.__setattr__(self, name, check(getattr(self, name)))
+            except ValueError as exc:
+                raise ValueError(f"ModelSpec.{exc}") from None
         if self.device not in DEVICES:
             raise ValueError(f"ModelSpec.device={self.device!r} is not allowed; use one of {', '.join(DEVICES)}")
+        if self.device_map is not None and self.device == "cpu":
+            raise ValueError("ModelSpec.device_map spreads a model over GPUs; with device='cpu' leave it out")
 
     def to_dict(self) -> dict:
         return asdict(self)

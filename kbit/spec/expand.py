@@ -1,7 +1,9 @@
 """A validated sweep -> the run rows the queue stores, each with its cache key.
 
-The cache key says "this exact measurement": same model and revision, same quantization, same
-tasks and eval settings, same code. Two runs (of any team) with one key share one result.
+The cache key says "this exact measurement": same model and revision, same load dtype, same
+quantization, same tasks and eval settings, same code. Two runs (of any team) with one key share
+one result. Where a model is placed (`device_map`) is not part of the measurement: it travels with
+the run (`run_eval`) but stays out of the key.
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 
+from kbit.spec.evalspec import run_eval
 from kbit.spec.sweep import Sweep
 from kbit.kernels.config import QuantConfig
 from kbit.version import code_version as current_code_version
 
 
-def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, code_version: str) -> str:
-    """sha256 over model, revision, config.key(), the eval spec and the code version."""
+def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, code_version: str,
+              dtype: str = "auto") -> str:
+    """sha256 over model, revision, config.key(), the eval spec, the code version and the load
+    dtype (only when not "auto", so the keys of runs that name none never change)."""
     payload = {
         "model": model,
         "revision": revision,
@@ -23,6 +28,8 @@ def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, c
         "eval": eval_spec,
         "code": code_version,
     }
+    if dtype != "auto":
+        payload["dtype"] = dtype
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -33,6 +40,7 @@ def expand_runs(sweep: Sweep, code_version: str | None = None) -> list[dict]:
     eval_spec = sweep.eval.to_dict()
     runs = []
     for entry in sweep.models:
+        evaluation = run_eval(sweep.eval, entry.load_options())
         for config in sweep.configs:
             runs.append(
                 {
@@ -41,8 +49,8 @@ def expand_runs(sweep: Sweep, code_version: str | None = None) -> list[dict]:
                     "family": entry.family,
                     "config": config.to_dict(),
                     "label": config.label(),
-                    "eval": sweep.eval.to_dict(),
-                    "cache_key": cache_key(entry.model, entry.revision, config, eval_spec, code),
+                    "eval": evaluation,
+                    "cache_key": cache_key(entry.model, entry.revision, config, eval_spec, code, entry.dtype),
                 }
             )
     return runs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SIZE = re.compile(r"^\d+(\.\d+)?[kmbt]$", re.IGNORECASE)
+_SIZE = re.compile(r"^\d+(\.\d+)?[kmbt]\d*$", re.IGNORECASE)  # 1.3b, 70m, and BLOOM's 1b1, 7b1
 _SIZE_WORDS = {"tiny", "mini", "small", "base", "medium", "large", "xl", "xxl"}
 
 

@@ -13,6 +13,9 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
     models:                       # Hugging Face ids, local paths, bundled ids, or a bundled family
       - EleutherAI/pythia-70m
       - {model: EleutherAI/pythia-160m, revision: step143000, family: pythia}
+      - {model: /models/opt-125m}  # a local save_pretrained folder (no revision)
+      - {model: facebook/opt-66b, dtype: fp16, device_map: auto}   # dtype: auto|fp16|bf16|fp32
+                                  # (or float16 ...); device_map: auto|balanced|balanced_low_0|sequential
       - {family: demo}            # every member of a bundled family (kbit/demo/s1 ...)
     grid:
       bits: [3, 4, 5, 6, 8]       # 2..8; 16 is the unquantized baseline
@@ -36,7 +39,7 @@ from pathlib import Path as FsPath
 from kbit.kernels.config import DTYPES, QuantConfig
 from kbit.spec import settings
 from kbit.spec.errors import SweepError
-from kbit.spec.evalspec import EvalSpec
+from kbit.spec.evalspec import EvalSpec, check_device_map, check_dtype
 from kbit.spec.modelids import bundled_parts
 from kbit.spec.sweep import (
     RUN_TIMEOUT_S, ModelEntry, Sweep, check_max_attempts, check_name, check_priority, check_run_timeout, check_team,
@@ -47,7 +50,8 @@ from kbit.spec.yamllines import YamlSyntaxError, load_with_lines, path_text
 TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models", "grid", "baseline", "tasks", "eval")
 GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions")
 EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
-MODEL_KEYS = ("model", "revision", "family")
+MODEL_KEYS = ("model", "revision", "family", "dtype", "device_map")
+LOAD_CHECKS = (("dtype", check_dtype), ("device_map", check_device_map))
 GRID_DEFAULTS = {"exponent_bits": [None], "outlier_fractions": [0.0]}
 
 # Each grid value is checked alone by building a QuantConfig that differs from a valid one only in
@@ -199,7 +203,7 @@ class _Checker:
         entries: list[ModelEntry] = []
         for item, path in zip(items, paths):
             entries.extend(self.model_item(item, path))
-        return list({(e.model, e.revision): e for e in reversed(entries)}.values())[::-1]
+        return list({(e.model, e.revision, e.dtype): e for e in reversed(entries)}.values())[::-1]
 
     def model_item(self, item, path) -> list[ModelEntry]:
         if isinstance(item, str):
@@ -209,6 +213,9 @@ class _Checker:
             return []
         self.unknown_keys(item, path, MODEL_KEYS)
         revision = item.get("revision", "main")
+        load = self.load_settings(item, path)
+        if load is None:
+            return []
         if "model" not in item:
             # {family: demo}: every member of a bundled family
             family = item.get("family")
@@ -219,8 +226,8 @@ class _Checker:
             if members is None:
                 self.add(path + ("family",), f"{family!r} is not a bundled model family; use e.g. demo or micro")
                 return []
-            return self.check(path + ("revision",), family_entries, members, revision) or []
-        entry = self.check(path, lambda: ModelEntry(item["model"], revision, item.get("family") or ""))
+            return self.check(path, lambda: family_entries(members, revision, **load)) or []
+        entry = self.check(path, lambda: ModelEntry(item["model"], revision, item.get("family") or "", **load))
         if entry is None:
             return []
         parts = bundled_parts(entry.model)
@@ -233,6 +240,12 @@ class _Checker:
                 self.add(path, f"{entry.model!r} is not in the bundled family {parts[0]!r}; allowed: {', '.join(members)}")
                 return []
         return [entry]
+
+    def load_settings(self, item: dict, path) -> dict | None:
+        """dtype and device_map of a model item, each checked at its own line (None: a problem)."""
+        before = len(self.problems)
+        load = {key: self.check(path + (key,), check, item[key]) for key, check in LOAD_CHECKS if key in item}
+        return load if len(self.problems) == before else None
 
     # -- grid --------------------------------------------------------------------------------
 

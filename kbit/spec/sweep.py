@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kbit.kernels.config import QuantConfig
 from kbit.spec import settings
 from kbit.spec.errors import SweepError
-from kbit.spec.evalspec import EvalSpec
+from kbit.spec.evalspec import EvalSpec, check_device_map, check_dtype, check_revision, load_options
 from kbit.spec.modelids import model_family
 
 NAME_MAX = 200  # the database's column width
@@ -66,26 +66,35 @@ def check_run_timeout(seconds) -> int:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of a sweep: a Hugging Face id, a local folder or a bundled id, its revision, and
-    the family its results are grouped under (derived from the id when not given)."""
+    """One model of a sweep: a Hugging Face id, a local folder or a bundled id, its revision (not
+    for a local folder), the family its results are grouped under (derived from the id when not
+    given), and how to load it: `dtype` (auto, float16/fp16, bfloat16/bf16, float32/fp32) and
+    `device_map` (accelerate's "auto", ... for a model bigger than one GPU)."""
 
     model: str
     revision: str = "main"
     family: str = ""
+    dtype: str = "auto"
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError(f"must be a model id or path, not {self.model!r}")
-        if not isinstance(self.revision, str) or not self.revision.strip():
-            raise ValueError(f"revision must be a git revision string (branch, tag or commit), not {self.revision!r}")
         if not isinstance(self.family, str):
             raise ValueError(f"family must be a family name (a string), not {self.family!r}")
         object.__setattr__(self, "model", self.model.strip())
-        object.__setattr__(self, "revision", self.revision.strip())
+        object.__setattr__(self, "revision", check_revision(self.model, self.revision))
         object.__setattr__(self, "family", self.family.strip() or model_family(self.model))
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
+        object.__setattr__(self, "device_map", check_device_map(self.device_map))
+
+    def load_options(self) -> dict:
+        """dtype and device_map where they differ from the default (what the run carries to the worker)."""
+        return load_options(self.dtype, self.device_map)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "revision": self.revision, "family": self.family}
+        # Defaults are left out, so a sweep that names none keeps the spec (and its hash) it always had.
+        return {"model": self.model, "revision": self.revision, "family": self.family, **self.load_options()}
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,7 @@ class Sweep:
             raise SweepError(source, [f"not a valid sweep spec: {type(exc).__name__}: {exc}"]) from None
 
 
-def family_entries(members: list[str], revision: str = "main") -> list[ModelEntry]:
+def family_entries(members: list[str], revision: str = "main", **load) -> list[ModelEntry]:
     """A bundled family's members (smallest first) as sweep models, largest first: its long runs
-    start first, so the sweep's tail stays short."""
-    return [ModelEntry(m, revision) for m in reversed(members)]
+    start first, so the sweep's tail stays short. `load`: dtype, device_map."""
+    return [ModelEntry(m, revision, **load) for m in reversed(members)]

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from kbit.kernels import QuantConfig, quantize_model_, restore_model_
+from kbit.kernels import CoverageError, QuantConfig, quantize_model_, restore_model_
 from kbit.version import code_version
 from kbit.workers import lmeval
-from kbit.workers.errors import EvaluationError, OutOfMemory, RunError
+from kbit.workers.errors import EvaluationError, NotQuantizable, OutOfMemory, RunError, is_out_of_memory
 from kbit.workers.loading import LoadedModel, load_model
 from kbit.workers.results import RunResult, document_scores, flatten_metrics, sample_records
-from kbit.spec.evalspec import EvalSpec, ModelSpec
+from kbit.spec.evalspec import EvalSpec, ModelSpec, split_run_eval
 
 
 def evaluate_configs(
@@ -35,7 +35,7 @@ def evaluate_configs(
         loaded = load_model(model_spec)
         tasks = lmeval.load_tasks(eval_spec.tasks, eval_spec.num_fewshot, eval_spec.seed)
     except Exception as exc:  # noqa: BLE001 - the group's setup failed: every config fails alike
-        error = exc if isinstance(exc, RunError) else EvaluationError(_one_line(exc))
+        error = as_run_error(exc)
         for cfg in configs:
             if should_stop():
                 return
@@ -53,10 +53,12 @@ def evaluate_configs(
 
 
 def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop) -> Iterator[dict]:
-    """`evaluate_configs` over plain data: load `model` once, yield one RunResult dict per config."""
+    """`evaluate_configs` over plain data: load `model` once, yield one RunResult dict per config.
+    `eval_spec` is the runs' `eval` field: the EvalSpec, plus how to load the model (`model_load`)."""
     quant = [QuantConfig.from_dict(c) for c in configs]
-    spec = ModelSpec(model=model, revision=revision)
-    for result in evaluate_configs(spec, quant, EvalSpec.from_dict(eval_spec), should_stop=should_stop):
+    evaluation, load = split_run_eval(eval_spec)
+    spec = ModelSpec(model=model, revision=revision, **load)
+    for result in evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop):
         yield result.to_dict()
 
 
@@ -85,8 +87,7 @@ def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec,
             scores=document_scores(raw),
         )
     except Exception as exc:  # noqa: BLE001 - one bad config must not stop the others
-        error = exc if isinstance(exc, RunError) else EvaluationError(_one_line(exc))
-        result = _failed(cfg, error, device, time.perf_counter() - started, loaded.spec, spec)
+        result = _failed(cfg, as_run_error(exc), device, time.perf_counter() - started, loaded.spec, spec)
     finally:
         restore_model_(loaded.model)
     return result, batch_size
@@ -107,12 +108,14 @@ def evaluate_with_retry(evaluate: Callable[[int], dict], batch_size: int, *, on_
             torch.cuda.empty_cache()
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's RuntimeError."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text
+def as_run_error(exc: BaseException) -> RunError:
+    """The typed failure of one config: a RunError as it is, a model kbit cannot quantize as
+    NotQuantizable (never a done 16-bit run under a k-bit label), anything else as EvaluationError."""
+    if isinstance(exc, RunError):
+        return exc
+    if isinstance(exc, CoverageError):
+        return NotQuantizable(str(exc))
+    return EvaluationError(_one_line(exc))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -157,6 +160,8 @@ def provenance(model: ModelSpec, spec: EvalSpec, raw: dict | None, commit: str |
         "seed": spec.seed,
         "model": model.model,
         "revision": model.revision,
+        "dtype": model.dtype,
+        "device_map": model.device_map,
         "commit": commit,
         "eval": spec.to_dict(),
     }

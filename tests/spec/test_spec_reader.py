@@ -202,14 +202,17 @@ def test_a_limit_lm_eval_would_misread_is_refused_at_submit(limit):
 
 
 def test_every_run_of_every_example_rebuilds_as_the_scheduler_and_workers_build_it():
-    from kbit.spec import EvalSpec
+    from kbit.spec import EvalSpec, ModelSpec
+    from kbit.spec.evalspec import split_run_eval
 
     for path in sorted(EXAMPLES.glob("*.yaml")):
         sweep = load_sweep(path, family_members=members)
         assert Sweep.from_spec(sweep.spec()) == sweep, path
         for run in expand_runs(sweep, code_version="1"):
             assert QuantConfig.from_dict(run["config"]).label() == run["label"]
-            assert EvalSpec.from_dict(run["eval"]).to_dict() == run["eval"]
+            evaluation, load = split_run_eval(run["eval"])  # as kbit.workers.evaluate_group splits it
+            assert EvalSpec.from_dict(evaluation).to_dict() == evaluation
+            assert ModelSpec(run["model"], run["revision"], **load).to_dict()["dtype"] in ("auto", *load.values())
 
 
 def test_a_spec_that_breaks_a_rule_is_refused_by_the_scheduler_with_a_sweep_error():
