@@ -8,7 +8,7 @@ VENV_DIR := $(KBIT_VENV_CACHE)/$(DEPS_HASH)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test bench gpu-check clean-venv
 
 # pip's own output goes to $(VENV_DIR)/install.log; it is shown only when the install fails.
 PIP_LOG = $(VENV_DIR)/install.log
@@ -34,6 +34,12 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.kernels
+
+# On a GPU machine: kernel tests compiled, kernel benchmark, a model on GPU vs CPU; tables to benchmarks/gpu/.
+# It runs `make install` itself only when no Python there has CUDA torch and triton (docs/kernels.md "GPU check").
+# KBIT_GPU_CHECK_DRY_RUN=1 make gpu-check: the same stages on CPU in the Triton interpreter, to a temp folder.
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean-venv:
 	rm -rf $(VENV_DIR) $(VENV)

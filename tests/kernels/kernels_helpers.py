@@ -1,6 +1,14 @@
-"""Shared helpers of the kernel tests: heavy-tailed weights and the SQNR metric."""
+"""Shared helpers of the kernel tests: heavy-tailed weights, the SQNR metric, and whether the Triton
+kernels run compiled on a GPU (KBIT_TEST_GPU=1) or in the interpreter."""
+
+import os
 
 import torch
+
+
+def compiled_on_gpu() -> bool:
+    """KBIT_TEST_GPU=1: run the Triton kernels compiled on CUDA (conftest.py leaves TRITON_INTERPRET unset)."""
+    return os.environ.get("KBIT_TEST_GPU") == "1"
 
 
 def heavy_tailed(shape, seed: int = 0, dof: float = 3.0) -> torch.Tensor:

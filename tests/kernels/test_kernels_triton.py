@@ -1,6 +1,7 @@
 """Triton kernels against the torch references (TRITON_INTERPRET=1 on CPU, see conftest.py; compiled
-on a GPU with KBIT_TEST_GPU=1). Quantize and dequantize are bit-exact; the matmuls agree to
-accumulation-order rounding."""
+on a GPU with KBIT_TEST_GPU=1, where the grid widens to every k x data type x input dtype and a
+weight large enough for 64-bit indexing is added). Quantize and dequantize are bit-exact; the
+matmuls agree to accumulation-order rounding."""
 
 import itertools
 
@@ -12,14 +13,24 @@ from kbit.kernels import QuantConfig, QuantLinear, dequantize, quantize
 from kbit.kernels import backend as backends
 from kbit.kernels.blockwise import matmul
 
-from kernels_helpers import heavy_tailed
+from kernels_helpers import compiled_on_gpu, heavy_tailed
 
 BITS = tuple(range(2, 9))
 DTYPES = ("int", "fp", "nf", "quantile", "dynamic")
 BLOCKSIZES = (32, 64, 256, 4096, None)
 FLOATS = (torch.float16, torch.bfloat16, torch.float32)
-# every (bits, dtype) pair; block size and input dtype cycle so that each value of each axis occurs
-CASES = [(k, dt, BLOCKSIZES[i % 5], FLOATS[i % 3]) for i, (k, dt) in enumerate(itertools.product(BITS, DTYPES))]
+
+
+def _cases(every_input_dtype: bool) -> list[tuple]:
+    """Every (bits, dtype) pair; block size and input dtype cycle so that each value of each axis
+    occurs. Compiled on a GPU (cheap there) every pair also runs with every input dtype."""
+    if not every_input_dtype:
+        return [(k, dt, BLOCKSIZES[i % 5], FLOATS[i % 3]) for i, (k, dt) in enumerate(itertools.product(BITS, DTYPES))]
+    grid = itertools.product(BITS, DTYPES, FLOATS)
+    return [(k, dt, BLOCKSIZES[i % 5], f) for i, (k, dt, f) in enumerate(grid)]
+
+
+CASES = _cases(every_input_dtype=compiled_on_gpu())
 TOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5}
 
 
@@ -54,9 +65,9 @@ def test_ties_and_saturation_match(device):
     code_mid = (torch.tensor([0.0, 1 / 7, 2 / 7, 3 / 7]) + 1 / 14)  # exact decision thresholds of int4
     w = torch.cat([torch.tensor([1.0, -1.0]), code_mid, -code_mid, torch.zeros(58)]).to(device)
     _assert_same_quantization(w, QuantConfig(4, "int", 32))
-    huge = heavy_tailed((9, 70), seed=2) * 1e5  # beyond fp16: bf16 scales
+    huge = (heavy_tailed((9, 70), seed=2) * 1e5).to(device)  # beyond fp16: bf16 scales
     assert quantize(huge, QuantConfig(4, "nf", 64), backend="triton").absmax.dtype == torch.bfloat16
-    _assert_same_quantization(huge.to(device), QuantConfig(4, "nf", 64))
+    _assert_same_quantization(huge, QuantConfig(4, "nf", 64))
 
 
 def _assert_matmul_matches(x, qt):
@@ -84,6 +95,19 @@ def test_gemv_splits_k_and_gemm_tiles_rows(device):
     w = _weight((130, 200), torch.float32, 3, device)
     qt = quantize(w, QuantConfig(5, "nf", 64), backend="triton")
     _assert_matmul_matches(torch.randn(70, 200).to(device), qt)  # several M and N tiles, ragged edges
+
+
+@pytest.mark.skipif(not compiled_on_gpu(), reason="2**28 elements: GPU only (KBIT_TEST_GPU=1)")
+@pytest.mark.parametrize("in_dtype", [torch.float16, torch.bfloat16])
+def test_weights_past_2_31_bits_use_64_bit_indexing(in_dtype, device):
+    """16384 x 16400 codes span more than 2**31 bits, so the kernels index in int64 (BIG)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    w = torch.randn(16384, 16400, generator=g, device=device, dtype=in_dtype)
+    cfg = QuantConfig(3, "nf", 64)  # 3 bits: codes straddle bytes
+    ref = _assert_same_quantization(w, cfg)
+    x = torch.randn(1, 16400, generator=g, device=device, dtype=in_dtype)
+    _assert_matmul_matches(x, ref)  # GEMV
+    _assert_matmul_matches(torch.cat([x, -x, 2 * x]), ref)  # GEMM
 
 
 def test_quantlinear_triton_forward_matches_torch(device):
