@@ -18,8 +18,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 DRY=${KBIT_GPU_CHECK_DRY_RUN:-0}
-[ "$DRY" = 1 ] && DEFAULT_OUT=$(mktemp -d -t kbit-gpu-check.XXXXXX) || DEFAULT_OUT=benchmarks/gpu
-OUT_DIR=${KBIT_GPU_CHECK_OUT:-$DEFAULT_OUT}
+if [ -n "${KBIT_GPU_CHECK_OUT:-}" ]; then
+  OUT_DIR=$KBIT_GPU_CHECK_OUT
+elif [ "$DRY" = 1 ]; then
+  OUT_DIR=$(mktemp -d -t kbit-gpu-check.XXXXXX)
+else
+  OUT_DIR=benchmarks/gpu
+fi
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 WORK=$(mktemp -d -t kbit-gpu-work.XXXXXX)
