@@ -25,7 +25,7 @@ from tqdm import tqdm
 from benchmarks.timing import timed
 from kbit.db import connect, queue, session_scope, teams
 from kbit.db.models import BitReport, Result, Run
-from kbit.analysis import frontier
+from kbit.analysis import findings, frontier
 from kbit.dashboard import charts, data
 
 APP = Path(__file__).with_name("app.py")
@@ -131,8 +131,10 @@ def main(argv=None) -> None:
         page_once(url, clear=True)  # imports and the engine, so the figures below are steady state
         figures = {}
         figures["query: data.frontier (all runs)"], frame = timed(lambda: data.frontier(url, "mean_zero_shot", "acc"), args.repeat)
-        figures["aggregate: chart_points + best_per_budget + thin"], points = timed(
+        figures["aggregate: chart_points + thin"], points = timed(
             lambda: frontier.thin(frontier.chart_points(frame, "bits", [], False), "bits", False), args.repeat)
+        figures["analysis: findings (equal bits, 1,000 bootstrap replicates)"], _ = timed(
+            lambda: findings(frame, "mean_zero_shot/acc"), args.repeat)
         figures["chart: scaling_chart(...).to_dict()"], _ = timed(
             lambda: charts.scaling_chart(points, y_title="acc").to_dict(), args.repeat)
         figures["Frontier page, cold (caches cleared)"], _ = timed(lambda: page_once(url, clear=True), args.repeat)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO / "tests" / "dashboard"))
 from dashtest_browser import browsing, page_shot, shows  # noqa: E402
 
 PAGES = {
-    "frontier": ("?page=frontier&metric=kbit_heldout/bits_per_byte", "Best precision at each bit budget", True),
+    "frontier": ("?page=frontier&metric=kbit_heldout/bits_per_byte", "Which precision wins at equal bits", True),
     "scaling": ("?page=scaling&metric=kbit_heldout/bits_per_byte&at=3&by=dtype", "Scaling", True),
     "queue": ("?page=queue", "Sweeps", True),
     "compare": ("?page=compare&metric=kbit_heldout/bits_per_byte", "Compare", True),

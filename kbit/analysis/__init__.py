@@ -4,7 +4,7 @@ at equal bits with bootstrap intervals, scaling-law fits, and the paper's findin
 report and the dashboard take every such answer from here. Imports no torch, no ray, no database.
 
     frame = rows_to_frame(rows)
-    points, _ = frontier_view(frame, "bits_per_byte")
+    points = frontier_view(frame, "bits_per_byte")
     found = findings(frame, "kbit_heldout/bits_per_byte", scores)
 """
 

@@ -160,7 +160,7 @@ def findings(
 ) -> Findings:
     lower = lower_is_better(metric)
     usable = plottable(frame)
-    points, _ = frontier_view(usable, metric)
+    points = frontier_view(usable, metric)
     front = points[points["on_frontier"]].sort_values("total_bits") if not points.empty else points
     stderrs = sorted(float(s) for s in usable["stderr"].dropna() if s) if "stderr" in usable else []
     models = sorted({(float(n) if pd.notna(n) else 0.0, m) for n, m in zip(usable["n_params"], usable["model"])})

@@ -1,7 +1,8 @@
-"""The scaling frontier in pandas: runs -> chart points -> Pareto frontier -> best precision per budget.
+"""The scaling frontier in pandas: runs -> chart points -> Pareto frontier.
 
-Pure functions on DataFrames (no Streamlit, no database). `frontier_view` is the one answer to
-"which precision wins at this budget": `kbit demo`, `kbit report` and the dashboard all call it.
+Pure functions on DataFrames (no Streamlit, no database): what the charts draw and the frontier
+tables list. Which precision *wins* at a budget is not read off these points (a frontier of point
+estimates rewards noise); `kbit.analysis.equalbits` decides that, with intervals.
 The browser only draws what these return, so a page stays fast at 100,000 runs: repeat runs are
 averaged, each (line, model) cell keeps its best config, and what is still too many for a chart
 is thinned on a log-bits grid.
@@ -49,13 +50,10 @@ def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def frontier_view(frame: pd.DataFrame, metric: str, line: str = "bits", panels=()) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(chart points, best-per-budget table) of rows_to_frame's runs for `metric`: the points are the
-    best config per (panel, line, model) with `on_frontier`; the table (only when `line` is bits)
-    gives at every budget where the frontier moves the winner and the best score of each k."""
-    lower = lower_is_better(metric)
-    points = chart_points(plottable(frame), line, list(panels), lower)
-    return points, best_per_budget(points, lower, line=line) if line == "bits" else None
+def frontier_view(frame: pd.DataFrame, metric: str, line: str = "bits", panels=()) -> pd.DataFrame:
+    """The chart points of rows_to_frame's runs for `metric`: the best config per (panel, line,
+    model), with `on_frontier`."""
+    return chart_points(plottable(frame), line, list(panels), lower_is_better(metric))
 
 
 def plottable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -156,40 +154,6 @@ def pareto_mask(points: pd.DataFrame, lower: bool, by: str | None = None) -> pd.
     best_before = running_best.groupby(order["group"], sort=False).shift(1)
     mask = best_before.isna() | (order["score"] > best_before)
     return mask.reindex(points.index)
-
-
-def best_per_budget(points: pd.DataFrame, lower: bool, line: str = "bits") -> pd.DataFrame:
-    """The table "best precision at each bit budget".
-
-    The budgets are the total bits of each Pareto-frontier point of each panel (where the best
-    config changes). A row gives, for that budget, the best score any config of each k reaches
-    within it (`k=3`, `k=4`, ... columns) and the winner's config.
-    """
-    columns = ["panel", "budget_bits", "best_k", "best_label", "best_model", "best_value", "run_id"]
-    if points.empty:
-        return pd.DataFrame(columns=columns)
-    tables = []
-    for panel, group in points.groupby("panel", sort=True):
-        frontier = group[group["on_frontier"]].sort_values("total_bits")
-        table = frontier[["total_bits", line, "label", "model", "value", "run_id"]].rename(columns={
-            "total_bits": "budget_bits", line: "best_k", "label": "best_label", "model": "best_model",
-            "value": "best_value",
-        })
-        table.insert(0, "panel", panel)
-        for k, runs in group.groupby(line, sort=True):
-            table[f"k={k}"] = best_within(runs, table["budget_bits"].to_numpy(), lower)
-        tables.append(table)
-    out = pd.concat(tables, ignore_index=True)
-    return out if (out["panel"] != "").any() else out.drop(columns="panel")
-
-
-def best_within(runs: pd.DataFrame, budgets: np.ndarray, lower: bool) -> np.ndarray:
-    """For each budget, the best value among `runs` whose total bits fit in it (NaN when none fits)."""
-    ordered = runs.sort_values("total_bits")
-    values = ordered["value"].to_numpy(dtype=float)
-    running = np.minimum.accumulate(values) if lower else np.maximum.accumulate(values)
-    position = np.searchsorted(ordered["total_bits"].to_numpy(dtype=float), budgets, side="right") - 1
-    return np.where(position >= 0, running[np.clip(position, 0, None)], np.nan)
 
 
 def thin(points: pd.DataFrame, line: str, lower: bool, max_points: int = MAX_CHART_POINTS, bins: int | None = None) -> pd.DataFrame:

@@ -80,22 +80,6 @@ def test_facets_make_panels_and_baseline_joins_every_dtype_panel():
     assert frame.loc[frame["bits"] == 16, "block"].item() == F.PER_TENSOR
 
 
-def test_best_per_budget_table():
-    rows = [
-        row(1, "s", 3, 0.30, 3e6), row(2, "s", 4, 0.40, 4e6), row(3, "s", 8, 0.41, 8e6),
-        row(4, "l", 3, 0.45, 12e6), row(5, "l", 4, 0.55, 16e6), row(6, "l", 8, 0.56, 32e6),
-    ]
-    pts = F.chart_points(F.rows_to_frame(rows), "bits", [], lower=False)
-    table = F.best_per_budget(pts, lower=False)
-    assert table["budget_bits"].tolist() == [3e6, 4e6, 8e6, 12e6, 16e6, 32e6]
-    assert table["best_k"].tolist() == [3, 4, 8, 3, 4, 8]
-    at_16m = table[table["budget_bits"] == 16e6].iloc[0]
-    assert (at_16m["k=3"], at_16m["k=4"], at_16m["k=8"]) == (0.45, 0.55, 0.41)
-    at_3m = table[table["budget_bits"] == 3e6].iloc[0]
-    assert at_3m["k=3"] == 0.30 and np.isnan(at_3m["k=4"]) and np.isnan(at_3m["k=8"])
-    assert "panel" not in table.columns
-
-
 def test_thin_keeps_frontier_and_bounds_size():
     rng = np.random.default_rng(0)
     n = 6000
@@ -116,7 +100,6 @@ def test_lower_is_better(metric, lower):
     assert F.lower_is_better(metric) is lower
 
 
-def test_empty_rows_give_empty_points_and_table():
+def test_empty_rows_give_empty_points():
     pts = F.chart_points(F.rows_to_frame([]), "bits", ["dtype"], lower=False)
     assert pts.empty and {"panel", "on_frontier"} <= set(pts.columns)
-    assert F.best_per_budget(pts, lower=False).empty

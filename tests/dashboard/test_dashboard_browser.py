@@ -32,7 +32,7 @@ def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
     chart = probe["charts"][0]
     assert probe["exceptions"] == 0
     assert chart["canvas"] or (chart["symbols"] == N_POINTS and chart["lines"] >= 5)  # 4 k lines + the frontier
-    assert "Best precision at each bit budget" in probe["text"]
+    assert "Which precision wins at equal bits" in probe["text"] and "The paper's findings" in probe["text"]
     assert "Scaling frontier" in probe["text"]
 
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)

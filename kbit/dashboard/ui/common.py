@@ -34,16 +34,16 @@ cached_analysis = st.cache_data(ttl=TTL, show_spinner="Comparing precisions at e
 
 @st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")
 def cached_points(url, task, metric, filters: tuple, line: str, panels: tuple, lower: bool, group: str | None = None):
-    """Chart points, the budget table and counts for one view; cached on the URL, metric and every filter,
+    """Chart points and counts for one view; cached on the URL, metric and every filter,
     so only the aggregated points (not the raw runs) are stored and copied on a cache hit."""
     frame = data.frontier(url, task, metric, **dict(filters))
     n_runs = len(frame)
     usable = frontier.plottable(frame)
     if group == "sweep":
         usable = usable.assign(sweep="#" + usable["sweep_id"].astype(str) + " " + usable["sweep"].astype(str))
-    points, table = frontier.frontier_view(usable, metric, line, panels)
+    points = frontier.frontier_view(usable, metric, line, panels)
     shown = frontier.thin(points, line, lower)
-    return {"points": shown, "table": table, "n_runs": n_runs, "n_unplottable": n_runs - len(usable),
+    return {"points": shown, "n_runs": n_runs, "n_unplottable": n_runs - len(usable),
             "n_points": len(points)}
 
 
