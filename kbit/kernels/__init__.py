@@ -17,6 +17,7 @@ _LAZY = {
     "restore_model_": "kbit.kernels.model",
     "BitReport": "kbit.kernels.model",
     "CoverageError": "kbit.kernels.model",
+    "gptq_quantize": "kbit.kernels.gptq",
 }
 
 __all__ = ["QuantConfig", *_LAZY]

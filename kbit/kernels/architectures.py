@@ -222,18 +222,22 @@ def layer_kinds(model: nn.Module, names) -> dict[str, str]:
     return kinds
 
 
-def block_prefixes(model: nn.Module) -> list[str]:
-    """'blocks.0.', 'blocks.1.', ... of the model's transformer blocks: the architecture's, else every
+def block_lists(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+    """(name, ModuleList) of the model's stacks of transformer blocks: the architecture's, else every
     ModuleList of same-class modules that hold a quantizable layer (the generic reading)."""
     arch = architecture_of(model)
     if arch is not None:
-        return [f"{arch.blocks}.{i}." for i in range(len(model.get_submodule(arch.blocks)))]
-    prefixes = []
-    for name, module in model.named_modules():
-        children = list(module.children()) if isinstance(module, nn.ModuleList) else []
-        if children and len({type(c) for c in children}) == 1 and any(is_quantizable(m) for m in module.modules()):
-            prefixes.extend(f"{name}.{i}." if name else f"{i}." for i in range(len(children)))
-    return prefixes
+        return [(arch.blocks, model.get_submodule(arch.blocks))]
+    return [
+        (name, module) for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) and len({type(c) for c in module}) == 1
+        and any(is_quantizable(m) for m in module.modules())
+    ]
+
+
+def block_prefixes(model: nn.Module) -> list[str]:
+    """'blocks.0.', 'blocks.1.', ... of the model's transformer blocks (`block_lists`)."""
+    return [f"{name}.{i}." if name else f"{i}." for name, blocks in block_lists(model) for i in range(len(blocks))]
 
 
 # -- proxy sources ---------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class QuantizedTensor:
         )
 
 
-def _check_input(w: torch.Tensor, cfg: QuantConfig) -> None:
+def check_input(w: torch.Tensor, cfg: QuantConfig) -> None:
     if not isinstance(cfg, QuantConfig):
         raise TypeError(f"quantize: cfg must be a QuantConfig, got {type(cfg).__name__}")
     if cfg.is_baseline:
@@ -86,20 +86,24 @@ def scale_dtype_for(w: torch.Tensor) -> torch.dtype:
     return torch.float16 if float(w.abs().max()) <= _FP16_MAX else torch.bfloat16
 
 
+def codebook_for(w: torch.Tensor, cfg: QuantConfig, scale_dtype: torch.dtype) -> torch.Tensor:
+    """The codebook `w` is quantized to: the data type's fixed one, or for `quantile` the one
+    estimated from w's block-normalized values (x / absmax_b)."""
+    if cfg.dtype == "quantile":
+        return quantile_codebook(normalize(w, block_scales(w, cfg.blocksize, scale_dtype), cfg.blocksize), cfg.bits)
+    return codebook(cfg.dtype, cfg.bits, cfg.exponent_bits)
+
+
 def quantize(w: torch.Tensor, cfg: QuantConfig, backend: str = "auto", code: torch.Tensor | None = None) -> QuantizedTensor:
     """Quantize `w` blockwise (row-major flattened) to `cfg.bits` bits with `cfg.dtype`'s codebook.
 
     `code` overrides the codebook (ascending float32, at most 2**bits values, max |v| == 1).
     Outlier handling (cfg.outlier_fraction) is a layer-level choice made by QuantLinear.
     """
-    _check_input(w, cfg)
+    check_input(w, cfg)
     scale_dtype = scale_dtype_for(w)
     if code is None:
-        if cfg.dtype == "quantile":
-            xn = normalize(w, block_scales(w, cfg.blocksize, scale_dtype), cfg.blocksize)
-            code = quantile_codebook(xn, cfg.bits)
-        else:
-            code = codebook(cfg.dtype, cfg.bits, cfg.exponent_bits)
+        code = codebook_for(w, cfg, scale_dtype)
     elif code.numel() > 2**cfg.bits or code.numel() < 2:
         raise ValueError(f"quantize: a {cfg.bits}-bit codebook needs 2..{2**cfg.bits} values, got {code.numel()}")
     code = code.to(device=w.device, dtype=torch.float32).contiguous()

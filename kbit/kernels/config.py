@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 DTYPES = ("int", "fp", "nf", "quantile", "dynamic")
 BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 BLOCKSIZES = tuple(2**i for i in range(5, 13))  # 32 .. 4096
+METHODS = ("rtn", "gptq")  # round-to-nearest; GPTQ (kbit.kernels.gptq), which needs calibration data
+DEFAULT_METHOD = "rtn"
 
 
 def default_exponent_bits(bits: int) -> int:
@@ -33,7 +35,7 @@ def default_exponent_bits(bits: int) -> int:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """One quantization: k bits, a data type, a block size and outlier handling.
+    """One quantization: k bits, a data type, a block size, outlier handling and a rounding method.
 
     bits: 2..8, or 16 for the unquantized baseline (dtype/blocksize are then ignored and
       normalized to dtype="none", blocksize=None).
@@ -42,6 +44,9 @@ class QuantConfig:
     exponent_bits: for fp only; None means `default_exponent_bits(bits)` (E2 for 3..6 bits, E3 for 7..8).
     outlier_fraction: proxy-quantization share of input dimensions kept in 16 bit
       (0 = off; the paper's default is 0.02).
+    method: how weights are rounded to the codebook: "rtn" (round to nearest, the paper's) or
+      "gptq" (GPTQ with error feedback from calibration inputs, kbit.kernels.gptq). Both store
+      the same k-bit format; the baseline normalizes it to "rtn".
     """
 
     bits: int
@@ -49,6 +54,7 @@ class QuantConfig:
     blocksize: int | None = 64
     exponent_bits: int | None = None
     outlier_fraction: float = 0.0
+    method: str = DEFAULT_METHOD
 
     def __post_init__(self) -> None:
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or self.bits not in BITS:
@@ -59,7 +65,10 @@ class QuantConfig:
             object.__setattr__(self, "blocksize", None)
             object.__setattr__(self, "exponent_bits", None)
             object.__setattr__(self, "outlier_fraction", 0.0)
+            object.__setattr__(self, "method", DEFAULT_METHOD)
             return
+        if self.method not in METHODS:
+            raise ValueError(f"QuantConfig.method={self.method!r} is not allowed; use one of {', '.join(METHODS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"QuantConfig.dtype={self.dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
         if self.blocksize is not None and (
@@ -104,17 +113,22 @@ class QuantConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """A stable string for cache keys: canonical JSON of the normalized fields."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable string for cache keys: canonical JSON of the normalized fields. The method is
+        left out when it is round-to-nearest, so configs from before GPTQ keep their keys."""
+        data = self.to_dict()
+        if self.method == DEFAULT_METHOD:
+            del data["method"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]
 
     def label(self) -> str:
-        """Short human label, e.g. 'nf4-b64', 'fp4e2-b64', 'int3-bT-o2%', 'bf16'."""
+        """Short human label, e.g. 'nf4-b64', 'fp4e2-b64', 'int3-bT-o2%', 'nf3-b64-gptq', '16bit'."""
         if self.is_baseline:
             return "16bit"
         dt = f"fp{self.bits}e{self.exponent_bits}" if self.dtype == "fp" else f"{self.dtype}{self.bits}"
         block = f"b{self.blocksize}" if self.blocksize else "bT"
         out = f"-o{self.outlier_fraction * 100:g}%" if self.outlier_fraction else ""
-        return f"{dt}-{block}{out}"
+        method = "" if self.method == DEFAULT_METHOD else f"-{self.method}"
+        return f"{dt}-{block}{out}{method}"

@@ -52,12 +52,16 @@ def in_out_features(layer: nn.Module) -> tuple[int, int]:
 class QuantLinear(nn.Module):
     """y = x W^T + b with W stored as packed k-bit codes, 16-bit block scales and a codebook.
 
+    The weight is quantized to nearest here, unless `qtensor` gives it already quantized (GPTQ:
+    kbit.kernels.gptq), in the same format, for the layer's weight without its outlier columns.
+
     The original layer (nn.Linear or Conv1D) is kept (unregistered, so it is neither counted nor
     moved) for `restore_model_`. On the torch backend the dequantized weight is cached after the first call:
     that backend simulates the format; the Triton backend never materializes W.
     """
 
-    def __init__(self, linear: nn.Module, cfg: QuantConfig, outlier_idx: torch.Tensor | None = None, backend: str = "auto"):
+    def __init__(self, linear: nn.Module, cfg: QuantConfig, outlier_idx: torch.Tensor | None = None, backend: str = "auto",
+                 qtensor: QuantizedTensor | None = None):
         super().__init__()
         weight = weight_matrix(linear)
         self.out_features, self.in_features = weight.shape
@@ -77,7 +81,10 @@ class QuantLinear(nn.Module):
             weight = weight[:, keep_idx]
         else:
             self.outlier_idx = self.keep_idx = self.outlier_weight = None
-        qt = quantize(weight.contiguous(), cfg, backend=backend)
+        qt = quantize(weight.contiguous(), cfg, backend=backend) if qtensor is None else qtensor
+        if tuple(qt.shape) != tuple(weight.shape):
+            raise ValueError(f"QuantLinear: the given quantized weight has shape {tuple(qt.shape)}, the layer's "
+                             f"(outlier columns removed) is {tuple(weight.shape)}")
         self.register_buffer("codes", qt.codes)
         self.register_buffer("absmax", qt.absmax)
         self.register_buffer("codebook", qt.codebook)

@@ -2,8 +2,9 @@
 `CoverageError` that refuses a model kbit would not really quantize.
 
 Every weight-matrix layer (nn.Linear, transformers' Conv1D) not named in `skip` becomes a
-QuantLinear; embeddings, norms, biases and skipped layers stay as they are and are charged 16 bits
-per parameter (DESIGN.md):
+QuantLinear, rounded to nearest or by GPTQ from calibration data (`cfg.method`,
+kbit.kernels.gptq); embeddings, norms, biases and skipped layers stay as they are and are charged
+16 bits per parameter (DESIGN.md):
 total_bits = sum of quantized layers' stored weight bits + (n_params - n_quantized) * 16,
 bits_per_param = quantized layers' stored weight bits / n_quantized.
 A config that would quantize nothing, or leave a weight matrix of a transformer block in 16 bit
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from kbit.kernels.architectures import block_prefixes, layer_kinds, model_type
 from kbit.kernels.config import QuantConfig
+from kbit.kernels.gptq import check_calibration, gptq_model_
 from kbit.kernels.linear import QuantLinear, is_quantizable
 from kbit.kernels.outliers import outlier_dims
 
@@ -136,18 +138,27 @@ def quantize_model_(
     skip: tuple[str, ...] = ("lm_head",),
     backend: str = "auto",
     progress: bool = False,
+    calibration=None,
 ) -> BitReport:
     """Quantize every nn.Linear and Conv1D of `model` in place (names or name suffixes in `skip`
     are kept).
 
-    An already quantized model is restored first, so configs can follow one another on one loaded
-    model. A 16-bit baseline config changes nothing and returns the baseline report. CoverageError
-    when nothing would be quantized or a block's weight matrix would be left out.
+    `cfg.method == "gptq"` needs `calibration`: a list of LongTensor input ids (batch, tokens),
+    run through the model block by block on the device it is on (kbit.kernels.gptq); round to
+    nearest ignores it. An already quantized model is restored first, so configs can follow one
+    another on one loaded model. A 16-bit baseline config changes nothing and returns the
+    baseline report. CoverageError when nothing would be quantized or a block's weight matrix
+    would be left out.
     """
     if not isinstance(cfg, QuantConfig):
         raise TypeError(f"quantize_model_: cfg must be a QuantConfig, got {type(cfg).__name__}")
     if isinstance(skip, str):
         raise TypeError(f"quantize_model_: skip must be a tuple of module names, e.g. ({skip!r},), not a string")
+    if cfg.method == "gptq":
+        try:
+            calibration = check_calibration(calibration)
+        except ValueError as exc:
+            raise ValueError(f"quantize_model_ with {cfg.label()}: {exc}") from None
     restore_model_(model)
     if cfg.is_baseline:
         return bit_report(model, cfg)
@@ -155,10 +166,17 @@ def quantize_model_(
     targets = [name for name, m in model.named_modules() if is_quantizable(m) and not _skipped(name, skip)]
     check_coverage(model, targets, skip, cfg)
     outliers = outlier_dims(model, targets, cfg.outlier_fraction) if cfg.outlier_fraction > 0 else {}
+
+    def install(name: str, qtensor=None) -> None:
+        layer = model.get_submodule(name)
+        _set_module(model, name, QuantLinear(layer, cfg, outliers.get(name), backend=backend, qtensor=qtensor))
+
     try:
-        for name in tqdm(targets, desc=f"quantize {cfg.label()}", unit="layer", disable=not progress):
-            layer = model.get_submodule(name)
-            _set_module(model, name, QuantLinear(layer, cfg, outliers.get(name), backend=backend))
+        if cfg.method == "gptq":
+            gptq_model_(model, targets, cfg, calibration, install, outliers, progress=progress)
+        else:
+            for name in tqdm(targets, desc=f"quantize {cfg.label()}", unit="layer", disable=not progress):
+                install(name)
     except BaseException:
         restore_model_(model)  # never leave a half-quantized model behind
         raise
