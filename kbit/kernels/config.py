@@ -102,7 +102,12 @@ class QuantConfig:
         return self.bits == 16
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain data; `method` only when it is not round-to-nearest, so a config from
+        before GPTQ keeps the dict (stored runs, sweep specs) and the cache key it had."""
+        data = asdict(self)
+        if self.method == DEFAULT_METHOD:
+            del data["method"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "QuantConfig":
@@ -113,12 +118,8 @@ class QuantConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """A stable string for cache keys: canonical JSON of the normalized fields. The method is
-        left out when it is round-to-nearest, so configs from before GPTQ keep their keys."""
-        data = self.to_dict()
-        if self.method == DEFAULT_METHOD:
-            del data["method"]
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        """A stable string for cache keys: canonical JSON of the normalized fields (`to_dict`)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]

@@ -6,6 +6,10 @@ How a model is loaded beyond its id and revision (`dtype`, `device_map`) travels
 the run's `eval` field under `model_load` (`run_eval` / `split_run_eval`), only when it differs
 from the default: the queue groups runs by that field, so two ways of loading never share a load,
 and runs that load the default way keep the rows (and cache keys) they always had.
+
+`Calibration` (the text GPTQ calibrates on) travels the same way, under `calibration`, in every
+run of a sweep that has GPTQ configs (so its RTN and GPTQ runs share one load); it is part of
+the cache key of the GPTQ runs only (kbit.spec.expand).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICES = ("auto", "cpu", "cuda")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placement strategies
 LOAD_KEY = "model_load"
+CALIBRATION_KEY = "calibration"
+BUNDLED_SOURCE = "bundled"
+CALIBRATION_SAMPLES = (1, 4096)
+CALIBRATION_SEQ_LEN = (8, 32768)
 LOCAL_PREFIXES = ("/", "./", "../", "~")
 DEFAULT_TASKS = ("kbit_lastword", "kbit_choice", "kbit_heldout")
 
@@ -72,18 +80,29 @@ def load_options(dtype: str = "auto", device_map: str | None = None) -> dict:
     return options
 
 
-def run_eval(eval_spec: "EvalSpec", load: dict) -> dict:
-    """A run's `eval` field: the EvalSpec's dict, plus `model_load` when `load` is not empty."""
+def run_eval(eval_spec: "EvalSpec", load: dict, calibration: "Calibration | None" = None) -> dict:
+    """A run's `eval` field: the EvalSpec's dict, plus `model_load` when `load` is not empty and
+    `calibration` when the sweep calibrates (it has GPTQ configs)."""
     data = eval_spec.to_dict()
     if load:
         data[LOAD_KEY] = dict(load)
+    if calibration is not None:
+        data[CALIBRATION_KEY] = calibration.to_dict()
     return data
 
 
 def split_run_eval(data: dict) -> tuple[dict, dict]:
-    """A run's `eval` field -> (the EvalSpec's dict, the load settings): `run_eval`'s inverse."""
+    """A run's `eval` field -> (the EvalSpec's dict, the load settings): `run_eval`'s inverse but
+    for the calibration, which `run_calibration` reads."""
     data = dict(data)
+    data.pop(CALIBRATION_KEY, None)
     return data, dict(data.pop(LOAD_KEY, None) or {})
+
+
+def run_calibration(data: dict) -> "Calibration | None":
+    """The Calibration a run's `eval` field carries, or None."""
+    found = data.get(CALIBRATION_KEY)
+    return None if found is None else Calibration.from_dict(found)
 
 
 def _from_dict(cls, data: dict):
@@ -177,4 +196,45 @@ class EvalSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EvalSpec":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The text GPTQ calibrates on: `samples` windows of `seq_len` tokens (at most the model's
+    context), drawn at random with `seed` from `source`:
+
+    - "bundled": the bundled family's training text (never its held-out chapters);
+    - a local UTF-8 text file, written as a path (/data/calib.txt, ./calib.txt, ~/calib.txt);
+    - otherwise a Hugging Face dataset id, optionally with its config after a colon
+      (wikitext:wikitext-2-raw-v1, allenai/c4:en): its `train` split's `text` column, read through
+      `datasets` (from the local cache when the worker is offline).
+    """
+
+    samples: int = 128
+    seq_len: int = 512
+    source: str = BUNDLED_SOURCE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in (("samples", CALIBRATION_SAMPLES), ("seq_len", CALIBRATION_SEQ_LEN)):
+            value = getattr(self, name)
+            if not _is_int(value) or not low <= value <= high:
+                raise ValueError(f"Calibration.{name}={value!r} is not allowed; use a whole number from {low} to {high}")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError(f"Calibration.source={self.source!r} is not allowed; use bundled, a path to a text "
+                             "file, or a Hugging Face dataset id (wikitext:wikitext-2-raw-v1)")
+        object.__setattr__(self, "source", self.source.strip())
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"Calibration.seed={self.seed!r} is not allowed; use a whole number >= 0")
+
+    @property
+    def is_file(self) -> bool:
+        return is_local_path(self.source)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
         return _from_dict(cls, data)

@@ -1,7 +1,8 @@
 """A validated sweep -> the run rows the queue stores, each with its cache key.
 
 The cache key says "this exact measurement": same model and revision, same load dtype, same
-quantization, same tasks and eval settings, same code. Two runs (of any team) with one key share
+quantization, same tasks and eval settings, same code, and for a GPTQ config the same calibration
+text (`Sweep.calibration`). Two runs (of any team) with one key share
 one result. Where a model is placed (`device_map`) is not part of the measurement: it travels with
 the run (`run_eval`) but stays out of the key.
 """
@@ -18,9 +19,11 @@ from kbit.version import code_version as current_code_version
 
 
 def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, code_version: str,
-              dtype: str = "auto") -> str:
-    """sha256 over model, revision, config.key(), the eval spec, the code version and the load
-    dtype (only when not "auto", so the keys of runs that name none never change)."""
+              dtype: str = "auto", calibration: dict | None = None) -> str:
+    """sha256 over model, revision, config.key(), the eval spec, the code version, the load dtype
+    (only when not "auto", so the keys of runs that name none never change) and, for a GPTQ config,
+    its calibration (what it was calibrated on changes its result; a round-to-nearest run's key
+    never includes it)."""
     payload = {
         "model": model,
         "revision": revision,
@@ -30,6 +33,8 @@ def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, c
     }
     if dtype != "auto":
         payload["dtype"] = dtype
+    if config.method == "gptq" and calibration is not None:
+        payload["calibration"] = calibration
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -38,9 +43,10 @@ def expand_runs(sweep: Sweep, code_version: str | None = None) -> list[dict]:
     """One run dict per (model, config), in model order then grid order (the baseline first)."""
     code = code_version or current_code_version()
     eval_spec = sweep.eval.to_dict()
+    calibration = sweep.calibration.to_dict() if sweep.calibration is not None else None
     runs = []
     for entry in sweep.models:
-        evaluation = run_eval(sweep.eval, entry.load_options())
+        evaluation = run_eval(sweep.eval, entry.load_options(), sweep.calibration)
         for config in sweep.configs:
             runs.append(
                 {
@@ -50,7 +56,8 @@ def expand_runs(sweep: Sweep, code_version: str | None = None) -> list[dict]:
                     "config": config.to_dict(),
                     "label": config.label(),
                     "eval": evaluation,
-                    "cache_key": cache_key(entry.model, entry.revision, config, eval_spec, code, entry.dtype),
+                    "cache_key": cache_key(entry.model, entry.revision, config, eval_spec, code, entry.dtype,
+                                           calibration),
                 }
             )
     return runs

@@ -23,6 +23,12 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
       blocksizes: [64, 1024]      # powers of two 32..4096, or null for one scale per tensor
       exponent_bits: [null]       # fp only; null = default_exponent_bits(k): E2 at 3..6 bits, E3 at 7..8
       outlier_fractions: [0.0]
+      methods: [rtn]              # rtn (round to nearest) and/or gptq (calibrated; see calibration)
+    calibration: {samples: 128, seq_len: 512, source: bundled, seed: 0}
+                                  # only with gptq (these defaults when left out): seq_len is capped
+                                  # at the model's context; source: bundled (the bundled family's
+                                  # training text), a text file path (/data/calib.txt), or a
+                                  # Hugging Face dataset id[:config] (wikitext:wikitext-2-raw-v1)
     baseline: true                # add the 16-bit baseline once per model
     tasks: [kbit_lastword, kbit_choice, kbit_heldout]
     eval: {num_fewshot: 0, limit: null, batch_size: 8, seed: 1234, log_samples: false}
@@ -36,30 +42,33 @@ import itertools
 from dataclasses import fields
 from pathlib import Path as FsPath
 
-from kbit.kernels.config import DTYPES, QuantConfig
+from kbit.kernels.config import DTYPES, METHODS, QuantConfig
 from kbit.spec import settings
 from kbit.spec.errors import SweepError
-from kbit.spec.evalspec import EvalSpec, check_device_map, check_dtype
+from kbit.spec.evalspec import Calibration, EvalSpec, check_device_map, check_dtype
 from kbit.spec.modelids import bundled_parts
 from kbit.spec.sweep import (
-    RUN_TIMEOUT_S, ModelEntry, Sweep, check_max_attempts, check_name, check_priority, check_run_timeout, check_team,
-    family_entries,
+    RUN_TIMEOUT_S, ModelEntry, Sweep, check_calibration, check_max_attempts, check_name, check_priority,
+    check_run_timeout, check_team, family_entries,
 )
 from kbit.spec.yamllines import YamlSyntaxError, load_with_lines, path_text
 
-TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models", "grid", "baseline", "tasks", "eval")
-GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions")
+TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models", "grid", "baseline", "tasks", "eval",
+            "calibration")
+GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions", "methods")
 EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
+CALIBRATION_KEYS = tuple(f.name for f in fields(Calibration))
 MODEL_KEYS = ("model", "revision", "family", "dtype", "device_map")
 LOAD_CHECKS = (("dtype", check_dtype), ("device_map", check_device_map))
-GRID_DEFAULTS = {"exponent_bits": [None], "outlier_fractions": [0.0]}
+GRID_DEFAULTS = {"exponent_bits": [None], "outlier_fractions": [0.0], "methods": ["rtn"]}
 
 # Each grid value is checked alone by building a QuantConfig that differs from a valid one only in
 # that value: the dataclass's message then names exactly what is wrong with it.
 PROBE = {"bits": {"dtype": "int"}, "dtypes": {"bits": 4}, "blocksizes": {"bits": 4, "dtype": "int"},
-         "exponent_bits": {"bits": 8, "dtype": "fp"}, "outlier_fractions": {"bits": 4, "dtype": "int"}}
+         "exponent_bits": {"bits": 8, "dtype": "fp"}, "outlier_fractions": {"bits": 4, "dtype": "int"},
+         "methods": {"bits": 4, "dtype": "int"}}
 FIELD = {"bits": "bits", "dtypes": "dtype", "blocksizes": "blocksize", "exponent_bits": "exponent_bits",
-         "outlier_fractions": "outlier_fraction"}
+         "outlier_fractions": "outlier_fraction", "methods": "method"}
 
 
 MAX_PROBLEMS_SHOWN = 40
@@ -181,10 +190,11 @@ class _Checker:
         models = self.models(data)
         configs = self.configs(data)
         eval_spec = self.eval(data)
+        calibration = self.calibration(data, configs)
         if self.problems:
             return None
         return Sweep(name=name, team=team, models=tuple(models), configs=tuple(configs), eval=eval_spec,
-                     priority=priority, max_attempts=attempts, run_timeout_s=timeout)
+                     priority=priority, max_attempts=attempts, run_timeout_s=timeout, calibration=calibration)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -269,8 +279,9 @@ class _Checker:
         for value, p in zip(values, paths):
             probe = dict(PROBE[key], **{FIELD[key]: value})
             if self.check(p, lambda: QuantConfig(**probe)) is None:
-                if key == "dtypes":  # a typo in a data type name gets a suggestion
-                    self.problems[-1] = (self.problems[-1][0], self.problems[-1][1] + _suggest(value, DTYPES))
+                if key in ("dtypes", "methods"):  # a typo in a name gets a suggestion
+                    choices = DTYPES if key == "dtypes" else METHODS
+                    self.problems[-1] = (self.problems[-1][0], self.problems[-1][1] + _suggest(value, choices))
             else:
                 good[value] = None
         return list(good)
@@ -297,9 +308,11 @@ class _Checker:
                 for key in ("dtypes", "blocksizes")}
         exps = self.grid_values(grid, "exponent_bits")
         outliers = self.grid_values(grid, "outlier_fractions")
+        methods = self.grid_values(grid, "methods")
         if self.problems:
             return []
-        grid_size = len(quantized) * len(axes["dtypes"]) * len(axes["blocksizes"]) * len(outliers) * len(exps)
+        grid_size = (len(quantized) * len(axes["dtypes"]) * len(axes["blocksizes"]) * len(outliers) * len(exps)
+                     * len(methods))
         if grid_size > settings.max_runs_per_sweep():  # refuse before building millions of configs
             self.add(("grid",), f"spans {grid_size:,} configs; a sweep may have at most "
                      f"{settings.max_runs_per_sweep():,} runs: split it into several sweeps")
@@ -307,11 +320,12 @@ class _Checker:
         configs: dict[QuantConfig, None] = {}
         if baseline or 16 in bits:
             configs[QuantConfig(bits=16)] = None
-        for k, dtype, block, outlier in itertools.product(quantized, axes["dtypes"], axes["blocksizes"], outliers):
+        for method, k, dtype, block, outlier in itertools.product(
+                methods, quantized, axes["dtypes"], axes["blocksizes"], outliers):
             # exponent bits only shape the fp type; the other types take each grid point once
             for exp in exps if dtype == "fp" else [None]:
                 cfg = self.check(("grid", "exponent_bits"), lambda: QuantConfig(
-                    k, dtype, block, exponent_bits=exp, outlier_fraction=outlier))
+                    k, dtype, block, exponent_bits=exp, outlier_fraction=outlier, method=method))
                 if cfg is not None:
                     configs[cfg] = None
         return list(configs)
@@ -339,3 +353,22 @@ class _Checker:
         if not tasks or self.problems:
             return None
         return self.check(("eval",), lambda: EvalSpec(tuple(tasks), **settings))
+
+    # -- calibration -------------------------------------------------------------------------
+
+    def calibration(self, data: dict, configs: list[QuantConfig]) -> Calibration | None:
+        """The sweep's Calibration (each key checked alone at its line), or the default one when
+        GPTQ configs name none; a calibration without GPTQ configs is a problem."""
+        given = data.get("calibration")
+        if given is None:
+            return check_calibration(None, configs)
+        if not isinstance(given, dict):
+            self.add(("calibration",), f"must be a mapping with keys {', '.join(CALIBRATION_KEYS)}")
+            return None
+        self.unknown_keys(given, ("calibration",), CALIBRATION_KEYS)
+        before = len(self.problems)
+        values = {key: given[key] for key in CALIBRATION_KEYS
+                  if key in given and self.check(("calibration", key), lambda key=key: Calibration(**{key: given[key]}))}
+        if len(self.problems) > before or not configs:  # without configs the grid has problems already
+            return None
+        return self.check(("calibration",), check_calibration, Calibration(**values), configs)

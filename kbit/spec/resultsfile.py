@@ -81,7 +81,8 @@ def checked_row(row) -> dict:
     if not isinstance(model, str) or not model:
         raise ValueError(f"model={model!r} is not a model id")
     config_fields = row.get("config") or {
-        k: row.get(k) for k in ("bits", "dtype", "blocksize", "exponent_bits", "outlier_fraction")
+        **{k: row.get(k) for k in ("bits", "dtype", "blocksize", "exponent_bits", "outlier_fraction")},
+        **({"method": row["method"]} if row.get("method") is not None else {}),  # files from before GPTQ have none
     }
     if not isinstance(config_fields, dict):
         raise ValueError(f"config={config_fields!r} is not an object")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kbit.kernels.config import QuantConfig
 from kbit.spec import settings
 from kbit.spec.errors import SweepError
-from kbit.spec.evalspec import EvalSpec, check_device_map, check_dtype, check_revision, load_options
+from kbit.spec.evalspec import Calibration, EvalSpec, check_device_map, check_dtype, check_revision, load_options
 from kbit.spec.modelids import model_family
 
 NAME_MAX = 200  # the database's column width
@@ -97,9 +97,23 @@ class ModelEntry:
         return {"model": self.model, "revision": self.revision, "family": self.family, **self.load_options()}
 
 
+def check_calibration(calibration, configs) -> Calibration | None:
+    """The sweep's calibration: the default one when GPTQ configs name none; refused without them."""
+    calibrates = any(isinstance(c, QuantConfig) and c.method == "gptq" for c in configs)
+    if calibration is not None and not isinstance(calibration, Calibration):
+        raise ValueError(f"must be a Calibration, not {type(calibration).__name__}")
+    if not calibrates:
+        if calibration is not None:
+            raise ValueError("only GPTQ uses calibration text and no config of this sweep is gptq; add gptq to "
+                             "grid methods or leave calibration out")
+        return None
+    return calibration or Calibration()
+
+
 @dataclass(frozen=True)
 class Sweep:
-    """A validated sweep: what the scheduler expands into runs."""
+    """A validated sweep: what the scheduler expands into runs. `calibration` is the text GPTQ
+    configs calibrate on (the default Calibration when they name none; None without them)."""
 
     name: str
     team: str | None
@@ -109,6 +123,7 @@ class Sweep:
     priority: int = 0
     max_attempts: int = 3
     run_timeout_s: int = RUN_TIMEOUT_S
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -124,6 +139,10 @@ class Sweep:
             problems.append("configs: must be a non-empty list of quantization configs")
         if not isinstance(self.eval, EvalSpec):
             problems.append("eval: must be an EvalSpec")
+        try:
+            object.__setattr__(self, "calibration", check_calibration(self.calibration, self.configs or ()))
+        except ValueError as exc:
+            problems.append(f"calibration: {exc}")
         limit = settings.max_runs_per_sweep()
         if not problems and len(self.models) * len(self.configs) > limit:
             problems.append(
@@ -141,7 +160,7 @@ class Sweep:
 
     def spec(self) -> dict:
         """The plain-data form: stored with the sweep, sent through Ray, and `from_spec`'s input."""
-        return {
+        spec = {
             "name": self.name,
             "team": self.team,
             "priority": self.priority,
@@ -151,6 +170,9 @@ class Sweep:
             "configs": [c.to_dict() for c in self.configs],
             "eval": self.eval.to_dict(),
         }
+        if self.calibration is not None:  # left out otherwise: a sweep without GPTQ keeps the spec it had
+            spec["calibration"] = self.calibration.to_dict()
+        return spec
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Sweep":
@@ -166,6 +188,7 @@ class Sweep:
                 models=tuple(ModelEntry(**m) for m in spec["models"]),
                 configs=tuple(QuantConfig.from_dict(c) for c in spec["configs"]),
                 eval=EvalSpec.from_dict(spec["eval"]),
+                calibration=Calibration.from_dict(spec["calibration"]) if spec.get("calibration") is not None else None,
             )
         except SweepError:
             raise
