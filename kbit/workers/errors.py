@@ -48,6 +48,13 @@ class TaskNotFound(RunError):
     error_type = "task_not_found"
 
 
+class CalibrationUnavailable(RunError):
+    """GPTQ's calibration text cannot be had: no such file or dataset (or not in the local cache
+    offline), or too little of it for one window."""
+
+    error_type = "calibration_unavailable"
+
+
 class OutOfMemory(RunError):
     error_type = "out_of_memory"
 

@@ -1,5 +1,6 @@
 """`evaluate_configs`: the unit of work a cluster task runs. Load the model once; for each config
-restore the original weights, quantize, evaluate with lm-eval and yield a `RunResult` at once.
+restore the original weights, quantize (GPTQ configs with calibration batches built once per
+group, kbit.workers.calibration), evaluate with lm-eval and yield a `RunResult` at once.
 Errors never escape: each becomes a failed result of a known type, and the next config runs.
 `evaluate_group` is the same over plain dicts, as the service's group task calls it.
 """
@@ -16,10 +17,11 @@ import torch
 from kbit.kernels import CoverageError, QuantConfig, quantize_model_, restore_model_
 from kbit.version import code_version
 from kbit.workers import lmeval
+from kbit.workers.calibration import calibration_batches, model_context
 from kbit.workers.errors import EvaluationError, NotQuantizable, OutOfMemory, RunError, is_out_of_memory
 from kbit.workers.loading import LoadedModel, load_model
 from kbit.workers.results import RunResult, document_scores, flatten_metrics, sample_records
-from kbit.spec.evalspec import EvalSpec, ModelSpec, split_run_eval
+from kbit.spec.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
 
 
 def evaluate_configs(
@@ -27,9 +29,11 @@ def evaluate_configs(
     configs: Iterable[QuantConfig],
     eval_spec: EvalSpec = EvalSpec(),
     should_stop: Callable[[], bool] = lambda: False,
+    calibration: Calibration | None = None,
 ) -> Iterator[RunResult]:
     """One RunResult per config, in order, each yielded as soon as it is done. `should_stop()` is
-    asked before every config; once it says True no further result is yielded."""
+    asked before every config; once it says True no further result is yielded. GPTQ configs
+    calibrate on `calibration` (the default Calibration when None)."""
     configs = list(configs)
     try:
         loaded = load_model(model_spec)
@@ -42,11 +46,12 @@ def evaluate_configs(
             yield _failed(cfg, error, device_name(None), 0.0, model_spec, eval_spec)
         return
     batch_size = eval_spec.batch_size
+    calibrate = GroupCalibration(calibration or Calibration(), loaded)
     try:
         for cfg in configs:
             if should_stop():
                 return
-            result, batch_size = _run_one(loaded, tasks, cfg, eval_spec, batch_size)
+            result, batch_size = _run_one(loaded, tasks, cfg, eval_spec, batch_size, calibrate)
             yield result
     finally:
         restore_model_(loaded.model)
@@ -58,18 +63,45 @@ def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: di
     quant = [QuantConfig.from_dict(c) for c in configs]
     evaluation, load = split_run_eval(eval_spec)
     spec = ModelSpec(model=model, revision=revision, **load)
-    for result in evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop):
+    for result in evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop,
+                                   calibration=run_calibration(eval_spec)):
         yield result.to_dict()
 
 
-def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec, batch_size: int):
+class GroupCalibration:
+    """The group's calibration batches, built with the model's tokenizer on the first GPTQ config
+    and kept for the others (a failure too: every GPTQ config of the group fails alike)."""
+
+    def __init__(self, spec: Calibration, loaded: LoadedModel):
+        self.spec, self.loaded = spec, loaded
+        self._batches: list[torch.Tensor] | None = None
+        self._error: Exception | None = None
+
+    def batches(self) -> list[torch.Tensor]:
+        if self._error is not None:
+            raise self._error
+        if self._batches is None:
+            try:
+                self._batches = calibration_batches(self.spec, self.loaded.tokenizer, model_context(self.loaded.model))
+            except Exception as exc:
+                self._error = exc
+                raise
+        return self._batches
+
+    def __call__(self, cfg: QuantConfig) -> list[torch.Tensor] | None:
+        """The batches a config quantizes with: only GPTQ calibrates."""
+        return self.batches() if cfg.method == "gptq" else None
+
+
+def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec, batch_size: int,
+             calibrate: Callable[[QuantConfig], list | None] = lambda cfg: None):
     """(result, batch size for the next config: smaller if memory ran out here)."""
     started = time.perf_counter()
     device = device_name(loaded.device)
     if loaded.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(loaded.device)
     try:
-        report = quantize_model_(loaded.model, cfg)
+        report = quantize_model_(loaded.model, cfg, calibration=calibrate(cfg))
         raw, batch_size = evaluate_with_retry(
             lambda b: lmeval.evaluate_model(loaded.model, loaded.tokenizer, tasks, batch_size=b, limit=spec.limit, seed=spec.seed),
             batch_size, on_gpu=loaded.device.type == "cuda", device=device,
