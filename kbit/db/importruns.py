@@ -39,7 +39,8 @@ def import_runs(session: Session, team: str, name: str, runs: list[dict], file_h
         run_id = session.execute(insert(Run).values(
             sweep_id=sweep_id, model=run["model"], revision=run["revision"], family=run["family"],
             config=config, bits=config["bits"], dtype=config["dtype"], blocksize=config["blocksize"],
-            exponent_bits=config["exponent_bits"], outlier_fraction=config["outlier_fraction"], label=run["label"],
+            exponent_bits=config["exponent_bits"], outlier_fraction=config["outlier_fraction"],
+            method=config.get("method", "rtn"), label=run["label"],
             eval=run["eval"], eval_hash=sha256_hex(canonical_json(run["eval"])),
             cache_key=f"import:{sweep_id}:{index}", status="done", priority=0, attempts=0, max_attempts=1,
             created_at=run["created_at"] or now, started_at=run["started_at"], finished_at=run["finished_at"] or now,

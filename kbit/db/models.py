@@ -146,6 +146,7 @@ class Run(Base):
     blocksize: Mapped[int | None]
     exponent_bits: Mapped[int | None]
     outlier_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    method: Mapped[str] = mapped_column(String(16), default="rtn", server_default=text("'rtn'"))
     label: Mapped[str] = mapped_column(String(64))
     eval: Mapped[dict]
     eval_hash: Mapped[str] = mapped_column(String(64))

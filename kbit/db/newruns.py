@@ -56,6 +56,7 @@ def run_row(run: dict) -> dict:
         "blocksize": config.get("blocksize"),
         "exponent_bits": config.get("exponent_bits"),
         "outlier_fraction": float(config.get("outlier_fraction") or 0.0),
+        "method": config.get("method") or "rtn",  # configs from before GPTQ have no method
         "label": run["label"],
         "eval": run["eval"],
         "eval_hash": sha256_hex(canonical_json(run["eval"])),

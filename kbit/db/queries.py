@@ -52,17 +52,18 @@ def frontier_rows(
     dtypes=None,
     blocksizes=None,
     bits=None,
+    methods=None,
 ) -> list[dict]:
     """One dict per done or cached run that has `task/metric`: the scaling-frontier points.
 
     Filters take iterables (None = all): team names, sweep ids, families, dtypes, block sizes
-    (None in the list matches per-tensor scaling), bits. One SQL query.
+    (None in the list matches per-tensor scaling), bits, rounding methods (rtn, gptq). One SQL query.
     """
     query = (
         select(
             Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
             Run.revision, Run.family, BitReport.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
-            Run.outlier_fraction, Run.label, BitReport.bits_per_param, BitReport.total_bits, Result.value,
+            Run.outlier_fraction, Run.method, Run.label, BitReport.bits_per_param, BitReport.total_bits, Result.value,
             Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
         )
         .join(Sweep, Sweep.id == Run.sweep_id)
@@ -73,7 +74,7 @@ def frontier_rows(
     )
     for column, values in (
         (Team.name, teams), (Run.sweep_id, sweeps), (Run.family, families), (Run.dtype, dtypes),
-        (Run.blocksize, blocksizes), (Run.bits, bits),
+        (Run.blocksize, blocksizes), (Run.bits, bits), (Run.method, methods),
     ):
         if values is not None:
             query = query.where(_in_filter(column, values))
@@ -113,10 +114,12 @@ def list_metrics(session: Session) -> list[tuple[str, str]]:
 
 
 def filter_options(session: Session) -> dict[str, list]:
-    """The distinct values of the frontier's filters among finished runs (for the dashboard's widgets)."""
+    """The distinct values of the frontier's filters among finished runs (for the dashboard's widgets):
+    families, dtypes, blocksizes, bits, methods, and every team."""
     finished = Run.status.in_(FINISHED)
     out = {}
-    for key, column in (("families", Run.family), ("dtypes", Run.dtype), ("blocksizes", Run.blocksize), ("bits", Run.bits)):
+    for key, column in (("families", Run.family), ("dtypes", Run.dtype), ("blocksizes", Run.blocksize), ("bits", Run.bits),
+                        ("methods", Run.method)):
         values = session.scalars(select(column).where(finished).distinct()).all()
         out[key] = sorted(values, key=lambda v: (v is None, v))
     out["teams"] = list(session.scalars(select(Team.name).order_by(Team.name)))
@@ -127,7 +130,8 @@ def _run_columns():
     return (
         Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
         Run.revision, Run.family, Run.label, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
-        Run.outlier_fraction, Run.config, Run.eval, Run.cache_key, Run.status, Run.attempts, Run.max_attempts,
+        Run.outlier_fraction, Run.method, Run.config, Run.eval, Run.cache_key, Run.status, Run.attempts,
+        Run.max_attempts,
         Run.error_type, Run.error, Run.cached_from_id.label("cached_from"), Run.worker, Run.device,
         Run.created_at, Run.started_at, Run.finished_at, Run.wall_time_s, Run.peak_memory_bytes,
         BitReport.n_params, BitReport.n_quantized, BitReport.bits_per_param, BitReport.total_bits,
