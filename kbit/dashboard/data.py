@@ -26,7 +26,7 @@ def engine_for(url: str | None):
 
 
 def options(url: str | None) -> dict:
-    """Filter choices: teams, sweeps (id, name, team), families, dtypes, block sizes, bits, metrics."""
+    """Filter choices: teams, sweeps (id, name, team), families, dtypes, block sizes, bits, methods, metrics."""
     with session_scope(engine_for(url)) as s:
         out = queries.filter_options(s)
         out["metrics"] = [f"{task}/{metric}" for task, metric in queries.list_metrics(s)]
@@ -48,26 +48,37 @@ def frontier(
     dtypes: tuple | None = None,
     blocksizes: tuple | None = None,
     bits: tuple | None = None,
+    methods: tuple | None = None,
 ) -> pd.DataFrame:
     """The finished runs that have `task/metric`, filtered, as rows_to_frame's DataFrame."""
     with session_scope(engine_for(url)) as s:
         rows = queries.frontier_rows(
             s, task=task, metric=metric, teams=teams, sweeps=sweeps, families=families, dtypes=dtypes,
-            blocksizes=blocksizes, bits=bits,
+            blocksizes=blocksizes, bits=bits, methods=methods,
         )
     return rows_to_frame(rows)
+
+
+def baseline_in_every_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """Faceted by rounding method, the 16-bit runs (stored as rtn: nothing is rounded) are the
+    reference of every method's panel, as they are of every data type's."""
+    baseline = frame["bits"] == 16
+    methods = [m for m in frame.loc[~baseline, "method"].dropna().unique() if m != "rtn"]
+    copies = [frame[baseline].assign(method=m) for m in methods]
+    return pd.concat([frame, *copies], ignore_index=True) if copies and baseline.any() else frame
 
 
 def analysis(
     url: str | None, task: str, metric: str, teams: tuple | None = None, sweeps: tuple | None = None,
     families: tuple | None = None, dtypes: tuple | None = None, blocksizes: tuple | None = None, bits: tuple | None = None,
+    methods: tuple | None = None,
 ) -> Findings:
     """kbit.analysis.findings of the filtered runs, with their per-document scores: the equal-bits
     table, the paper's findings and the scaling-law fits the Frontier page shows."""
     with session_scope(engine_for(url)) as s:
         rows = queries.frontier_rows(
             s, task=task, metric=metric, teams=teams, sweeps=sweeps, families=families, dtypes=dtypes,
-            blocksizes=blocksizes, bits=bits,
+            blocksizes=blocksizes, bits=bits, methods=methods,
         )
         scores = queries.document_scores(s, [r["run_id"] for r in rows], task, metric)
     return findings(rows_to_frame(rows), f"{task}/{metric}", scores)

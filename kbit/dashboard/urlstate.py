@@ -2,19 +2,19 @@
 
 Pure functions: `decode(params)` turns `st.query_params.to_dict()` into typed values (with a list
 of problems for values it had to drop), `encode(view)` is its inverse. Lists are comma-separated
-(`?page=frontier&dtype=nf,fp&k=3,4&block=b64`).
+(`?page=frontier&dtype=nf,fp&k=3,4&block=b64&method=gptq`).
 """
 
 from __future__ import annotations
 
 PAGES = ("frontier", "scaling", "queue", "compare", "run")
-FACETS = ("family", "dtype", "block")
+FACETS = ("family", "dtype", "block", "method")
 DEFAULT_METRIC = "mean_zero_shot/acc"
 
 # key -> kind: "str" | "int" | "strs" | "ints"
 KEYS = {
     "page": "str", "metric": "str", "team": "strs", "sweep": "ints", "family": "strs", "dtype": "strs",
-    "block": "strs", "k": "ints", "facet": "strs", "by": "str", "at": "int", "group": "str", "items": "strs",
+    "block": "strs", "method": "strs", "k": "ints", "facet": "strs", "by": "str", "at": "int", "group": "str", "items": "strs",
     "a": "int", "b": "int", "config": "str", "run": "int",
 }
 CHOICES = {"page": PAGES, "facet": FACETS, "by": ("dtype", "block"), "group": ("team", "sweep")}

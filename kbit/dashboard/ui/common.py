@@ -39,6 +39,8 @@ def cached_points(url, task, metric, filters: tuple, line: str, panels: tuple, l
     frame = data.frontier(url, task, metric, **dict(filters))
     n_runs = len(frame)
     usable = frontier.plottable(frame)
+    if "method" in panels:
+        usable = data.baseline_in_every_method(usable)
     if group == "sweep":
         usable = usable.assign(sweep="#" + usable["sweep_id"].astype(str) + " " + usable["sweep"].astype(str))
     points = frontier.frontier_view(usable, metric, line, panels)
@@ -104,7 +106,7 @@ def metric_picker(metrics: list[str], where=None) -> str | None:
 
 
 def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
-    """The sidebar filters: team, sweep, family, dtype, block size, k.
+    """The sidebar filters: team, sweep, family, dtype, block size, rounding method, k.
 
     Returns (the URL view of the filters, the hashable filter tuple for data.frontier).
     """
@@ -116,8 +118,11 @@ def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
     families = pick_many("model family", "family", opts["families"])
     dtypes = pick_many("data type", "dtype", opts["dtypes"])
     blocks = pick_many("block size", "block", frontier.block_order(frontier.block_label(b) for b in opts["blocksizes"]))
+    methods = pick_many("rounding method", "method", opts["methods"],
+                        help="rtn: round to nearest; gptq: GPTQ from calibration text (16-bit runs count as rtn)")
     bits = pick_many("k (bits)", "k", opts["bits"]) if with_bits else []
-    url_view = {"team": teams, "sweep": chosen_sweeps, "family": families, "dtype": dtypes, "block": blocks}
+    url_view = {"team": teams, "sweep": chosen_sweeps, "family": families, "dtype": dtypes, "block": blocks,
+                "method": methods}
     if with_bits:
         url_view["k"] = bits
     blocksizes = [None if b == frontier.PER_TENSOR else int(b[1:]) for b in blocks]
@@ -125,6 +130,7 @@ def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
         ("teams", tuple(teams) or None), ("sweeps", tuple(chosen_sweeps) or None),
         ("families", tuple(families) or None), ("dtypes", tuple(dtypes) or None),
         ("blocksizes", tuple(blocksizes) or None), ("bits", tuple(bits) or None),
+        ("methods", tuple(methods) or None),
     )
     return url_view, filters
 
