@@ -23,6 +23,7 @@ ROW_COLUMNS = (
     "run_id", "sweep_id", "sweep", "team", "model", "family", "n_params", "bits", "dtype", "blocksize",
     "exponent_bits", "outlier_fraction", "label", "bits_per_param", "total_bits", "value", "stderr",
 )
+BASELINE_METHOD = "rtn"  # the 16-bit runs round nothing; they are every method's reference
 CONFIG_KEYS = ("model", "family", "label", "bits", "dtype", "block")
 
 
@@ -48,6 +49,18 @@ def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
     sizes = frame["blocksize"]
     frame["block"] = ("b" + sizes.astype(str)).where(sizes.notna(), PER_TENSOR).astype(object)
     return frame
+
+
+def by_method(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{rounding method: its quantized runs plus every 16-bit run}, or {"": frame} when the runs
+    use one method (or do not say)."""
+    if "method" not in frame or frame.empty:
+        return {"": frame}
+    baseline = frame["bits"] == 16
+    methods = sorted(frame.loc[~baseline, "method"].dropna().unique())
+    if len(methods) <= 1:
+        return {"": frame}
+    return {m: frame[baseline | (frame["method"] == m)] for m in methods}
 
 
 def frontier_view(frame: pd.DataFrame, metric: str, line: str = "bits", panels=()) -> pd.DataFrame:

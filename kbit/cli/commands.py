@@ -219,7 +219,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from kbit.cli.report import DEFAULT_METRICS, load_findings, render_report, report_json
+    from kbit.cli.report import DEFAULT_METRICS, method_of, render_report, report_json, split_findings
     from kbit.db import queries, session_scope
 
     as_json = args.format == "json"
@@ -236,11 +236,15 @@ def cmd_report(args) -> int:
             raise UsageError(f"no finished run has {unknown[0]}; metrics in the database: "
                              + (", ".join(sorted(available)) or "none yet (run `kbit demo`)"))
         analysed = [
-            (f"{task}/{metric}", load_findings(s, task, metric, args.sweep, x_axis=args.x_axis))
+            section
             for task, metric in (m.split("/", 1) for m in wanted)
             if f"{task}/{metric}" in available or (task, metric) == ("mean_zero_shot", "acc")
+            for section in split_findings(s, task, metric, args.sweep, x_axis=args.x_axis, only=args.method)
         ]
     if as_json:
+        if len(analysed) > 1:
+            raise UsageError("these runs use several rounding methods; give --method "
+                             + " or --method ".join(method_of(t) for t, _ in analysed))
         text = json.dumps(report_json(*analysed[0]), indent=2, default=float) + "\n"
         write_output(text, args.output or "-")
         return 0

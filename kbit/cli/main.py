@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", type=int, action="append", help="only these sweeps (repeatable; default all)")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown",
                    help="markdown (default, to $KBIT_HOME/RESULTS.md) or json (one metric, to stdout)")
+    p.add_argument("--method", choices=("rtn", "gptq"),
+                   help="only this rounding method's runs (and the 16-bit ones); default: one analysis per method")
     p.add_argument("--x-axis", choices=("total", "quantized"), default="total",
                    help="bits compared: total model bits (default) or the quantized weights' bits only")
 

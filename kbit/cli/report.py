@@ -7,18 +7,36 @@ import math
 from datetime import datetime, timezone
 
 from kbit.analysis import FINDINGS, Findings, Interval, better_word, findings, format_bits, rows_to_frame
+from kbit.analysis.frontier import by_method
 from kbit.analysis.resample import DOCUMENTS, NO_NOISE, STDERR
 
 DEFAULT_METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
 
 
-def load_findings(session, task: str, metric: str, sweeps=None, x_axis: str = "total") -> Findings:
-    """The analysis of `task/metric` over the finished runs (of `sweeps`), with their per-document scores."""
+def load_findings(session, task: str, metric: str, sweeps=None, x_axis: str = "total", method: str | None = None) -> Findings:
+    """The analysis of `task/metric` over the finished runs (of `sweeps`; of one rounding `method`
+    and the 16-bit runs, when given), with their per-document scores."""
+    return split_findings(session, task, metric, sweeps, x_axis, only=method)[0][1]
+
+
+def split_findings(session, task: str, metric: str, sweeps=None, x_axis: str = "total", only: str | None = None):
+    """[(title, Findings)]: one analysis per rounding method when the runs use several (RTN and
+    GPTQ compared within themselves, each against the same 16-bit runs), else one."""
     from kbit.db import queries
 
     rows = queries.frontier_rows(session, task=task, metric=metric, sweeps=sweeps)
     scores = queries.document_scores(session, [r["run_id"] for r in rows], task, metric)
-    return findings(rows_to_frame(rows), f"{task}/{metric}", scores, x_axis=x_axis)
+    frame = rows_to_frame(rows)
+    parts = by_method(frame)
+    if only is not None:
+        parts = {only: parts.get(only, frame[(frame["bits"] == 16) | (frame.get("method") == only)])}
+    name = f"{task}/{metric}"
+    return [(f"{name} ({m})" if m else name, findings(part, name, scores, x_axis=x_axis)) for m, part in parts.items()]
+
+
+def method_of(title: str) -> str | None:
+    """'kbit_heldout/bits_per_byte (gptq)' -> 'gptq'; None for a title without a method."""
+    return title.rsplit(" (", 1)[1].rstrip(")") if title.endswith(")") else None
 
 
 def short(model: str) -> str:
@@ -197,7 +215,8 @@ def report_json(metric: str, f: Findings) -> dict:
             "scores": {g: (row[g] if math.isfinite(row[g]) else None) for g in f.precision.groups},
         })
     return {
-        "metric": metric,
+        "metric": f.metric,
+        "method": method_of(metric),
         "lower_is_better": f.lower,
         "x_axis": f.x_axis,
         "n_runs": f.n_runs,

@@ -63,7 +63,8 @@ def frontier_rows(
         select(
             Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
             Run.revision, Run.family, BitReport.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
-            Run.outlier_fraction, Run.method, Run.label, BitReport.bits_per_param, BitReport.total_bits, Result.value,
+            Run.outlier_fraction, Run.method, Run.label, BitReport.n_quantized, BitReport.bits_per_param,
+            BitReport.total_bits, Result.value,
             Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
         )
         .join(Sweep, Sweep.id == Run.sweep_id)

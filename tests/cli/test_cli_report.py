@@ -6,7 +6,8 @@ import json
 import numpy as np
 
 from kbit.analysis import FINDINGS, VERDICTS, findings, rows_to_frame
-from kbit.cli.report import render_report, report_json
+from kbit.analysis.frontier import by_method
+from kbit.cli.report import method_of, render_report, report_json
 from tests.analysis.synthetic import MODELS, Runs
 
 
@@ -82,3 +83,19 @@ def test_json_report_has_the_documented_shape():
     assert all(b["margin_low"] <= b["margin"] <= b["margin_high"] for b in budgets)
     assert {"budget_bits", "winner_config", "scores"} <= set(budgets[0])
     assert data["fits"] and data["predictions"]
+
+
+def test_each_rounding_method_is_analysed_against_the_same_sixteen_bit_runs():
+    runs = k_runs(0.001, {3: -0.03, 4: 0.0, 16: -0.1})
+    for row in runs.rows:
+        row["method"] = "rtn"
+    gptq = [dict(r, run_id=100 + r["run_id"], method="gptq", value=r["value"] + 0.05, label=r["label"] + "-gptq")
+            for r in runs.rows if r["bits"] != 16]
+    frame = rows_to_frame(runs.rows + gptq)
+    parts = by_method(frame)
+    assert set(parts) == {"gptq", "rtn"}
+    for method, part in parts.items():
+        assert set(part.loc[part["bits"] < 16, "method"]) == {method}
+        assert (part["bits"] == 16).sum() == len(MODELS)
+    assert list(by_method(rows_to_frame(runs.rows))) == [""]
+    assert method_of("kbit_heldout/bits_per_byte (gptq)") == "gptq" and method_of("t/acc") is None
