@@ -107,7 +107,8 @@ class _Blocks:
     def __init__(self, n_rows: int, order: torch.Tensor, blocksize: int | None, scale_dtype: torch.dtype):
         self.n_cols = order.numel()
         self.size = blocksize or n_rows * self.n_cols
-        self.blocksize, self.scale_dtype, self.order = blocksize, scale_dtype, order
+        self.blocksize, self.scale_dtype = blocksize, scale_dtype
+        self.columns = order.tolist()  # read once per column: a host list, not a device sync each time
         self.first = block_first_positions(n_rows, order, blocksize)
         self.starts = sorted(set(self.first.tolist()))
         self.position = torch.empty_like(order)
@@ -124,7 +125,7 @@ class _Blocks:
 
     def column(self, position: int) -> torch.Tensor:
         """The fp32 scale of each row's element at `position` (an all-zero block divides by 1)."""
-        scale = self.scales[(self.row_start + int(self.order[position])) // self.size].to(torch.float32)
+        scale = self.scales[(self.row_start + self.columns[position]) // self.size].to(torch.float32)
         return torch.where(scale == 0, torch.ones_like(scale), scale)
 
 
