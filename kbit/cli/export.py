@@ -7,7 +7,7 @@ import io
 import json
 
 LEADING = ("run_id", "sweep_id", "sweep", "team", "model", "family", "label", "bits", "dtype", "blocksize",
-           "exponent_bits", "outlier_fraction", "status", "n_params", "bits_per_param", "total_bits")
+           "exponent_bits", "outlier_fraction", "method", "status", "n_params", "bits_per_param", "total_bits")
 
 
 def _cell(value):

@@ -41,7 +41,8 @@ def value_axis(title: str) -> alt.Y:
 def _tooltip(points: pd.DataFrame, extra=()) -> list:
     wanted = [
         ("model", "N", "model"), ("label", "N", "config"), ("bits", "O", "k"), ("dtype", "N", "dtype"),
-        ("block", "N", "block"), ("total_bits", "Q", "total bits"), ("bits_per_param", "Q", "bits/param"),
+        ("block", "N", "block"), ("method", "N", "method"), ("total_bits", "Q", "total bits"),
+        ("bits_per_param", "Q", "bits/param"),
         ("value", "Q", "value"), ("stderr", "Q", "stderr"), ("n_runs", "Q", "runs averaged"),
         ("n_configs", "Q", "configs in cell"), ("run_id", "Q", "run id"), *extra,
     ]
