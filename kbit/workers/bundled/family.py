@@ -55,7 +55,9 @@ FAMILIES: dict[str, Family] = {
         vocab_size=384, context=128, train_chapters=200, batch_size=8, seed=1234,
         sizes={
             "m1": Geometry(hidden=16, layers=1, heads=2, intermediate=48, lr=1e-2, tokens=96_000),
-            "m2": Geometry(hidden=32, layers=2, heads=2, intermediate=96, lr=1e-2, tokens=96_000),
+            # 4x m1's tokens: on m1's 96K tokens m2 ends worse than m1 (held-out loss 4.76 vs 4.26
+            # nats), on 384K better (3.33), and still builds in seconds.
+            "m2": Geometry(hidden=32, layers=2, heads=2, intermediate=96, lr=1e-2, tokens=384_000),
         },
     ),
     # Sizes about 4x apart (~60K .. ~2.6M parameters), trained on more tokens the larger they are
