@@ -1,5 +1,6 @@
 """Are kbit's answers reproducible? Runs `kbit demo` from scratch three times, each in its own
-KBIT_HOME: twice with the same number of CPU threads, once with another, then compares.
+KBIT_HOME: the family built twice with the same number of torch CPU threads, once with another
+(the sweep itself as Ray runs it, one thread per task), then compares.
 
     python -m benchmarks.reproducibility [--family micro] [--threads 1 2] [--metric M ...]
 
@@ -24,22 +25,33 @@ from pathlib import Path
 METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
 
 
-def kbit(home: Path, threads: int, *args: str) -> str:
-    env = dict(os.environ, KBIT_HOME=str(home), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+def python(home: Path, args: list[str], threads: int | None = None) -> str:
+    """Run `python ARGS` with KBIT_HOME=home; `threads` pins torch's CPU threads (the build only:
+    the sweep's Ray tasks get one thread each from Ray, and more would oversubscribe the cores)."""
+    env = dict(os.environ, KBIT_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     env.pop("KBIT_DATABASE_URL", None)
-    done = subprocess.run([sys.executable, "-m", "kbit.cli.main", *args], env=env, capture_output=True, text=True)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+        if threads:
+            env[name] = str(threads)
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"kbit {' '.join(args)} failed in {home}:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"python {' '.join(args)} failed in {home}:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def kbit(home: Path, *args: str) -> str:
+    return python(home, ["-m", "kbit.cli.main", *args])
 
 
 def one_demo(root: Path, name: str, threads: int, family: str, metrics) -> dict:
     home = root / name
     started = time.perf_counter()
-    kbit(home, threads, "demo", "--family", family)
-    runs = json.loads(kbit(home, threads, "results", "--format", "json"))
-    reports = {m: json.loads(kbit(home, threads, "report", "--format", "json", "--metric", m)) for m in metrics}
+    python(home, ["-c", f"from kbit.workers.bundled.family import ensure_family; ensure_family({family!r})"], threads)
+    kbit(home, "demo", "--family", family)
+    runs = json.loads(kbit(home, "results", "--format", "json"))
+    reports = {m: json.loads(kbit(home, "report", "--format", "json", "--metric", m)) for m in metrics}
     print(f"{name}: {threads} thread(s), {len(runs)} runs, {time.perf_counter() - started:.0f} s", flush=True)
     return {"runs": runs, "reports": reports}
 
