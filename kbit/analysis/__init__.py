@@ -9,10 +9,10 @@ report and the dashboard take every such answer from here. Imports no torch, no 
 """
 
 from kbit.analysis.equalbits import Comparison, Interval, compare
-from kbit.analysis.findings import FINDINGS, VERDICTS, Finding, Findings, findings
+from kbit.analysis.findings import FINDINGS, VERDICTS, Finding, Findings, findings, k_of, verdict_text
 from kbit.analysis.frontier import frontier_view, rows_to_frame
 from kbit.analysis.metrics import better_word, lower_is_better
 from kbit.analysis.units import format_bits
 
 __all__ = ["lower_is_better", "better_word", "rows_to_frame", "frontier_view", "findings", "Findings", "Finding",
-           "FINDINGS", "VERDICTS", "compare", "Comparison", "Interval", "format_bits"]
+           "FINDINGS", "VERDICTS", "k_of", "verdict_text", "compare", "Comparison", "Interval", "format_bits"]

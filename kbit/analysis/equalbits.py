@@ -205,14 +205,3 @@ def budget_table(comp: Comparison) -> pd.DataFrame:
         rows.append(row)
     columns = ["budget_bits", *comp.groups, "winner", "winner_label", "margin", "margin_low", "margin_high", "decided", "n_groups"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def mean_advantage(comp: Comparison, group: str, others: list[str]) -> Interval | None:
-    """`group`'s advantage over the best of `others`, averaged over the budgets where both cover."""
-    if group not in comp.score or not any(o in comp.score for o in others):
-        return None
-    adv = comp.advantage(group, others)
-    covered = np.isfinite(adv[0])
-    if not covered.any():
-        return None
-    return Interval.of(adv[:, covered].mean(axis=1))

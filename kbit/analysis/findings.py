@@ -88,6 +88,19 @@ def k_name(k: int) -> str:
     return f"{int(k)}-bit"
 
 
+def k_of(name: str) -> int:
+    """'4-bit' -> 4: the precision of a group k_name named."""
+    return int(name.split("-")[0])
+
+
+def verdict_text(winner, decided) -> str:
+    """How every output names a budget's result: the winner ('4-bit') only when decided, else
+    'undecided (4-bit ahead)'; '–' where no two groups were compared."""
+    if not isinstance(winner, str):
+        return "–"
+    return winner if decided else f"undecided ({winner} ahead)"
+
+
 def precision_groups(frame: pd.DataFrame) -> dict[str, pd.Series]:
     return {k_name(k): frame["bits"] == k for k in sorted(frame["bits"].dropna().unique())}
 

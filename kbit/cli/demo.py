@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kbit.analysis import better_word
+from kbit.analysis import Interval, better_word, verdict_text
 from kbit.cli import progress
 from kbit.cli.commands import finish, kbit_command
 from kbit.cli.report import interval_text, load_findings
@@ -95,8 +95,8 @@ def summary_table(found, task: str = TASK, metric: str = METRIC) -> Table:
         table.add_column(column)
     for row in found.budgets.to_dict("records"):
         winner = row.get("winner") if isinstance(row.get("winner"), str) else None
-        verdict = (f"{winner} ({row['winner_label']})" if row["decided"] else f"undecided ({winner} ahead)") if winner else "–"
-        margin = f"{row['margin']:+.4f} [{row['margin_low']:+.4f}, {row['margin_high']:+.4f}]" if winner else "–"
+        verdict = verdict_text(winner, row["decided"]) + (f" ({row['winner_label']})" if winner and row["decided"] else "")
+        margin = interval_text(Interval(row["margin"], row["margin_low"], row["margin_high"])) if winner else "–"
         table.add_row(f"{row['budget_bits'] / 1e6:.3f}", *[f"{row[g]:.4f}" if row[g] == row[g] else "–" for g in groups],
                       verdict, margin)
     return table

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from kbit.analysis import FINDINGS, Findings, Interval, better_word, findings, format_bits, rows_to_frame
+from kbit.analysis import (FINDINGS, Findings, Interval, better_word, findings, format_bits, k_of, rows_to_frame,
+                           verdict_text)
 from kbit.analysis.frontier import by_method
 from kbit.analysis.resample import DOCUMENTS, NO_NOISE, STDERR
 
@@ -57,12 +58,12 @@ def interval_text(margin: Interval | None) -> str:
 
 
 def winner_text(row: dict) -> str:
-    """'**4-bit** (nf4-b64)' when decided; 'undecided (4-bit ahead)' when not."""
-    if not isinstance(row.get("winner"), str):
-        return "–"
-    if row["decided"]:
-        return f"**{row['winner']}** ({row['winner_label']})"
-    return f"undecided ({row['winner']} ahead, {row['winner_label']})"
+    """The budget's verdict (analysis.verdict_text) with its config: '**4-bit** (nf4-b64)' when
+    decided, 'undecided (4-bit ahead) nf4-b64' when not."""
+    text = verdict_text(row.get("winner"), row.get("decided"))
+    if text == "–":
+        return text
+    return f"**{text}** ({row['winner_label']})" if row["decided"] else f"{text} {row['winner_label']}"
 
 
 def render_report(analysed: list[tuple[str, Findings]]) -> str:
@@ -175,7 +176,7 @@ def fits_section(f: Findings) -> list[str]:
         out += ["", "Predicted best k (decided only where the margin exceeds twice the combined leave-one-out error):",
                 "", "| budget | predicted winner | margin | error | verdict |", "|---|---|---|---|---|"]
         for row in f.predictions.to_dict("records"):
-            word = row["winner"] if row["decided"] else f"undecided ({row['winner']} ahead)"
+            word = verdict_text(row["winner"], row["decided"])
             where = " (extrapolated)" if row["extrapolated"] else ""
             out.append(f"| {format_bits(row['budget_bits'])}{where} | {row['winner']} | {row['margin']:.4f} | "
                        f"{row['error']:.4f} | {word} |")
@@ -208,7 +209,7 @@ def report_json(metric: str, f: Findings) -> dict:
         margin = Interval(row["margin"], row["margin_low"], row["margin_high"]) if winner else None
         budgets.append({
             "budget_bits": row["budget_bits"],
-            "winner": winner, "winner_bits": int(winner.split("-")[0]) if winner else None,
+            "winner": winner, "winner_bits": k_of(winner) if winner else None,
             "winner_config": row.get("winner_label") if winner else None,
             "decided": bool(row["decided"]) if winner else False,
             **interval_json(margin),

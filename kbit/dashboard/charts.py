@@ -10,6 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from kbit.analysis import k_of
 from kbit.analysis.frontier import block_order
 
 FADED = 0.25
@@ -171,7 +172,7 @@ def fit_lines(fits: dict, points: int = 24) -> pd.DataFrame:
     bits it was fitted on: columns bits (k), total_bits, value, fit (its formula)."""
     rows = []
     for name, fit in fits.items():
-        k = int(name.split("-")[0])
+        k = k_of(name)
         for total in np.geomspace(fit.low, fit.high, points):
             rows.append({"bits": k, "total_bits": float(total), "value": float(fit.predict(total)),
                          "fit": f"{fit.a:.4f} {fit.b:+.4f}·log2(bits)"})

@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kbit.analysis import Findings
-
-
-def verdict(winner, decided) -> str:
-    if not isinstance(winner, str):
-        return "–"
-    return winner if decided else f"undecided ({winner} ahead)"
+from kbit.analysis import Findings, verdict_text
 
 
 def equal_bits_table(found: Findings) -> pd.DataFrame:
@@ -22,7 +16,7 @@ def equal_bits_table(found: Findings) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=columns)
     out = table[["budget_bits", *found.precision.groups, "margin", "margin_low", "margin_high"]].copy()
-    out.insert(len(found.precision.groups) + 1, "verdict", [verdict(w, d) for w, d in zip(table["winner"], table["decided"])])
+    out.insert(len(found.precision.groups) + 1, "verdict", [verdict_text(w, d) for w, d in zip(table["winner"], table["decided"])])
     out.insert(len(found.precision.groups) + 2, "config", table["winner_label"])
     return out[columns]
 

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from kbit.cli.demo import frontier_summary
 from kbit.cli.main import main
-from kbit.dashboard.tables import verdict
+from kbit.analysis import verdict_text as verdict
 from kbit.db import connect
 
 APP = str(Path(__file__).resolve().parents[2] / "kbit" / "dashboard" / "app.py")
@@ -38,10 +38,10 @@ def report_winners(url, sweep_id, task, metric, tmp_path, monkeypatch):
 
 
 def as_verdict(cell: str) -> str:
-    """The report's winner cell ('**4-bit** (nf4-b64)', 'undecided (4-bit ahead, nf4-b64)', '–') as a verdict."""
+    """The report's winner cell ('**4-bit** (nf4-b64)', 'undecided (4-bit ahead) nf4-b64', '–') as a verdict."""
     if cell.startswith("**"):
         return cell.split("**")[1]
-    return cell.split(",")[0] + ")" if cell.startswith("undecided") else cell
+    return cell.split(")")[0] + ")" if cell.startswith("undecided") else cell
 
 
 def json_winners(url, sweep_id, task, metric, tmp_path, monkeypatch, capsys):
