@@ -219,3 +219,21 @@ def list_sweeps(session: Session, team: str | None = None) -> list[dict]:
             item["status"] = "running" if c["running"] else "queued" if c["queued"] else "done"
         out.append(item)
     return out
+
+
+# Devices a run reports that are not a GPU (kbit.workers.run.device_name writes "cpu").
+NOT_GPU_DEVICES = ("cpu", "none", "")
+
+
+def learned_memory_bytes(session: Session, model: str, revision: str) -> int | None:
+    """The largest peak GPU memory (bytes) measured by a run of `model` at `revision` that finished
+    (`done`) on a GPU, or None when none has. One aggregate over the `ix_runs_group` index
+    (status, model, revision, ...). The peak is torch's allocated bytes on the run's first device:
+    it leaves out the CUDA context and the allocator's cache, so a placement adds headroom."""
+    peak = session.scalar(
+        select(func.max(Run.peak_memory_bytes)).where(
+            Run.status == "done", Run.model == model, Run.revision == revision,
+            Run.device.is_not(None), Run.device.not_in(NOT_GPU_DEVICES),
+        )
+    )
+    return None if peak is None else int(peak)

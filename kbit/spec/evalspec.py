@@ -5,7 +5,9 @@ these errors to lines), and plain JSON through `to_dict` / `from_dict` (exact in
 How a model is loaded beyond its id and revision (`dtype`, `device_map`) travels to the worker in
 the run's `eval` field under `model_load` (`run_eval` / `split_run_eval`), only when it differs
 from the default: the queue groups runs by that field, so two ways of loading never share a load,
-and runs that load the default way keep the rows (and cache keys) they always had.
+and runs that load the default way keep the rows (and cache keys) they always had. The declared
+GPU memory one evaluation needs (`memory_gb`, a placement hint for the scheduler) travels there
+too (`run_memory_bytes` reads it); `split_run_eval` leaves it out of the load settings.
 
 `Calibration` (the text GPTQ calibrates on) travels the same way, under `calibration`, in every
 run of a sweep that has GPTQ configs (so its RTN and GPTQ runs share one load); it is part of
@@ -14,12 +16,17 @@ the cache key of the GPTQ runs only (kbit.spec.expand).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICES = ("auto", "cpu", "cuda")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placement strategies
+MEMORY_GB_MAX = 100_000  # GiB: far above any one model's need; a bigger number is a typo
+GIB = 2**30
+# Load settings that are placement hints for the scheduler, not arguments of ModelSpec.
+PLACEMENT_HINTS = ("memory_gb",)
 LOAD_KEY = "model_load"
 CALIBRATION_KEY = "calibration"
 BUNDLED_SOURCE = "bundled"
@@ -56,6 +63,18 @@ def check_device_map(device_map) -> str | None:
     return device_map
 
 
+def check_memory_gb(memory_gb) -> int | float | None:
+    """The GiB of GPU memory one evaluation of a model needs (weights + activations), or None."""
+    if memory_gb is None:
+        return None
+    if isinstance(memory_gb, bool) or not isinstance(memory_gb, (int, float)) or not 0 < memory_gb <= MEMORY_GB_MAX:
+        raise ValueError(
+            f"memory_gb={memory_gb!r} is not allowed; use the GiB of GPU memory one evaluation of this model needs "
+            f"(weights + activations), a number above 0 and at most {MEMORY_GB_MAX}, e.g. memory_gb: 150, or leave "
+            "it out")
+    return memory_gb
+
+
 def is_local_path(model: str) -> bool:
     """Written as a path (/models/opt-125m, ./m, ~/m): a folder, never a Hugging Face id."""
     return model.startswith(LOCAL_PREFIXES)
@@ -72,11 +91,13 @@ def check_revision(model: str, revision) -> str:
     return revision
 
 
-def load_options(dtype: str = "auto", device_map: str | None = None) -> dict:
+def load_options(dtype: str = "auto", device_map: str | None = None, memory_gb: int | float | None = None) -> dict:
     """The load settings that differ from the default, as plain data (empty when none do)."""
     options = {"dtype": dtype} if dtype != "auto" else {}
     if device_map is not None:
         options["device_map"] = device_map
+    if memory_gb is not None:
+        options["memory_gb"] = memory_gb
     return options
 
 
@@ -92,11 +113,22 @@ def run_eval(eval_spec: "EvalSpec", load: dict, calibration: "Calibration | None
 
 
 def split_run_eval(data: dict) -> tuple[dict, dict]:
-    """A run's `eval` field -> (the EvalSpec's dict, the load settings): `run_eval`'s inverse but
-    for the calibration, which `run_calibration` reads."""
+    """A run's `eval` field -> (the EvalSpec's dict, the load settings `ModelSpec(**load)` takes):
+    `run_eval`'s inverse but for the calibration, which `run_calibration` reads, and the placement
+    hints (`memory_gb`), which `run_memory_bytes` reads."""
     data = dict(data)
     data.pop(CALIBRATION_KEY, None)
-    return data, dict(data.pop(LOAD_KEY, None) or {})
+    load = dict(data.pop(LOAD_KEY, None) or {})
+    for hint in PLACEMENT_HINTS:
+        load.pop(hint, None)
+    return data, load
+
+
+def run_memory_bytes(eval: dict) -> int | None:
+    """The GPU memory in bytes (memory_gb * 2**30) a run's `eval` field declares one evaluation of
+    its model needs, or None when its sweep did not declare it."""
+    memory_gb = ((eval or {}).get(LOAD_KEY) or {}).get("memory_gb")
+    return None if memory_gb is None else math.ceil(memory_gb * GIB)
 
 
 def run_calibration(data: dict) -> "Calibration | None":

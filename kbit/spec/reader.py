@@ -14,8 +14,11 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
       - EleutherAI/pythia-70m
       - {model: EleutherAI/pythia-160m, revision: step143000, family: pythia}
       - {model: /models/opt-125m}  # a local save_pretrained folder (no revision)
-      - {model: facebook/opt-66b, dtype: fp16, device_map: auto}   # dtype: auto|fp16|bf16|fp32
-                                  # (or float16 ...); device_map: auto|balanced|balanced_low_0|sequential
+      - {model: facebook/opt-66b, dtype: fp16, device_map: auto, memory_gb: 150}
+                                  # dtype: auto|fp16|bf16|fp32 (or float16 ...); device_map:
+                                  # auto|balanced|balanced_low_0|sequential; memory_gb: GiB of GPU
+                                  # memory one evaluation needs (weights + activations), 0 < x <= 100000:
+                                  # where the scheduler places it (not part of the cache key)
       - {family: demo}            # every member of a bundled family (kbit/demo/s1 ...)
     grid:
       bits: [3, 4, 5, 6, 8]       # 2..8; 16 is the unquantized baseline
@@ -45,7 +48,7 @@ from pathlib import Path as FsPath
 from kbit.kernels.config import DTYPES, METHODS, QuantConfig
 from kbit.spec import settings
 from kbit.spec.errors import SweepError
-from kbit.spec.evalspec import Calibration, EvalSpec, check_device_map, check_dtype
+from kbit.spec.evalspec import Calibration, EvalSpec, check_device_map, check_dtype, check_memory_gb
 from kbit.spec.modelids import bundled_parts
 from kbit.spec.sweep import (
     RUN_TIMEOUT_S, ModelEntry, Sweep, check_calibration, check_max_attempts, check_name, check_priority,
@@ -58,8 +61,8 @@ TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models
 GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions", "methods")
 EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
 CALIBRATION_KEYS = tuple(f.name for f in fields(Calibration))
-MODEL_KEYS = ("model", "revision", "family", "dtype", "device_map")
-LOAD_CHECKS = (("dtype", check_dtype), ("device_map", check_device_map))
+MODEL_KEYS = ("model", "revision", "family", "dtype", "device_map", "memory_gb")
+LOAD_CHECKS = (("dtype", check_dtype), ("device_map", check_device_map), ("memory_gb", check_memory_gb))
 GRID_DEFAULTS = {"exponent_bits": [None], "outlier_fractions": [0.0], "methods": ["rtn"]}
 
 # Each grid value is checked alone by building a QuantConfig that differs from a valid one only in
@@ -252,7 +255,7 @@ class _Checker:
         return [entry]
 
     def load_settings(self, item: dict, path) -> dict | None:
-        """dtype and device_map of a model item, each checked at its own line (None: a problem)."""
+        """dtype, device_map and memory_gb of a model item, each checked at its own line (None: a problem)."""
         before = len(self.problems)
         load = {key: self.check(path + (key,), check, item[key]) for key, check in LOAD_CHECKS if key in item}
         return load if len(self.problems) == before else None

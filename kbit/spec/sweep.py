@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from kbit.kernels.config import QuantConfig
 from kbit.spec import settings
 from kbit.spec.errors import SweepError
-from kbit.spec.evalspec import Calibration, EvalSpec, check_device_map, check_dtype, check_revision, load_options
+from kbit.spec.evalspec import (
+    Calibration, EvalSpec, check_device_map, check_dtype, check_memory_gb, check_revision, load_options,
+)
 from kbit.spec.modelids import model_family
 
 NAME_MAX = 200  # the database's column width
@@ -69,13 +71,15 @@ class ModelEntry:
     """One model of a sweep: a Hugging Face id, a local folder or a bundled id, its revision (not
     for a local folder), the family its results are grouped under (derived from the id when not
     given), and how to load it: `dtype` (auto, float16/fp16, bfloat16/bf16, float32/fp32) and
-    `device_map` (accelerate's "auto", ... for a model bigger than one GPU)."""
+    `device_map` (accelerate's "auto", ... for a model bigger than one GPU); `memory_gb`, the GiB
+    of GPU memory one evaluation of it needs, tells the scheduler how to place it (None: unknown)."""
 
     model: str
     revision: str = "main"
     family: str = ""
     dtype: str = "auto"
     device_map: str | None = None
+    memory_gb: int | float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -87,10 +91,12 @@ class ModelEntry:
         object.__setattr__(self, "family", self.family.strip() or model_family(self.model))
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
         object.__setattr__(self, "device_map", check_device_map(self.device_map))
+        object.__setattr__(self, "memory_gb", check_memory_gb(self.memory_gb))
 
     def load_options(self) -> dict:
-        """dtype and device_map where they differ from the default (what the run carries to the worker)."""
-        return load_options(self.dtype, self.device_map)
+        """dtype, device_map and memory_gb where they differ from the default (what the run carries
+        to the worker and the scheduler)."""
+        return load_options(self.dtype, self.device_map, self.memory_gb)
 
     def to_dict(self) -> dict:
         # Defaults are left out, so a sweep that names none keeps the spec (and its hash) it always had.
@@ -198,5 +204,5 @@ class Sweep:
 
 def family_entries(members: list[str], revision: str = "main", **load) -> list[ModelEntry]:
     """A bundled family's members (smallest first) as sweep models, largest first: its long runs
-    start first, so the sweep's tail stays short. `load`: dtype, device_map."""
+    start first, so the sweep's tail stays short. `load`: dtype, device_map, memory_gb."""
     return [ModelEntry(m, revision, **load) for m in reversed(members)]
