@@ -17,7 +17,7 @@ import threading
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from kbit.cluster.launcher import RayLauncher
+from kbit.cluster.launcher import WorkerPool
 from kbit.db import connect, mask_url, resolve_url
 from kbit.service import Operations, Scheduler
 from kbit.spec import settings
@@ -37,7 +37,8 @@ def scheduler_options(options: dict | None) -> dict:
 
 @ray.remote(num_cpus=0, max_concurrency=16, max_restarts=3)
 class SchedulerActor:
-    def __init__(self, db_url: str | None, evaluate, options: dict, env: dict | None):
+    def __init__(self, db_url: str | None, evaluate, options: dict, env: dict | None,
+                 name: str = settings.SCHEDULER_NAME):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
         if env:
@@ -46,10 +47,10 @@ class SchedulerActor:
         self.ops = Operations(connect(self.db_url))
         options = scheduler_options(options)
         lease = float(options["lease_seconds"])
-        launcher = RayLauncher(self.db_url, evaluate, lease, settings.forwarded_env())
+        self.pool = WorkerPool(self.db_url, evaluate, lease, settings.forwarded_env(), scheduler_name=name)
         self.core = Scheduler(
-            self.ops.engine, launcher, lease_seconds=lease, max_runs_per_task=int(options["max_runs_per_task"]),
-            team_quota=options["team_quota"],
+            self.ops.engine, self.pool, name=name, lease_seconds=lease,
+            max_runs_per_task=int(options["max_runs_per_task"]), team_quota=options["team_quota"],
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -81,9 +82,18 @@ class SchedulerActor:
     def failures(self, sweep_id: int, limit: int = 20) -> list[dict]:
         return self.ops.failures(sweep_id, limit)
 
+    def workers(self) -> list[dict]:
+        """The worker actors: node, GPU share, state, current model and runs, loaded models."""
+        return self.pool.describe()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+    def shutdown(self) -> int:
+        """Stop the loop and every worker of this scheduler (before it is killed for good); how many."""
+        self.stop()
+        return self.pool.shutdown()
 
 
 def get_or_create_scheduler(
@@ -100,7 +110,7 @@ def get_or_create_scheduler(
     actor = SchedulerActor.options(
         name=name, namespace=settings.RAY_NAMESPACE, lifetime="detached", get_if_exists=True,
         scheduling_strategy=strategy,
-    ).remote(db_url, evaluate, options or {}, env)
+    ).remote(db_url, evaluate, options or {}, env, name)
     info = ray.get(actor.ping.remote(), timeout=timeout_s)
     return actor, info
 
@@ -111,3 +121,20 @@ def find_scheduler(name: str = settings.SCHEDULER_NAME):
         return ray.get_actor(name, namespace=settings.RAY_NAMESPACE)
     except ValueError:
         return None
+
+
+def stop_scheduler(name: str = settings.SCHEDULER_NAME, timeout_s: float = 60.0) -> bool:
+    """Stop the scheduler and its workers for good; False when there was none."""
+    from kbit.cluster.workers import kill_workers
+
+    actor = find_scheduler(name)
+    if actor is None:
+        kill_workers(name)
+        return False
+    try:
+        ray.get(actor.shutdown.remote(), timeout=timeout_s)
+    except Exception:  # it is dying or hung: the kill below ends it either way
+        pass
+    ray.kill(actor, no_restart=True)
+    kill_workers(name)
+    return True

@@ -1,18 +1,38 @@
-"""The Ray side of launching: one Ray task per group of runs, on a GPU when the cluster has them.
+"""The Ray side of launching: a pool of long-lived worker actors (`kbit.cluster.workers`), sized and
+placed by what each group needs.
 
-Tasks run with `max_retries=0`: when a worker or node dies, Ray must not silently rerun the
-task; the scheduler puts the runs back through the database instead, so the attempt and its
-error are recorded and the retry is bounded by the run's max_attempts.
+`WorkerPool` is the scheduler's `Launcher`. A group goes to an idle worker (the scheduler claims
+it preferring the models that worker holds loaded) or to a new worker started for it:
+- on a CPU cluster, one worker per CPU;
+- on a GPU cluster, one worker per GPU share. A group's memory need (declared `memory_gb`, or the
+  peak measured on earlier runs of its model) picks the share: 1/8, 1/4, 1/2 or one GPU, or whole
+  GPUs (`device_map`) when it needs more than one. Ray's fractional GPU accounting then never puts
+  more on a GPU than fits; a need nobody stated takes a whole GPU.
+
+A worker that dies is never restarted by Ray (`max_restarts=0`): its group's runs go back to the
+queue through the database, so the attempt and its error are recorded. When the worker's node is
+gone the attempt is not charged (`lost`). Idle workers give their share back after
+KBIT_WORKER_IDLE_S, at once when a new worker waits for room.
 """
 
 from __future__ import annotations
 
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
 import ray
 
-from kbit.service.grouprun import Evaluate, noop_evaluate, run_group
-
+from kbit.service.grouprun import Evaluate, noop_evaluate
+from kbit.service.scheduler import Slot
+from kbit.spec import settings
 
 EVALUATORS = ("workers", "noop")
+SHARES = (0.125, 0.25, 0.5, 1.0)  # GPU fractions a worker may take: halvings pack without gaps
+STATE_TIMEOUT_S = 30.0
+NODES_TTL_S = 1.0
+PENDING_BEFORE_REAP_S = 2.0
 
 
 def check_evaluator(name_or_fn) -> None:
@@ -33,43 +53,229 @@ def resolve_evaluator(name_or_fn) -> Evaluate:
     return noop_evaluate
 
 
-@ray.remote(max_retries=0)
-def run_group_task(db_url, worker, runs, evaluate, lease_seconds, env):
-    return run_group(db_url, worker, runs, evaluate=resolve_evaluator(evaluate), lease_seconds=lease_seconds, env=env)
+def gpu_share(need_bytes: int | None, gpu_bytes: int) -> float:
+    """GPUs a worker takes for a group needing `need_bytes`: the smallest of SHARES that holds it,
+    or whole GPUs beyond one; a whole GPU when the need is unknown."""
+    if not need_bytes:
+        return 1.0
+    ratio = need_bytes / gpu_bytes
+    if ratio > 1:
+        return float(math.ceil(ratio))
+    return next(share for share in SHARES if ratio <= share)
 
 
-def cluster_gpus() -> int:
-    return int(ray.cluster_resources().get("GPU", 0))
+@dataclass
+class PooledWorker:
+    name: str
+    actor: object
+    share: float  # GPUs (0: a CPU worker)
+    started_at: float = field(default_factory=time.monotonic)
+    pending: object | None = None  # the first state() call, until the actor answers it (placed)
+    node_id: str | None = None
+    busy: object | None = None  # the handle of the group it runs
+    group: dict | None = None  # worker id, run ids and model of that group
+    holds: list = field(default_factory=list)  # [(model, revision)] loaded
+    groups: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
 
 
-class RayLauncher:
-    """`kbit.service.Launcher` over Ray tasks."""
+class WorkerPool:
+    """`kbit.service.Launcher` over long-lived worker actors."""
 
-    def __init__(self, db_url: str, evaluate, lease_seconds: float, env: dict):
-        check_evaluator(evaluate)  # an unknown name fails here, not in every task
+    def __init__(self, db_url: str, evaluate, lease_seconds: float, env: dict, scheduler_name: str):
+        check_evaluator(evaluate)  # an unknown name fails here, not in every worker
         self.db_url, self.evaluate, self.lease_seconds, self.env = db_url, evaluate, lease_seconds, env
+        self.scheduler_name = scheduler_name
+        self.gpu_bytes = settings.gpu_memory_bytes()
+        self.workers: dict[str, PooledWorker] = {}
+        self.by_handle: dict[object, PooledWorker] = {}
+        self.stats = {"workers_started": 0, "workers_stopped": 0, "workers_lost": 0, "adopted_groups": 0}
+        self._tag = uuid.uuid4().hex[:6]
+        self._serial = 0
+        self._nodes: tuple[float, dict] = (0.0, {})
+        self._failed_on: dict[object, str | None] = {}  # handle of a failed group -> its worker's node
+
+    # -- the Launcher protocol ----------------------------------------------------------------
 
     def capacity(self) -> int:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         return gpus if gpus else max(1, int(resources.get("CPU", 1)))
 
-    def launch(self, worker: str, runs: list[dict]):
-        resources = {"num_gpus": 1, "num_cpus": 1} if cluster_gpus() else {"num_cpus": 1}
-        return run_group_task.options(**resources).remote(
-            self.db_url, worker, runs, self.evaluate, self.lease_seconds, self.env
-        )
+    def free_slots(self) -> list[Slot]:
+        """Idle workers (with what they hold), then room for new workers."""
+        self._refresh()
+        idle = [Slot(worker=w, holds=list(w.holds), memory_bytes=self._memory_of(w))
+                for w in self.workers.values() if w.pending is None and w.busy is None]
+        return idle + [Slot() for _ in range(self._room())]
 
-    def cancel(self, handle) -> None:
-        # force: kill the worker process even mid-config (a hung evaluation never checks a flag)
-        ray.cancel(handle, force=True)
+    def launch(self, worker: str, runs: list[dict], slot: Slot | None = None, need_bytes: int | None = None):
+        share = gpu_share(need_bytes, self.gpu_bytes) if self._gpus() else 0.0
+        pooled = slot.worker if slot is not None and slot.worker is not None else None
+        if pooled is None or pooled.busy is not None or pooled.name not in self.workers or pooled.share < share:
+            pooled = self._start(share)
+        handle = pooled.actor.run.remote(worker, runs)
+        pooled.busy, pooled.group = handle, {"worker": worker, "run_ids": [r["run_id"] for r in runs],
+                                             "model": runs[0]["model"]}
+        self.by_handle[handle] = pooled
+        return handle
 
     def wait(self, handles: list, timeout: float):
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout)
+        # Back as soon as one group ends (not after `timeout`), with every other that has ended too.
+        ready, rest = ray.wait(handles, num_returns=1, timeout=timeout)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         out = []
         for ref in ready:
+            pooled = self.by_handle.pop(ref, None)
             try:
-                out.append((ref, ray.get(ref), None))
-            except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError, OwnerDiedError ...
+                summary = ray.get(ref)
+                out.append((ref, summary, None))
+                if pooled is not None:
+                    pooled.holds = [tuple(m) for m in summary.get("loaded", pooled.holds)]
+            except Exception as exc:  # ActorDiedError, RayTaskError, ...
                 out.append((ref, None, exc))
+                self._failed_on[ref] = pooled.node_id if pooled is not None else None
+                if pooled is not None and isinstance(exc, (ray.exceptions.ActorDiedError,
+                                                           ray.exceptions.ActorUnavailableError)):
+                    self._forget(pooled, lost=True)
+            if pooled is not None:
+                pooled.busy, pooled.group, pooled.idle_since = None, None, time.monotonic()
+                pooled.groups += 1
         return out
+
+    def cancel(self, handle) -> None:
+        # Kill the worker even mid-config (a hung evaluation never checks a flag); its cached
+        # models go with it. Its group's handle then fails, which `wait` reports.
+        pooled = self.by_handle.get(handle)
+        if pooled is not None:
+            ray.kill(pooled.actor, no_restart=True)
+            self._forget(pooled)
+
+    def lost(self, handle, error: BaseException) -> bool:
+        """Whether a group failed because its worker's node left the cluster (no fault of its runs)."""
+        node = self._failed_on.pop(handle, None)
+        if isinstance(error, ray.exceptions.NodeDiedError):
+            return True
+        return node is not None and not self._alive_nodes(fresh=True).get(node, False)
+
+    def adopt(self) -> list[tuple[object, str, list[int], str]]:
+        """The groups that workers of an earlier instance of this scheduler are running now:
+        (handle to wait on, worker id, run ids, model). Their idle workers join the pool too."""
+        from kbit.cluster.workers import find_workers
+
+        found = find_workers(self.scheduler_name)
+        calls = {name: actor.state.remote() for name, actor in found}
+        adopted = []
+        for name, actor in found:
+            try:
+                state = ray.get(calls[name], timeout=STATE_TIMEOUT_S)
+            except Exception:  # dead or unreachable: leave it; its runs' leases run out
+                continue
+            pooled = PooledWorker(name, actor, float(state["gpu_share"]), node_id=state["node_id"],
+                                  holds=[tuple(m) for m in state["loaded"]], groups=state["groups"])
+            self.workers[name] = pooled
+            if state["busy"]:
+                handle = actor.join.remote(state["worker"])
+                pooled.busy = handle
+                pooled.group = {"worker": state["worker"], "run_ids": state["run_ids"], "model": state["model"]}
+                self.by_handle[handle] = pooled
+                adopted.append((handle, state["worker"], list(state["run_ids"]), state["model"]))
+        self.stats["adopted_groups"] += len(adopted)
+        return adopted
+
+    # -- the pool -----------------------------------------------------------------------------
+
+    def describe(self) -> list[dict]:
+        """Every worker with its node, share, state, current group and loaded models (`kbit status`)."""
+        nodes = self._alive_nodes()
+        addresses = self._nodes[1].get("addresses", {})
+        rows = []
+        for w in sorted(self.workers.values(), key=lambda w: (w.node_id or "", w.name)):
+            rows.append({
+                "name": w.name, "node_id": w.node_id, "node": addresses.get(w.node_id, "?"),
+                "node_alive": nodes.get(w.node_id, False) if w.node_id else None,
+                "gpu_share": w.share, "state": "starting" if w.pending is not None else "busy" if w.busy else "idle",
+                "model": w.group["model"] if w.group else None, "run_ids": w.group["run_ids"] if w.group else [],
+                "loaded": [list(m) for m in w.holds], "groups": w.groups,
+            })
+        return rows
+
+    def shutdown(self) -> int:
+        """Stop every worker of this scheduler (it is being shut down for good)."""
+        from kbit.cluster.workers import kill_workers
+
+        self.workers.clear()
+        return kill_workers(self.scheduler_name)
+
+    def _start(self, share: float) -> PooledWorker:
+        from kbit.cluster.workers import WorkerActor, worker_prefix
+
+        self._serial += 1
+        name = f"{worker_prefix(self.scheduler_name)}{self._tag}-{self._serial}"
+        resources = {"num_gpus": share, "num_cpus": 0} if share else {"num_cpus": 1}
+        actor = WorkerActor.options(name=name, namespace=settings.RAY_NAMESPACE, lifetime="detached",
+                                    **resources).remote(
+            name, self.scheduler_name, self.db_url, self.evaluate, self.lease_seconds, self.env, share,
+            settings.worker_cache_bytes(),
+        )
+        pooled = PooledWorker(name, actor, share, pending=actor.state.remote())
+        self.workers[name] = pooled
+        self.stats["workers_started"] += 1
+        return pooled
+
+    def _refresh(self) -> None:
+        """Note workers that have started (where they are, what they measured); stop idle ones."""
+        pending = {w.pending: w for w in self.workers.values() if w.pending is not None}
+        if pending:
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            for ref in ready:
+                pooled = pending[ref]
+                pooled.pending = None
+                try:
+                    state = ray.get(ref)
+                except Exception:  # it died starting up; a group it was given reports the error
+                    self._forget(pooled, lost=True)
+                    continue
+                pooled.node_id = state["node_id"]
+                if state["device_bytes"] and state["gpu_ids"]:
+                    self.gpu_bytes = int(state["device_bytes"])
+        now = time.monotonic()
+        waiting = any(w.pending is not None and now - w.started_at > PENDING_BEFORE_REAP_S for w in self.workers.values())
+        idle_s = settings.worker_idle_seconds()
+        for pooled in list(self.workers.values()):
+            if pooled.pending is None and pooled.busy is None and (waiting or now - pooled.idle_since > idle_s):
+                ray.kill(pooled.actor, no_restart=True)
+                self._forget(pooled)
+
+    def _forget(self, pooled: PooledWorker, lost: bool = False) -> None:
+        if self.workers.pop(pooled.name, None) is not None:
+            self.stats["workers_lost" if lost else "workers_stopped"] += 1
+
+    def _room(self) -> int:
+        """How many more workers fit now: free CPUs, or free whole GPUs (at least one while any share
+        is free), by this pool's own count and by what Ray says is available."""
+        resources, available = ray.cluster_resources(), ray.available_resources()
+        if self._gpus():
+            free = min(resources.get("GPU", 0) - sum(w.share for w in self.workers.values()),
+                       available.get("GPU", 0) - sum(w.share for w in self.workers.values() if w.pending is not None))
+            return int(free) if free >= 1 else int(free >= SHARES[0])
+        free = min(resources.get("CPU", 0) - len(self.workers),
+                   available.get("CPU", 0) - sum(1 for w in self.workers.values() if w.pending is not None))
+        return max(0, int(free))
+
+    def _gpus(self) -> bool:
+        return ray.cluster_resources().get("GPU", 0) > 0
+
+    def _memory_of(self, pooled: PooledWorker) -> int | None:
+        return int(pooled.share * self.gpu_bytes) if pooled.share else None
+
+    def _alive_nodes(self, fresh: bool = False) -> dict:
+        """{node id: alive} from Ray, asked at most once a second unless `fresh`."""
+        at, cached = self._nodes
+        if fresh or time.monotonic() - at > NODES_TTL_S:
+            nodes = ray.nodes()
+            cached = {"alive": {n["NodeID"]: bool(n["Alive"]) for n in nodes},
+                      "addresses": {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes}}
+            self._nodes = (time.monotonic(), cached)
+        return cached["alive"]

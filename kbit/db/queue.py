@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,8 +29,8 @@ from kbit.spec.errors import NotFound, PermissionDenied
 from kbit.spec.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
-    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "heartbeat", "mark_started", "complete_run", "fail_run",
-    "requeue_expired", "overdue_runs", "holders", "cancel_sweep", "sweep_progress",
+    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "count_queued", "heartbeat", "mark_started", "complete_run", "fail_run",
+    "requeue_expired", "overdue_runs", "holders", "leases_of", "cancel_sweep", "sweep_progress",
 ]
 
 
@@ -75,7 +75,7 @@ def _head_of_queue(session: Session, team_quota: int | None = None):
     )
     if team_quota is not None:
         candidates = candidates.where(busy < team_quota)
-    base = select(Run.id, Run.model, Run.revision, Run.eval_hash).where(Run.status == "queued")
+    base = select(Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority).where(Run.status == "queued")
     for team, priority, n_running in session.execute(candidates.limit(8)).all():
         room = None if team_quota is None else team_quota - n_running
         of_team = select(Sweep.id).where(Sweep.team_id == team)
@@ -90,12 +90,27 @@ def _head_of_queue(session: Session, team_quota: int | None = None):
     return (head, None, None) if head is not None else None
 
 
+def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]]):
+    """The oldest queued run of a model in `prefer` ((model, revision) pairs a worker holds
+    loaded) at the head's priority or above, of the head's team; else the head itself. Affinity
+    never jumps a team ahead of another: a worker keeps its model only for the team whose turn it is."""
+    wanted = or_(*[and_(Run.model == model, Run.revision == revision) for model, revision in prefer])
+    query = (select(Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority)
+             .where(Run.status == "queued", Run.priority >= head.priority, wanted))
+    if team is not None:
+        query = query.where(Run.sweep_id.in_(select(Sweep.id).where(Sweep.team_id == team)))
+    found = session.execute(query.order_by(Run.priority.desc(), Run.id).limit(1).with_for_update(skip_locked=True)).first()
+    return found or head
+
+
 def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120,
-               team_quota: int | None = None) -> list[ClaimedRun]:
+               team_quota: int | None = None, prefer: list[tuple[str, str]] | None = None) -> list[ClaimedRun]:
     """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
 
     The group is that of the head of the queue (`_head_of_queue`: the highest priority, then the
     team with the fewest runs running, then age); within it runs go by priority then age. With
+    `prefer` (the (model, revision) pairs the worker has loaded), a group of one of those models
+    of the same team and priority goes first (`_preferred_head`). With
     `team_quota` a team never has more than that many runs running, and a group holds only its
     own team's runs. Each claimed run becomes `running` with attempts + 1 and a lease of
     `lease_seconds` that `heartbeat` renews; `requeue_expired` returns it to the queue if the
@@ -111,6 +126,8 @@ def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds:
     if found is None:
         return []
     head, team, room = found
+    if prefer:
+        head = _preferred_head(session, head, team, prefer)
     group = (
         select(Run.id)
         .where(
@@ -136,6 +153,11 @@ def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds:
     ).all()
     claimed.sort(key=lambda r: (-r.priority, r.id))
     return [ClaimedRun(r.id, r.sweep_id, r.model, r.revision, r.config, r.eval, r.attempts) for r in claimed]
+
+
+def count_queued(session: Session) -> int:
+    """How many runs wait in the queue (one index-only count: the scheduler asks every round)."""
+    return session.scalar(select(func.count()).select_from(Run).where(Run.status == "queued")) or 0
 
 
 def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_seconds: float = 120) -> list[int]:
@@ -187,6 +209,16 @@ def holders(session: Session, run_ids: list[int]) -> dict[int, str]:
     if not run_ids:
         return {}
     rows = session.execute(select(Run.id, Run.lease_owner).where(Run.id.in_(list(run_ids)), Run.status == "running"))
+    return {run_id: owner for run_id, owner in rows}
+
+
+def leases_of(session: Session, owner_prefix: str) -> dict[int, str]:
+    """{run id: lease owner} of the running runs whose lease owner starts with `owner_prefix`
+    (a restarted scheduler finds the runs its earlier instances leased)."""
+    escaped = owner_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = session.execute(
+        select(Run.id, Run.lease_owner).where(Run.status == "running", Run.lease_owner.like(f"{escaped}%", escape="\\"))
+    )
     return {run_id: owner for run_id, owner in rows}
 
 

@@ -8,7 +8,10 @@ stops before the next config.
 
 The evaluation itself is passed in, behind one signature:
 
-    evaluate(model, revision, configs, eval_spec, should_stop) -> iterator of RunResult dicts
+    evaluate(model, revision, configs, eval_spec, should_stop[, cache=]) -> iterator of RunResult dicts
+
+A long-lived worker passes its cache of loaded models as `cache` (kbit.workers.modelcache); a
+one-off task passes none, and the evaluator is then called without it.
 
 `kbit.workers.evaluate_group` is the real one (the cluster's launcher passes it); `noop_evaluate`
 does no work at all, so the scheduler benchmark measures the scheduler's own overhead per run.
@@ -28,7 +31,8 @@ from kbit.service.retry import DATABASE_ERRORS, transient
 Evaluate = Callable[[str, str, list, dict, Callable[[], bool]], Iterator[dict]]
 
 
-def noop_evaluate(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop) -> Iterator[dict]:
+def noop_evaluate(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop,
+                  cache=None) -> Iterator[dict]:
     """A done result with no metrics for every config, instantly (scheduler overhead only)."""
     for config in configs:
         if should_stop():
@@ -118,12 +122,14 @@ def run_group(
     lease_seconds: float = 120.0,
     heartbeat_seconds: float | None = None,
     env: dict | None = None,
+    cache=None,
 ) -> dict:
     """Evaluate claimed runs of one (model, revision, eval) group; return counts of what happened
     (stored, skipped, and the ids of runs the evaluator gave no result for: `unfinished`).
 
     `runs` are ClaimedRun fields as dicts (run_id, model, revision, config, eval). `env` is applied
-    to this process first (KBIT_HOME and Hugging Face cache settings of the service).
+    to this process first (KBIT_HOME and Hugging Face cache settings of the service). `cache`
+    (a long-lived worker's loaded models) is handed to the evaluator.
     """
     if env:
         os.environ.update({k: v for k, v in env.items() if v is not None})
@@ -136,7 +142,8 @@ def run_group(
     try:
         with _Leases(engine, by_index.values(), worker, lease_seconds, interval) as leases:
             results = evaluate(
-                first["model"], first["revision"], [r["config"] for r in runs], first["eval"], lambda: not leases.any_held()
+                first["model"], first["revision"], [r["config"] for r in runs], first["eval"], lambda: not leases.any_held(),
+                **({} if cache is None else {"cache": cache}),
             )
             for index, result in enumerate(_marking_starts(results, engine, runs, worker)):
                 run_id = by_index[index]

@@ -1,9 +1,11 @@
-"""The scheduler's logic, without Ray: claim queued runs group by group, launch one task per group
-up to the cluster's capacity, and turn dead tasks into retried runs.
+"""The scheduler's logic, without Ray: claim queued runs group by group for each free worker slot
+(preferring a model the worker holds loaded), launch them, and turn dead groups into retried runs.
 
-A `Launcher` does the launching (Ray tasks in `kbit.cluster.launcher`; anything with the same three
-methods in tests). The database is the scheduler's only memory: every tick first returns runs
-with expired leases to the queue, so a restarted scheduler picks up what a dead one left behind.
+A `Launcher` does the launching (long-lived Ray worker actors in `kbit.cluster.launcher`; a thread
+pool in tests). The database is the scheduler's only memory: on its first round a scheduler adopts
+the groups its workers are still running from an earlier instance (`Launcher.adopt`) and puts the
+other runs that instance leased back in the queue at no attempt's cost; every round returns runs
+with expired leases to the queue.
 """
 
 from __future__ import annotations
@@ -17,24 +19,43 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kbit.db import queries, queue, session_scope
+from kbit.spec.evalspec import run_memory_bytes
 from kbit.spec.sweep import RUN_TIMEOUT_S
 
 log = logging.getLogger("kbit.scheduler")
 LIMITS_EVERY_S = 1.0  # how often time limits and orphaned tasks are looked for
+LEARNED_TTL_S = 60.0  # how long a model's measured memory need is reused before asking again
+LEARNED_MARGIN = 1.2  # a measured peak, plus room for a longer document than any seen so far
+
+
+@dataclass
+class Slot:
+    """Room for one group: an idle worker (the launcher's `worker`, the (model, revision) pairs it
+    holds loaded, the memory a group may use there) or, with worker None, a worker yet to start."""
+
+    worker: object = None
+    holds: list = field(default_factory=list)
+    memory_bytes: int | None = None
 
 
 class Launcher(Protocol):
     def capacity(self) -> int:
-        """How many group tasks the cluster can run at once right now."""
+        """How many groups the cluster can run at once (whole GPUs or CPUs): sizes the groups."""
 
-    def launch(self, worker: str, runs: list[dict]):
-        """Start a task that runs `kbit.service.run_group` on these runs; return a handle."""
+    def launch(self, worker: str, runs: list[dict], slot: Slot | None = None, need_bytes: int | None = None):
+        """Run `kbit.service.run_group` on these runs, on `slot`'s worker when it is an idle one big
+        enough for `need_bytes`, else on a new one; return a handle."""
 
     def wait(self, handles: list, timeout: float) -> list[tuple[object, dict | None, BaseException | None]]:
         """Finished tasks among `handles` (waiting at most `timeout` s): (handle, summary, error)."""
 
     def cancel(self, handle) -> None:
         """Stop a task now, even in the middle of a config (its process is killed)."""
+
+    # Optional (a launcher without them has capacity() anonymous slots, adopts nothing, loses no node):
+    #   free_slots() -> list[Slot]: idle workers, then room for new ones
+    #   adopt() -> [(handle, worker id, run ids, model)]: groups still running from an earlier scheduler
+    #   lost(handle, error) -> bool: the group's node left the cluster (its runs are not charged)
 
 
 @dataclass
@@ -74,8 +95,13 @@ class Scheduler:
         self.instance = f"{name}-{uuid.uuid4().hex[:8]}"
         self.inflight: dict[object, TaskInfo] = {}
         self.stats = {"tasks_launched": 0, "runs_claimed": 0, "tasks_failed": 0, "tasks_cancelled": 0,
-                      "runs_requeued": 0, "runs_timed_out": 0, "ticks": 0}
+                      "runs_requeued": 0, "runs_timed_out": 0, "ticks": 0, "groups_adopted": 0,
+                      "runs_released_on_restart": 0, "runs_lost_with_node": 0}
+        self.name = name
         self._limits_checked_at = 0.0
+        self._adopted = False
+        self._unheld: set[str] = set()  # tasks that held no run at the last limits check
+        self._learned: dict[tuple[str, str], tuple[float, int | None]] = {}
         self._serial = 0
         self._wake = threading.Event()
         self._renewed_at = time.monotonic()
@@ -84,6 +110,8 @@ class Scheduler:
 
     def tick(self, wait_s: float = 0.0) -> None:
         self.stats["ticks"] += 1
+        if not self._adopted:
+            self.adopt()
         self.harvest(wait_s)
         self.enforce_limits()
         self.renew_leases()
@@ -94,6 +122,30 @@ class Scheduler:
             self.stats["runs_requeued"] += len(expired)
         self.fill()
 
+    def adopt(self) -> None:
+        """Take over the groups an earlier instance of this scheduler left running on its workers;
+        the other runs it had leased (claimed, not yet started by a worker) go back to the queue
+        uncharged. Nothing is stopped and no attempt is counted."""
+        adopted = getattr(self.launcher, "adopt", list)()
+        for handle, worker, run_ids, model in adopted:
+            self.inflight[handle] = TaskInfo(worker, list(run_ids), model)
+        held = {run_id for _, _, run_ids, _ in adopted for run_id in run_ids}
+        with session_scope(self.engine) as s:
+            leases = queue.leases_of(s, f"{self.name}-")
+        orphans: dict[str, list[int]] = {}
+        for run_id, owner in leases.items():
+            instance = owner.split("/")[0]
+            if instance != self.instance and instance[: -len("-12345678")] == self.name and run_id not in held:
+                orphans.setdefault(owner, []).append(run_id)
+        for owner, run_ids in orphans.items():
+            self._release(owner, run_ids, "the scheduler restarted before a worker started these runs", charge=False)
+            self.stats["runs_released_on_restart"] += len(run_ids)
+        self.stats["groups_adopted"] += len(adopted)
+        if adopted or orphans:
+            log.warning("adopted %d running groups (%d runs); requeued %d runs nobody had started",
+                        len(adopted), len(held), sum(map(len, orphans.values())))
+        self._adopted = True
+
     def harvest(self, wait_s: float) -> None:
         """Collect finished tasks; the unfinished runs of a dead task go back to the queue."""
         if not self.inflight:
@@ -101,19 +153,31 @@ class Scheduler:
         for handle, summary, error in self.launcher.wait(list(self.inflight), wait_s):
             info = self.inflight.pop(handle)
             if error is not None:
+                lost = info.cancelled is None and getattr(self.launcher, "lost", lambda h, e: False)(handle, error)
                 self.stats["tasks_cancelled" if info.cancelled else "tasks_failed"] += 1
-                message = (f"worker task for {info.model} was stopped: {info.cancelled}" if info.cancelled
-                           else f"worker task for {info.model} died: {first_line(error)}")
+                if info.cancelled:
+                    message, error_type = f"worker task for {info.model} was stopped: {info.cancelled}", "stopped"
+                elif lost:
+                    message, error_type = f"the node of the worker for {info.model} left the cluster", "node_lost"
+                else:
+                    message, error_type = f"worker task for {info.model} died: {first_line(error)}", "worker_died"
                 log.warning("%s (runs %s)", message, info.run_ids[:10])
-                # runs of a task this scheduler stopped did nothing wrong: their attempt does not count
-                self._release(info.worker, info.run_ids, message, charge=info.cancelled is None)
+                # Runs of a task this scheduler stopped, or whose node went away, did nothing wrong:
+                # their attempt does not count.
+                released = self._release(info.worker, info.run_ids, message, charge=error_type == "worker_died",
+                                         error_type=error_type)
+                if lost:
+                    self.stats["runs_lost_with_node"] += released
             elif summary and summary.get("unfinished"):
                 self._release(info.worker, summary["unfinished"], f"worker task for {info.model} returned no result")
 
     def enforce_limits(self) -> None:
         """Runs past their sweep's time limit fail with `timeout` and their task is stopped (it hangs
         in that run; its other runs go back to the queue); a task left holding no run (its runs
-        cancelled) is stopped now rather than after its current config."""
+        cancelled) is stopped now rather than after its current config. A task is only taken for
+        one holding nothing when it was so at the previous check too: a group that has just stored
+        its last result is about to end on its own, and stopping it would kill a worker with
+        loaded models for nothing."""
         if not self.inflight:
             return
         now = time.monotonic()
@@ -129,12 +193,15 @@ class Scheduler:
                 stop[worker] = f"run {run_id} timed out after {limit:.0f} s; its other runs go back to the queue"
                 log.warning("run %s timed out after %.0f s", run_id, limit)
             held = queue.holders(s, [run_id for info in self.inflight.values() for run_id in info.run_ids])
+        unheld = {info.worker for info in self.inflight.values()
+                  if not any(held.get(run_id) == info.worker for run_id in info.run_ids)}
         for handle, info in self.inflight.items():
-            if info.cancelled is None and not any(held.get(run_id) == info.worker for run_id in info.run_ids):
+            if info.cancelled is None and info.worker in unheld & self._unheld:
                 stop.setdefault(info.worker, "none of its runs is its own any more (cancelled, failed or timed out)")
             if info.cancelled is None and info.worker in stop:
                 info.cancelled = stop[info.worker]
                 self.launcher.cancel(handle)
+        self._unheld = unheld
 
     def renew_leases(self) -> None:
         """Keep the leases of tasks Ray still runs (or has not started yet) alive.
@@ -150,28 +217,37 @@ class Scheduler:
                 queue.heartbeat(s, info.run_ids, worker=info.worker, lease_seconds=self.lease_seconds)
         self._renewed_at = time.monotonic()
 
-    def _release(self, worker: str, run_ids: list[int], error: str, charge: bool = True) -> None:
-        # fail_run only touches runs this worker still holds: finished ones are left alone.
+    def _release(self, worker: str, run_ids: list[int], error: str, charge: bool = True,
+                 error_type: str | None = None) -> int:
+        """Put the runs `worker` still holds back in the queue (fail_run leaves finished ones
+        alone); how many went back."""
+        requeued = 0
         with session_scope(self.engine) as s:
             for run_id in run_ids:
                 status = queue.fail_run(s, run_id, error=error, worker=worker, retryable=True,
-                                        error_type="worker_died" if charge else "stopped", charge=charge)
-                if status == "queued":
-                    self.stats["runs_requeued"] += 1
+                                        error_type=error_type or ("worker_died" if charge else "stopped"), charge=charge)
+                requeued += status == "queued"
+        self.stats["runs_requeued"] += requeued
+        return requeued
+
+    def free_slots(self) -> list[Slot]:
+        if hasattr(self.launcher, "free_slots"):
+            return self.launcher.free_slots()
+        return [Slot() for _ in range(self.launcher.capacity() - len(self.inflight))]
 
     def fill(self) -> None:
-        """Launch group tasks until the cluster's capacity is used or the queue is empty."""
-        slots = self.launcher.capacity()
-        free = slots - len(self.inflight)
-        if free <= 0:
+        """Give every free slot a group (an idle worker first one of a model it holds) until the
+        slots or the queue run out."""
+        slots = self.free_slots()
+        if not slots:
             return
-        limit = self.group_size(slots)
-        while free > 0:
+        limit = self.group_size(self.launcher.capacity())
+        for slot in slots:
             self._serial += 1
             worker = f"{self.instance}/t{self._serial}"
             with session_scope(self.engine) as s:
                 claimed = queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=self.lease_seconds,
-                                           team_quota=self.team_quota)
+                                           team_quota=self.team_quota, prefer=slot.holds)
             if not claimed:
                 return
             runs = [
@@ -180,22 +256,35 @@ class Scheduler:
                 for c in claimed
             ]
             try:
-                handle = self.launcher.launch(worker, runs)
+                handle = self.launcher.launch(worker, runs, slot=slot, need_bytes=self.memory_need(claimed[0]))
             except Exception as exc:
                 self._release(worker, [r["run_id"] for r in runs], f"could not launch a worker task: {first_line(exc)}")
                 raise
             self.inflight[handle] = TaskInfo(worker, [r["run_id"] for r in runs], claimed[0].model)
             self.stats["tasks_launched"] += 1
             self.stats["runs_claimed"] += len(runs)
-            free -= 1
 
     def group_size(self, slots: int) -> int:
         """Runs per task: the queue split evenly over all the cluster's slots, capped at
         max_runs_per_task. Splitting over all slots, not just the free ones, keeps the tail short:
         the last model's runs go to two workers, not to the one slot that happened to be free."""
         with session_scope(self.engine) as s:
-            queued = sum(sweep["queued"] for sweep in queries.list_sweeps(s))
+            queued = queue.count_queued(s)
         return max(1, min(self.max_runs_per_task, math.ceil(queued / max(slots, 1))))
+
+    def memory_need(self, run: queue.ClaimedRun) -> int | None:
+        """Bytes one worker needs for this run's model: the larger of the peak measured on its
+        earlier runs (with a margin) and what the sweep declared (`memory_gb`); None when neither
+        is known."""
+        key = (run.model, run.revision)
+        at, learned = self._learned.get(key, (0.0, None))
+        if time.monotonic() - at > LEARNED_TTL_S:
+            with session_scope(self.engine) as s:
+                learned = queries.learned_memory_bytes(s, run.model, run.revision)
+            self._learned[key] = (time.monotonic(), learned)
+        # The larger of the two: a measured peak counts only the first GPU of a model spread over several.
+        needs = [n for n in (int(learned * LEARNED_MARGIN) if learned else None, run_memory_bytes(run.eval)) if n]
+        return max(needs) if needs else None
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -224,4 +313,5 @@ class Scheduler:
             "inflight_runs": sum(len(i.run_ids) for i in self.inflight.values()),
             "capacity": self.launcher.capacity(),
             **self.stats,
+            **getattr(self.launcher, "stats", {}),
         }

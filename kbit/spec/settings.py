@@ -15,6 +15,9 @@ nothing of kbit but `errors`, so every part may use it.
 | KBIT_POLL_SECONDS | the scheduler's round interval | 0.5 |
 | KBIT_MAX_RUNS_PER_SWEEP | most runs one sweep may expand to (an operator's limit) | 20000 |
 | KBIT_TEAM_MAX_RUNNING | most runs one team may have running at once (an operator's quota) | no quota |
+| KBIT_GPU_MEMORY_GB | memory of one GPU, used to pack models onto GPUs before a worker has measured it | 80 |
+| KBIT_WORKER_CACHE_GB | models a worker keeps loaded beside the one it evaluates | half its GPU share; 4 on CPU |
+| KBIT_WORKER_IDLE_S | a worker with nothing to do for this long gives its GPU share back | 60 |
 | KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
 | KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
 | KBIT_DEBUG | show tracebacks of unexpected errors | off |
@@ -41,7 +44,9 @@ SCHEDULER_NAME = "kbit-scheduler"
 # What worker processes need to find the same models, caches and timings as the service that
 # started them (a Ray worker does not inherit the driver's environment).
 FORWARDED_ENV = ("KBIT_HOME", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_TASK", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING")
+                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_TASK", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING",
+                 "KBIT_GPU_MEMORY_GB", "KBIT_WORKER_CACHE_GB", "KBIT_WORKER_IDLE_S")
+WORKER_PREFIX = "kbit-worker"  # worker actors are named f"{WORKER_PREFIX}:{scheduler name}:{n}"
 
 
 def _text(name: str) -> str | None:
@@ -113,6 +118,21 @@ def team_max_running() -> int | None:
 
 def poll_seconds() -> float:
     return _number("KBIT_POLL_SECONDS", 0.5)
+
+
+def gpu_memory_bytes() -> int:
+    return int(_number("KBIT_GPU_MEMORY_GB", 80.0) * 2**30)
+
+
+def worker_cache_bytes() -> int | None:
+    """Bytes of models a worker keeps loaded between groups; None: the worker's default."""
+    if _text("KBIT_WORKER_CACHE_GB") is None:
+        return None
+    return int(_number("KBIT_WORKER_CACHE_GB", 4.0) * 2**30)
+
+
+def worker_idle_seconds() -> float:
+    return _number("KBIT_WORKER_IDLE_S", 60.0)
 
 
 def dashboard_ttl_seconds() -> float:

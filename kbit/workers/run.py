@@ -21,6 +21,7 @@ from kbit.workers.calibration import calibration_batches, model_context
 from kbit.workers.errors import EvaluationError, NotQuantizable, OutOfMemory, RunError, is_out_of_memory
 from kbit.workers.loading import LoadedModel, load_model
 from kbit.workers.results import RunResult, document_scores, flatten_metrics, sample_records
+from kbit.workers.modelcache import ModelCache
 from kbit.spec.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
 
 
@@ -30,13 +31,15 @@ def evaluate_configs(
     eval_spec: EvalSpec = EvalSpec(),
     should_stop: Callable[[], bool] = lambda: False,
     calibration: Calibration | None = None,
+    loader: Callable[[ModelSpec], LoadedModel] = load_model,
 ) -> Iterator[RunResult]:
     """One RunResult per config, in order, each yielded as soon as it is done. `should_stop()` is
     asked before every config; once it says True no further result is yielded. GPTQ configs
-    calibrate on `calibration` (the default Calibration when None)."""
+    calibrate on `calibration` (the default Calibration when None). `loader` gives the model (a
+    worker's cache of loaded models, or a fresh load); its weights are restored after each config."""
     configs = list(configs)
     try:
-        loaded = load_model(model_spec)
+        loaded = loader(model_spec)
         tasks = lmeval.load_tasks(eval_spec.tasks, eval_spec.num_fewshot, eval_spec.seed)
     except Exception as exc:  # noqa: BLE001 - the group's setup failed: every config fails alike
         error = as_run_error(exc)
@@ -57,15 +60,50 @@ def evaluate_configs(
         restore_model_(loaded.model)
 
 
-def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop) -> Iterator[dict]:
-    """`evaluate_configs` over plain data: load `model` once, yield one RunResult dict per config.
-    `eval_spec` is the runs' `eval` field: the EvalSpec, plus how to load the model (`model_load`)."""
+def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: dict, should_stop,
+                   cache: ModelCache | None = None) -> Iterator[dict]:
+    """`evaluate_configs` over plain data: load `model` once (or take it from a long-lived worker's
+    `cache`), yield one RunResult dict per config. `eval_spec` is the runs' `eval` field: the
+    EvalSpec, plus how to load the model (`model_load`)."""
     quant = [QuantConfig.from_dict(c) for c in configs]
     evaluation, load = split_run_eval(eval_spec)
     spec = ModelSpec(model=model, revision=revision, **load)
-    for result in evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop,
-                                   calibration=run_calibration(eval_spec)):
-        yield result.to_dict()
+    in_use = []  # the cache's context for the model this group holds
+
+    def from_cache(model_spec: ModelSpec) -> LoadedModel:
+        context = cache.use(model_spec, lambda: load_model(model_spec), model_bytes)
+        loaded = context.__enter__()
+        in_use.append(context)
+        return loaded
+
+    results = evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop,
+                               calibration=run_calibration(eval_spec), loader=load_model if cache is None else from_cache)
+    try:
+        for result in results:
+            yield result.to_dict()
+    finally:
+        results.close()  # restores the original weights before the model goes back to the cache
+        for context in in_use:
+            context.__exit__(None, None, None)
+
+
+def model_bytes(loaded: LoadedModel) -> int:
+    """Bytes of a loaded model's parameters and buffers (what keeping it loaded costs)."""
+    tensors = list(loaded.model.parameters()) + list(loaded.model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def new_model_cache(budget_bytes: int) -> ModelCache:
+    """A worker's cache of loaded models; an evicted model's GPU memory goes back to the device."""
+
+    def release(_model) -> None:
+        if torch.cuda.is_available():
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    return ModelCache(budget_bytes, on_evict=release)
 
 
 class GroupCalibration:

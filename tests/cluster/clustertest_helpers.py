@@ -35,7 +35,7 @@ def submit(db, sweep, **kw):
     return Operations(engine).submit(sweep.spec(), team, token, **kw)
 
 
-def slow_evaluate(model, revision, configs, eval_spec, should_stop):
+def slow_evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
     """A stand-in evaluator for fault tests: 0.4 s per config and one metric per result, so a
     worker can be killed mid-group and every stored result counted."""
     import os
@@ -53,7 +53,7 @@ def slow_evaluate(model, revision, configs, eval_spec, should_stop):
         }
 
 
-def hang_at_8_bits(model, revision, configs, eval_spec, should_stop):
+def hang_at_8_bits(model, revision, configs, eval_spec, should_stop, cache=None):
     """slow_evaluate, except that an 8-bit config never finishes (a hung run)."""
     import time
 
@@ -84,12 +84,20 @@ def results_per_run(engine, sweep_id) -> dict[int, int]:
 
 
 def group_task_pids() -> list[int]:
-    """Ray worker processes running a group task right now (Ray titles them ray::run_group_task)."""
+    """Worker actor processes running a group right now (Ray titles them ray::WorkerActor.run)."""
     import psutil
 
     pids = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if cmdline.startswith("ray::run_group_task"):
+        if cmdline.startswith("ray::WorkerActor.run"):
             pids.append(proc.pid)
     return pids
+
+
+def worker_pids() -> list[int]:
+    """Every worker actor process (busy or idle)."""
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if " ".join(p.info["cmdline"] or []).startswith("ray::WorkerActor")]

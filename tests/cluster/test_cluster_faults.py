@@ -12,7 +12,7 @@ import pytest
 import ray
 from clustertest_helpers import hang_at_8_bits, group_task_pids, make_sweep, results_per_run, slow_evaluate, submit
 
-from kbit.cluster.actor import get_or_create_scheduler
+from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
 from kbit.spec.settings import RAY_NAMESPACE as NAMESPACE
 from kbit.cli.progress import wait_for_sweep
 from kbit.cluster.client import RayService
@@ -27,8 +27,7 @@ def scheduler(ray_head, db, request):
     svc = RayService(ray_head["address"], db_url=db[1], evaluate=slow_evaluate,
                      scheduler_options={"lease_seconds": 5.0, "poll_s": 0.2}, scheduler_name=name)
     yield svc, name
-    actor = ray.get_actor(name, namespace=NAMESPACE)
-    ray.kill(actor, no_restart=True)
+    stop_scheduler(name)
     svc.close()
 
 
@@ -93,5 +92,5 @@ def test_a_hung_run_times_out_and_its_ray_task_is_cancelled(ray_head, db):
         assert info["runs_timed_out"] == 1 and info["tasks_cancelled"] >= 1
         wait_until(lambda: not [p for p in group_task_pids()], timeout=30)  # no hung process left behind
     finally:
-        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        stop_scheduler(name)
         svc.close()

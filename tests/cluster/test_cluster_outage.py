@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from tcpproxy import TcpProxy
 
 from kbit.cli.progress import wait_for_sweep
+from kbit.cluster.actor import stop_scheduler
 from kbit.cluster.client import RayService
 from kbit.db import connect, session_scope, teams
 from kbit.service import Operations
@@ -46,7 +47,7 @@ def test_a_database_outage_mid_sweep_loses_no_result_and_charges_no_attempt(ray_
             proxy.restore()
             final = wait_for_sweep(Operations(engine), reply["sweep_id"], poll_s=0.5, timeout_s=180)
         finally:
-            ray.kill(ray.get_actor(name, namespace=RAY_NAMESPACE), no_restart=True)
+            stop_scheduler(name)
             svc.close()
             proxy.cut()
         assert final["done"] == final["total"] == 18 and final["failed"] == 0

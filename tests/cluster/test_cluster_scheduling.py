@@ -36,7 +36,7 @@ class ThreadLauncher:
     def capacity(self):
         return self.slots
 
-    def launch(self, worker, runs):
+    def launch(self, worker, runs, slot=None, need_bytes=None):
         self.launched.append((worker, [r["run_id"] for r in runs], {r["model"] for r in runs}))
         evaluate = self.evaluate
         if self.crash(worker, runs):
