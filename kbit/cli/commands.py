@@ -140,6 +140,9 @@ def cmd_status(args) -> int:
                 out.print("no sweeps yet; submit one with `kbit submit FILE` or run `kbit demo`")
             else:
                 out.print(progress.sweeps_table(sweeps))
+            if hasattr(svc, "workers"):  # a Ray cluster: its workers per node
+                workers = svc.workers()
+                out.print(progress.workers_table(workers) if workers else "no workers running (none is needed now)")
             return 0
         counts = svc.progress(args.sweep)
         out.print(progress.counts_table(counts, f"sweep {args.sweep}: {progress.describe(counts)}"))

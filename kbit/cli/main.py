@@ -16,7 +16,7 @@ examples:
   export KBIT_TOKEN=...                                  # the token of your team
   kbit submit examples/demo.yaml --team nlp --wait       # embedded: runs here, on this machine
   kbit submit examples/pythia.yaml --team nlp --address ray://head:10001
-  kbit status                                            # every sweep; `kbit status 3` for one
+  kbit status                                            # every sweep (and on a cluster its workers per node); `kbit status 3` for one
   kbit results --sweep 3 --format csv --output runs.csv
   kbit results import runs.json --team nlp --name baseline   # a file of `kbit results --format json`
   kbit cancel 3 --team nlp
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow progress until the sweep finishes, then summarize")
     p.add_argument("--check", action="store_true", help="only validate the file and print what would run")
 
-    p = sub.add_parser("status", help="sweeps with their run counts, or one sweep's progress and failures")
+    p = sub.add_parser("status", help="sweeps with their run counts and, on a cluster, its workers per node (GPU share, model, runs, loaded models); or one sweep's progress and failures")
     p.add_argument("sweep", nargs="?", type=int, help="sweep id (default: list all sweeps)")
     p.add_argument("--team", help="only this team's sweeps")
     _address_arg(p)

@@ -143,3 +143,19 @@ def sweeps_table(sweeps: list[dict]) -> Table:
             str(s["total"]), str(s.get("created_at") or "")[:19],
         )
     return table
+
+
+def workers_table(workers: list[dict]) -> Table:
+    """The cluster's worker actors by node: GPU share, what each runs now, what it holds loaded."""
+    table = Table(title="workers")
+    for column in ("node", "worker", "gpu", "state", "model", "runs", "loaded", "groups", "loads"):
+        table.add_column(column, justify="right" if column in ("gpu", "groups", "loads") else "left")
+    for w in workers:
+        node = w["node"] + ("" if w["node_alive"] in (True, None) else " (gone)")
+        runs = w["run_ids"]
+        table.add_row(
+            node, w["name"].rsplit(":", 1)[-1], f"{w['gpu_share']:g}" if w["gpu_share"] else "cpu", w["state"],
+            w["model"] or "", f"{len(runs)} ({', '.join(map(str, runs[:3]))}{', ...' if len(runs) > 3 else ''})" if runs else "",
+            ", ".join(model for model, _ in w["loaded"]), str(w["groups"]), "" if w["loads"] is None else str(w["loads"]),
+        )
+    return table

@@ -81,6 +81,10 @@ class RayService:
     def failures(self, sweep_id: int, limit: int = 20) -> list[dict]:
         return self._call("failures", sweep_id, limit)
 
+    def workers(self) -> list[dict]:
+        """The cluster's worker actors (kbit.cluster.launcher.WorkerPool.describe)."""
+        return self._call("workers")
+
     def _call(self, method: str, *args):
         """One actor method. Every operation is idempotent (submit included), so a call that meets
         the actor while Ray restarts it (its node died; max_restarts) is sent again."""

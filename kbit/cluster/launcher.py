@@ -187,17 +187,28 @@ class WorkerPool:
     # -- the pool -----------------------------------------------------------------------------
 
     def describe(self) -> list[dict]:
-        """Every worker with its node, share, state, current group and loaded models (`kbit status`)."""
-        nodes = self._alive_nodes()
-        addresses = self._nodes[1].get("addresses", {})
+        """Every worker with its node, GPU share, state, current group, loaded models and load
+        counts, as the workers themselves say it now (`kbit status`)."""
+        alive = self._alive_nodes(fresh=True)
+        addresses = self._nodes[1]["addresses"]
+        workers = sorted(self.workers.values(), key=lambda w: (w.node_id or "", w.name))
+        calls = [w.actor.state.remote() for w in workers]
         rows = []
-        for w in sorted(self.workers.values(), key=lambda w: (w.node_id or "", w.name)):
+        for pooled, call in zip(workers, calls):
+            try:
+                state = ray.get(call, timeout=STATE_TIMEOUT_S)
+            except Exception:  # starting (not placed yet) or gone: what the pool knows
+                state = {"busy": pooled.busy is not None, "loaded": [list(m) for m in pooled.holds], "pid": None,
+                         "node_id": pooled.node_id, "groups": pooled.groups, "loads": None, "hits": None}
+            node = state["node_id"]
             rows.append({
-                "name": w.name, "node_id": w.node_id, "node": addresses.get(w.node_id, "?"),
-                "node_alive": nodes.get(w.node_id, False) if w.node_id else None,
-                "gpu_share": w.share, "state": "starting" if w.pending is not None else "busy" if w.busy else "idle",
-                "model": w.group["model"] if w.group else None, "run_ids": w.group["run_ids"] if w.group else [],
-                "loaded": [list(m) for m in w.holds], "groups": w.groups,
+                "name": pooled.name, "node_id": node, "node": addresses.get(node, "?"),
+                "node_alive": alive.get(node, False) if node else None, "pid": state["pid"],
+                "gpu_share": pooled.share, "state": "starting" if pooled.pending is not None and not node
+                else "busy" if state["busy"] else "idle",
+                "model": pooled.group["model"] if pooled.group else None,
+                "run_ids": pooled.group["run_ids"] if pooled.group else [],
+                "loaded": state["loaded"], "groups": state["groups"], "loads": state["loads"], "hits": state["hits"],
             })
         return rows
 

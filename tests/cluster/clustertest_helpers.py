@@ -101,3 +101,39 @@ def worker_pids() -> list[int]:
 
     return [p.pid for p in psutil.process_iter(["cmdline"])
             if " ".join(p.info["cmdline"] or []).startswith("ray::WorkerActor")]
+
+
+def placed_evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
+    """slow_evaluate through a worker's model cache (a 0.3 s "load" on a miss), recording where and
+    when each config ran: the worker's node, process, GPU share and ids, start and end times."""
+    import os
+    import time
+
+    import ray
+
+    context = ray.get_runtime_context()
+    where = {"pid": os.getpid(), "node_id": context.get_node_id(), "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+             "gpu_share": context.get_assigned_resources().get("GPU", 0.0)}
+    with cache.use((model, revision), lambda: time.sleep(0.3) or {"model": model}, lambda loaded: 1):
+        for i, config in enumerate(configs):
+            if should_stop():
+                return
+            started = time.time()
+            time.sleep(0.4)
+            yield {
+                "config": config, "status": "done", "error_type": None, "error": None,
+                "metrics": [{"task": "t", "metric": "acc", "value": 0.5 + 0.01 * i, "stderr": 0.01}],
+                "bits": None, "wall_time_s": 0.4, "peak_memory_bytes": 0, "device": "cpu",
+                "provenance": {**where, "model": model, "start": started, "end": time.time()}, "samples": None,
+            }
+
+
+def provenances(engine, sweep_id) -> list[dict]:
+    """The provenance of every done run of a sweep."""
+    from sqlalchemy import select
+
+    from kbit.db import session_scope
+    from kbit.db.models import Run
+
+    with session_scope(engine) as s:
+        return [p for p in s.scalars(select(Run.provenance).where(Run.sweep_id == sweep_id, Run.status == "done"))]

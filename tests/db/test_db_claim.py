@@ -183,3 +183,43 @@ def test_a_team_quota_caps_the_runs_a_team_has_running(engine, team_token):
         queue.complete_run(s, first[0].run_id, done_result(first[0].config), worker="w1")
         again = queue.claim_runs(s, worker="w5", limit=16, team_quota=6)
     assert len(again) == 1 and {r.model for r in again} == {"m1"}  # one run ended: room for one
+
+
+def prefer_claim(engine, prefer, worker="w1", limit=16):
+    with session_scope(engine) as s:
+        return queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=120, prefer=prefer)
+
+
+def test_a_worker_gets_a_group_of_the_model_it_holds_before_older_ones(engine, team_token):
+    enqueue(engine, [make_run(i, f"m{i // 3}") for i in range(9)])  # m0, m1, m2: 3 runs each, m0 oldest
+    got = prefer_claim(engine, [("m2", "main"), ("zz", "main")])
+    assert {r.model for r in got} == {"m2"} and len(got) == 3
+    assert {r.model for r in prefer_claim(engine, [("zz", "main")])} == {"m0"}  # holds nothing queued: the head
+    assert {r.model for r in prefer_claim(engine, [("m1", "v2")])} == {"m1"}  # other revision: not held, m1 is head
+    assert prefer_claim(engine, [("m2", "main")]) == []
+
+
+def test_affinity_never_jumps_a_higher_priority_or_another_teams_turn(engine, team_token):
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name="low", spec={"n": "low"}, runs=[make_run(i, "held") for i in range(2)])
+        queue.enqueue_sweep(s, team="nlp", name="high", spec={"n": "high"}, priority=5,
+                            runs=[make_run(i, "urgent", cache_key=f"u{i}") for i in range(2)])
+    assert {r.model for r in prefer_claim(engine, [("held", "main")])} == {"urgent"}  # priority first
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="vision", name="v", spec={"n": "v"},
+                            runs=[make_run(i, "v", cache_key=f"v{i}") for i in range(2)])
+    # nlp has 2 running, vision none: vision's turn, even for a worker that holds nlp's model
+    got = prefer_claim(engine, [("held", "main")], worker="w2")
+    assert {r.model for r in got} == {"v"}
+    assert {r.model for r in prefer_claim(engine, [("held", "main")], worker="w3")} == {"held"}
+
+
+def test_leases_of_finds_the_runs_an_owner_prefix_holds(engine, team_token):
+    enqueue(engine, [make_run(i, f"m{i}") for i in range(3)])
+    claim(engine, worker="sched_a-1234abcd/t1", limit=1)
+    claim(engine, worker="sched%b-1234abcd/t1", limit=1)
+    claim(engine, worker="schedXa-1234abcd/t2", limit=1)
+    with session_scope(engine) as s:
+        assert queue.leases_of(s, "sched_a-") == {1: "sched_a-1234abcd/t1"}  # "_" is not a wildcard
+        assert queue.leases_of(s, "sched%b-") == {2: "sched%b-1234abcd/t1"}
+        assert queue.count_queued(s) == 0
