@@ -32,7 +32,8 @@ EVALUATORS = ("workers", "noop")
 SHARES = (0.125, 0.25, 0.5, 1.0)  # GPU fractions a worker may take: halvings pack without gaps
 STATE_TIMEOUT_S = 30.0
 NODES_TTL_S = 1.0
-PENDING_BEFORE_REAP_S = 2.0
+RESOURCES_TTL_S = 0.5  # the cluster's resources, asked of the GCS at most this often
+PENDING_BEFORE_REAP_S = 5.0  # a new worker that waits this long for room has idle workers stopped
 
 
 def check_evaluator(name_or_fn) -> None:
@@ -93,12 +94,13 @@ class WorkerPool:
         self._tag = uuid.uuid4().hex[:6]
         self._serial = 0
         self._nodes: tuple[float, dict] = (0.0, {})
-        self._failed_on: dict[object, str | None] = {}  # handle of a failed group -> its worker's node
+        self._failed_on: dict[object, str | None] = {}
+        self._resources_cache: tuple[float, tuple[dict, dict]] = (0.0, ({}, {}))  # handle of a failed group -> its worker's node
 
     # -- the Launcher protocol ----------------------------------------------------------------
 
     def capacity(self) -> int:
-        resources = ray.cluster_resources()
+        resources = self._resources()[0]
         gpus = int(resources.get("GPU", 0))
         return gpus if gpus else max(1, int(resources.get("CPU", 1)))
 
@@ -252,7 +254,11 @@ class WorkerPool:
                 if state["device_bytes"] and state["gpu_ids"]:
                     self.gpu_bytes = int(state["device_bytes"])
         now = time.monotonic()
-        waiting = any(w.pending is not None and now - w.started_at > PENDING_BEFORE_REAP_S for w in self.workers.values())
+        # A pending worker may just be starting (a process takes seconds). It waits for room when
+        # the pool asked for more than the cluster has (a group too big for the idle worker it was
+        # offered), or, on fragmented GPUs, when it has waited a minute.
+        waiting = any(w.pending is not None and (now - w.started_at > PENDING_BEFORE_REAP_S and self._overcommitted()
+                                                 or now - w.started_at > 60.0) for w in self.workers.values())
         idle_s = settings.worker_idle_seconds()
         for pooled in list(self.workers.values()):
             if pooled.pending is None and pooled.busy is None and (waiting or now - pooled.idle_since > idle_s):
@@ -263,10 +269,25 @@ class WorkerPool:
         if self.workers.pop(pooled.name, None) is not None:
             self.stats["workers_lost" if lost else "workers_stopped"] += 1
 
+    def _overcommitted(self) -> bool:
+        resources = self._resources()[0]
+        if self._gpus():
+            return sum(w.share for w in self.workers.values()) > resources.get("GPU", 0)
+        return len(self.workers) > resources.get("CPU", 0)
+
+    def _resources(self) -> tuple[dict, dict]:
+        """(cluster resources, available resources), asked at most every RESOURCES_TTL_S: a round
+        asks several times, and every ask is a call to the GCS."""
+        at, both = self._resources_cache
+        if time.monotonic() - at > RESOURCES_TTL_S:
+            both = (ray.cluster_resources(), ray.available_resources())
+            self._resources_cache = (time.monotonic(), both)
+        return both
+
     def _room(self) -> int:
         """How many more workers fit now: free CPUs, or free whole GPUs (at least one while any share
         is free), by this pool's own count and by what Ray says is available."""
-        resources, available = ray.cluster_resources(), ray.available_resources()
+        resources, available = self._resources()
         if self._gpus():
             free = min(resources.get("GPU", 0) - sum(w.share for w in self.workers.values()),
                        available.get("GPU", 0) - sum(w.share for w in self.workers.values() if w.pending is not None))
@@ -276,7 +297,7 @@ class WorkerPool:
         return max(0, int(free))
 
     def _gpus(self) -> bool:
-        return ray.cluster_resources().get("GPU", 0) > 0
+        return self._resources()[0].get("GPU", 0) > 0
 
     def _memory_of(self, pooled: PooledWorker) -> int | None:
         return int(pooled.share * self.gpu_bytes) if pooled.share else None

@@ -21,6 +21,7 @@ import time
 import ray
 
 from kbit.cluster.launcher import resolve_evaluator
+from kbit.db import connect
 from kbit.service.grouprun import run_group
 from kbit.spec import settings
 from kbit.workers.modelcache import ModelCache
@@ -58,6 +59,7 @@ class WorkerActor:
         self.cache = self._new_cache(evaluate, cache_bytes)
         self.node_id = ray.get_runtime_context().get_node_id()
         self.current: dict | None = None
+        self.engine = None
         self.finished: dict[str, tuple[dict | None, BaseException | None]] = {}  # worker id -> outcome
         self.groups = 0
         self.idle_since = time.monotonic()
@@ -86,7 +88,7 @@ class WorkerActor:
         summary, error = None, None
         try:
             summary = run_group(self.db_url, worker, runs, self.evaluate, lease_seconds=self.lease_seconds,
-                                cache=self.cache)
+                                cache=self.cache, engine=self._engine())
             summary["loaded"] = [list(held_model(k)) for k in self.cache.held()]
             return summary
         except BaseException as exc:
@@ -113,6 +115,13 @@ class WorkerActor:
         return summary
 
     # -- inside ---------------------------------------------------------------------------------
+
+    def _engine(self):
+        """One database engine for the worker's life (a connection pool, not a connection per group)."""
+        if self.engine is None:
+            # One connection: the heartbeat thread waits the few ms the group's writes hold it.
+            self.engine = connect(self.db_url, upgrade=False, pool_size=1)
+        return self.engine
 
     def _device_bytes(self, evaluate) -> int:
         """Memory of this worker's GPU: measured when it has a real one, else KBIT_GPU_MEMORY_GB

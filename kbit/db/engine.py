@@ -86,8 +86,10 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` without touching the schema (see `connect`)."""
+def make_engine(url: str, pool_size: int | None = None) -> Engine:
+    """An engine for `url` without touching the schema (see `connect`). `pool_size` caps the
+    connections it opens on a server database (no overflow): a long-lived worker holds one, so a
+    cluster of N workers holds N of the server's max_connections, not N x 15."""
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError as exc:
@@ -96,12 +98,13 @@ def make_engine(url: str) -> Engine:
         if backend == "sqlite":
             return _sqlite_engine(url)
         connect_args = dict(PG_CONNECT_ARGS) if backend == "postgresql" else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     except (ArgumentError, ImportError) as exc:
         raise _unreachable(url, f"no driver for it ({exc})") from exc
 
 
-def connect(url: str | None = None, *, upgrade: bool = True) -> Engine:
+def connect(url: str | None = None, *, upgrade: bool = True, pool_size: int | None = None) -> Engine:
     """Open the database (see `resolve_url`), check it answers, and upgrade its schema to head.
 
     Only what writes (the service, `kbit` commands that write) upgrades; a reader passes
@@ -109,7 +112,7 @@ def connect(url: str | None = None, *, upgrade: bool = True) -> Engine:
     password, when it cannot be opened.
     """
     url = resolve_url(url)
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")

@@ -90,27 +90,47 @@ def _head_of_queue(session: Session, team_quota: int | None = None):
     return (head, None, None) if head is not None else None
 
 
-def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]]):
-    """The oldest queued run of a model in `prefer` ((model, revision) pairs a worker holds
-    loaded) at the head's priority or above, of the head's team; else the head itself. Affinity
-    never jumps a team ahead of another: a worker keeps its model only for the team whose turn it is."""
-    wanted = or_(*[and_(Run.model == model, Run.revision == revision) for model, revision in prefer])
-    query = (select(Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority)
-             .where(Run.status == "queued", Run.priority >= head.priority, wanted))
-    if team is not None:
-        query = query.where(Run.sweep_id.in_(select(Sweep.id).where(Sweep.team_id == team)))
-    found = session.execute(query.order_by(Run.priority.desc(), Run.id).limit(1).with_for_update(skip_locked=True)).first()
-    return found or head
+def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]], avoid: dict[str, int]):
+    """The run a worker's claim starts from, within the head's team and at the head's priority or
+    above (affinity never jumps a team or a priority ahead of another):
+    the oldest queued run of a model in `prefer` ((model, revision) pairs the worker holds loaded);
+    else, when the head's model is in `avoid` ({model: how many other workers hold or run it}), the
+    oldest run of a model no other worker has, or of one the fewest workers have when the head's
+    model has more, so that workers spread over the models instead of all loading the oldest;
+    else the head itself."""
+    def oldest(condition):
+        query = (select(Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority)
+                 .where(Run.status == "queued", Run.priority >= head.priority, condition))
+        if team is not None:
+            query = query.where(Run.sweep_id.in_(select(Sweep.id).where(Sweep.team_id == team)))
+        return session.execute(query.order_by(Run.priority.desc(), Run.id).limit(1).with_for_update(skip_locked=True)).first()
+
+    if prefer:
+        found = oldest(or_(*[and_(Run.model == model, Run.revision == revision) for model, revision in prefer]))
+        if found is not None:
+            return found
+    if avoid and head.model in avoid:
+        found = oldest(Run.model.not_in(list(avoid)))
+        if found is not None:
+            return found
+        fewest = min(avoid.values())
+        if avoid[head.model] > fewest:
+            found = oldest(Run.model.in_([model for model, n in avoid.items() if n == fewest]))
+            if found is not None:
+                return found
+    return head
 
 
 def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120,
-               team_quota: int | None = None, prefer: list[tuple[str, str]] | None = None) -> list[ClaimedRun]:
+               team_quota: int | None = None, prefer: list[tuple[str, str]] | None = None,
+               avoid: dict[str, int] | None = None) -> list[ClaimedRun]:
     """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
 
     The group is that of the head of the queue (`_head_of_queue`: the highest priority, then the
     team with the fewest runs running, then age); within it runs go by priority then age. With
     `prefer` (the (model, revision) pairs the worker has loaded), a group of one of those models
-    of the same team and priority goes first (`_preferred_head`). With
+    of the same team and priority goes first, and with `avoid` ({model: other workers holding it})
+    a model nobody holds, or fewer workers hold, goes before the head's (`_preferred_head`). With
     `team_quota` a team never has more than that many runs running, and a group holds only its
     own team's runs. Each claimed run becomes `running` with attempts + 1 and a lease of
     `lease_seconds` that `heartbeat` renews; `requeue_expired` returns it to the queue if the
@@ -126,8 +146,8 @@ def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds:
     if found is None:
         return []
     head, team, room = found
-    if prefer:
-        head = _preferred_head(session, head, team, prefer)
+    if prefer or avoid:
+        head = _preferred_head(session, head, team, prefer or [], avoid or {})
     group = (
         select(Run.id)
         .where(

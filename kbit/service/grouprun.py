@@ -123,17 +123,20 @@ def run_group(
     heartbeat_seconds: float | None = None,
     env: dict | None = None,
     cache=None,
+    engine=None,
 ) -> dict:
     """Evaluate claimed runs of one (model, revision, eval) group; return counts of what happened
     (stored, skipped, and the ids of runs the evaluator gave no result for: `unfinished`).
 
     `runs` are ClaimedRun fields as dicts (run_id, model, revision, config, eval). `env` is applied
     to this process first (KBIT_HOME and Hugging Face cache settings of the service). `cache`
-    (a long-lived worker's loaded models) is handed to the evaluator.
+    (a long-lived worker's loaded models) is handed to the evaluator; `engine` is a long-lived
+    worker's open database engine (else one is opened for this group and closed after it).
     """
     if env:
         os.environ.update({k: v for k, v in env.items() if v is not None})
-    engine = connect(db_url, upgrade=False)
+    own_engine = engine is None
+    engine = connect(db_url, upgrade=False) if own_engine else engine
     first = runs[0]
     by_index = {i: run["run_id"] for i, run in enumerate(runs)}
     counts = {"stored": 0, "skipped": 0, "retried": 0, "unfinished": [], "pid": os.getpid(), "load_and_eval_s": 0.0}
@@ -165,5 +168,6 @@ def run_group(
             counts["unfinished"] = list(leases.pending)
     finally:
         counts["load_and_eval_s"] = time.perf_counter() - started
-        engine.dispose()
+        if own_engine:
+            engine.dispose()
     return counts

@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -242,12 +243,18 @@ class Scheduler:
         if not slots:
             return
         limit = self.group_size(self.launcher.capacity())
+        # How many workers run or hold each model: a worker without one of its own goes where fewest are.
+        workers_on = Counter(info.model for info in self.inflight.values())
+        for slot in slots:
+            workers_on.update({model for model, _ in slot.holds})
         for slot in slots:
             self._serial += 1
             worker = f"{self.instance}/t{self._serial}"
+            own = {model for model, _ in slot.holds}
+            others = {model: n - (model in own) for model, n in workers_on.items() if n - (model in own) > 0}
             with session_scope(self.engine) as s:
                 claimed = queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=self.lease_seconds,
-                                           team_quota=self.team_quota, prefer=slot.holds)
+                                           team_quota=self.team_quota, prefer=slot.holds, avoid=others)
             if not claimed:
                 return
             runs = [
@@ -261,6 +268,8 @@ class Scheduler:
                 self._release(worker, [r["run_id"] for r in runs], f"could not launch a worker task: {first_line(exc)}")
                 raise
             self.inflight[handle] = TaskInfo(worker, [r["run_id"] for r in runs], claimed[0].model)
+            if claimed[0].model not in own:
+                workers_on[claimed[0].model] += 1
             self.stats["tasks_launched"] += 1
             self.stats["runs_claimed"] += len(runs)
 

@@ -223,3 +223,16 @@ def test_leases_of_finds_the_runs_an_owner_prefix_holds(engine, team_token):
         assert queue.leases_of(s, "sched_a-") == {1: "sched_a-1234abcd/t1"}  # "_" is not a wildcard
         assert queue.leases_of(s, "sched%b-") == {2: "sched%b-1234abcd/t1"}
         assert queue.count_queued(s) == 0
+
+
+def test_a_worker_avoids_a_model_another_worker_holds_while_others_wait(engine, team_token):
+    enqueue(engine, [make_run(i, f"m{i // 3}") for i in range(9)])  # m0 oldest, then m1, m2
+    with session_scope(engine) as s:
+        first = queue.claim_runs(s, worker="w1", limit=1, avoid={"m0": 1})
+        assert {r.model for r in first} == {"m1"}  # m0 is another worker's: the oldest other model
+        both = queue.claim_runs(s, worker="w2", limit=1, prefer=[("m0", "main")], avoid={"m0": 1, "m1": 1})
+        assert {r.model for r in both} == {"m0"}  # a model the worker holds itself comes first
+        spread = queue.claim_runs(s, worker="w3", limit=1, avoid={"m0": 3, "m1": 1, "m2": 2})
+        assert {r.model for r in spread} == {"m1"}  # every model is somebody's: the one the fewest have
+        rest = queue.claim_runs(s, worker="w4", limit=16, avoid={"m0": 1, "m1": 1, "m2": 1})
+        assert {r.model for r in rest} == {"m0"}  # as many on each: the head of the queue
