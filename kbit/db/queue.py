@@ -90,6 +90,9 @@ def _head_of_queue(session: Session, team_quota: int | None = None):
     return (head, None, None) if head is not None else None
 
 
+SPREAD_LEVELS = 3  # how many "fewer workers" levels a claim tries before it takes the head's model
+
+
 def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]], avoid: dict[str, int]):
     """The run a worker's claim starts from, within the head's team and at the head's priority or
     above (affinity never jumps a team or a priority ahead of another):
@@ -113,9 +116,8 @@ def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]],
         found = oldest(Run.model.not_in(list(avoid)))
         if found is not None:
             return found
-        fewest = min(avoid.values())
-        if avoid[head.model] > fewest:
-            found = oldest(Run.model.in_([model for model, n in avoid.items() if n == fewest]))
+        for level in sorted({n for n in avoid.values() if n < avoid[head.model]})[:SPREAD_LEVELS]:
+            found = oldest(Run.model.in_([model for model, n in avoid.items() if n == level]))
             if found is not None:
                 return found
     return head

@@ -26,7 +26,9 @@ from kbit.spec.sweep import RUN_TIMEOUT_S
 log = logging.getLogger("kbit.scheduler")
 LIMITS_EVERY_S = 1.0  # how often time limits and orphaned tasks are looked for
 LEARNED_TTL_S = 60.0  # how long a model's measured memory need is reused before asking again
-LEARNED_MARGIN = 1.2  # a measured peak, plus room for a longer document than any seen so far
+LEARNED_MARGIN = 1.2
+UNHELD_GRACE_S = 5.0
+RECENT_MODEL_S = 600.0  # a model claimed this recently may still have queued runs (see fill)  # a measured peak, plus room for a longer document than any seen so far
 
 
 @dataclass
@@ -101,7 +103,8 @@ class Scheduler:
         self.name = name
         self._limits_checked_at = 0.0
         self._adopted = False
-        self._unheld: set[str] = set()  # tasks that held no run at the last limits check
+        self._unheld_since: dict[str, float] = {}  # task -> when it was first seen holding no run
+        self._claimed_models: dict[str, float] = {}  # model -> when a group of it was last claimed  # tasks that held no run at the last limits check
         self._learned: dict[tuple[str, str], tuple[float, int | None]] = {}
         self._serial = 0
         self._wake = threading.Event()
@@ -175,10 +178,10 @@ class Scheduler:
     def enforce_limits(self) -> None:
         """Runs past their sweep's time limit fail with `timeout` and their task is stopped (it hangs
         in that run; its other runs go back to the queue); a task left holding no run (its runs
-        cancelled) is stopped now rather than after its current config. A task is only taken for
-        one holding nothing when it was so at the previous check too: a group that has just stored
-        its last result is about to end on its own, and stopping it would kill a worker with
-        loaded models for nothing."""
+        cancelled) is stopped rather than after its current config. A task is only taken for one
+        holding nothing after UNHELD_GRACE_S of it: a group that has just stored its last result
+        ends on its own (and one whose runs were cancelled stops before its next config), while
+        stopping it kills a worker with its loaded models."""
         if not self.inflight:
             return
         now = time.monotonic()
@@ -196,13 +199,13 @@ class Scheduler:
             held = queue.holders(s, [run_id for info in self.inflight.values() for run_id in info.run_ids])
         unheld = {info.worker for info in self.inflight.values()
                   if not any(held.get(run_id) == info.worker for run_id in info.run_ids)}
+        self._unheld_since = {worker: self._unheld_since.get(worker, now) for worker in unheld}
         for handle, info in self.inflight.items():
-            if info.cancelled is None and info.worker in unheld & self._unheld:
+            if info.cancelled is None and now - self._unheld_since.get(info.worker, now) >= UNHELD_GRACE_S:
                 stop.setdefault(info.worker, "none of its runs is its own any more (cancelled, failed or timed out)")
             if info.cancelled is None and info.worker in stop:
                 info.cancelled = stop[info.worker]
                 self.launcher.cancel(handle)
-        self._unheld = unheld
 
     def renew_leases(self) -> None:
         """Keep the leases of tasks Ray still runs (or has not started yet) alive.
@@ -243,14 +246,17 @@ class Scheduler:
         if not slots:
             return
         limit = self.group_size(self.launcher.capacity())
-        # How many workers run or hold each model: a worker without one of its own goes where fewest are.
+        # How many workers run or hold each model: a worker without one of its own goes where fewest
+        # are. Holds count only for models claimed lately: a model long finished has no runs to share.
+        now = time.monotonic()
+        self._claimed_models = {m: at for m, at in self._claimed_models.items() if now - at < RECENT_MODEL_S}
         workers_on = Counter(info.model for info in self.inflight.values())
         for slot in slots:
-            workers_on.update({model for model, _ in slot.holds})
+            workers_on.update({model for model, _ in slot.holds if model in self._claimed_models})
         for slot in slots:
             self._serial += 1
             worker = f"{self.instance}/t{self._serial}"
-            own = {model for model, _ in slot.holds}
+            own = {model for model, _ in slot.holds if model in self._claimed_models}
             others = {model: n - (model in own) for model, n in workers_on.items() if n - (model in own) > 0}
             with session_scope(self.engine) as s:
                 claimed = queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=self.lease_seconds,
@@ -270,6 +276,7 @@ class Scheduler:
             self.inflight[handle] = TaskInfo(worker, [r["run_id"] for r in runs], claimed[0].model)
             if claimed[0].model not in own:
                 workers_on[claimed[0].model] += 1
+            self._claimed_models[claimed[0].model] = now
             self.stats["tasks_launched"] += 1
             self.stats["runs_claimed"] += len(runs)
 

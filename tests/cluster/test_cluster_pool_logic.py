@@ -74,6 +74,18 @@ def test_an_idle_worker_gets_a_group_of_the_model_it_holds(db):
     assert second_slot.worker is None and second_models == {"m/a"}  # a new worker takes the head of the queue
 
 
+def test_idle_workers_spread_over_the_models_instead_of_all_loading_the_oldest(db):
+    engine, url, *_ = db
+    submit(db, make_sweep(models=("m/a", "m/b", "m/c", "m/d"), bits=(2, 3, 4, 5, 6, 7, 8)))  # 4 x 15 runs
+    # Eight idle workers, each holding a model of an earlier sweep (no runs left: it must not count).
+    slots = [Slot(worker=f"w{i}", holds=[(f"old/{i}", "main")]) for i in range(8)]
+    pool = FakePool(url, slots=slots)
+    scheduler = Scheduler(engine, pool, lease_seconds=30, max_runs_per_task=4)
+    scheduler.fill()
+    assert sorted(next(iter(models)) for *_, models in pool.launched) == ["m/a", "m/a", "m/b", "m/b", "m/c", "m/c",
+                                                                           "m/d", "m/d"]
+
+
 def test_a_restarted_scheduler_adopts_running_groups_and_requeues_unstarted_ones_uncharged(db):
     engine, url, *_ = db
     reply = submit(db, make_sweep(models=("m/a", "m/b", "m/c")))  # 3 groups of 5
