@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kbit.db import queries, queue, session_scope
-from kbit.spec.evalspec import run_memory_bytes
+from kbit.service.memoryneed import estimate_need_bytes
+from kbit.spec.evalspec import run_memory_bytes, split_run_eval
 from kbit.spec.sweep import RUN_TIMEOUT_S
 
 log = logging.getLogger("kbit.scheduler")
@@ -106,6 +107,7 @@ class Scheduler:
         self._unheld_since: dict[str, float] = {}  # task -> when it was first seen holding no run
         self._claimed_models: dict[str, float] = {}  # model -> when a group of it was last claimed  # tasks that held no run at the last limits check
         self._learned: dict[tuple[str, str], tuple[float, int | None]] = {}
+        self._estimated: dict[tuple, tuple[float, int | None]] = {}
         self._serial = 0
         self._wake = threading.Event()
         self._renewed_at = time.monotonic()
@@ -269,7 +271,7 @@ class Scheduler:
                 for c in claimed
             ]
             try:
-                handle = self.launcher.launch(worker, runs, slot=slot, need_bytes=self.memory_need(claimed[0]))
+                handle = self.launcher.launch(worker, runs, slot=slot, need_bytes=self.memory_need(claimed))
             except Exception as exc:
                 self._release(worker, [r["run_id"] for r in runs], f"could not launch a worker task: {first_line(exc)}")
                 raise
@@ -288,10 +290,11 @@ class Scheduler:
             queued = queue.count_queued(s)
         return max(1, min(self.max_runs_per_task, math.ceil(queued / max(slots, 1))))
 
-    def memory_need(self, run: queue.ClaimedRun) -> int | None:
-        """Bytes one worker needs for this run's model: the larger of the peak measured on its
-        earlier runs (with a margin) and what the sweep declared (`memory_gb`); None when neither
-        is known."""
+    def memory_need(self, group: list[queue.ClaimedRun]) -> int | None:
+        """Bytes one worker needs for this group: the larger of the peak measured on earlier runs
+        of its model (with a margin) and what the sweep declared (`memory_gb`); with neither, an
+        estimate from the checkpoint on this machine (kbit.service.memoryneed); else None."""
+        run = group[0]
         key = (run.model, run.revision)
         at, learned = self._learned.get(key, (0.0, None))
         if time.monotonic() - at > LEARNED_TTL_S:
@@ -300,7 +303,16 @@ class Scheduler:
             self._learned[key] = (time.monotonic(), learned)
         # The larger of the two: a measured peak counts only the first GPU of a model spread over several.
         needs = [n for n in (int(learned * LEARNED_MARGIN) if learned else None, run_memory_bytes(run.eval)) if n]
-        return max(needs) if needs else None
+        if needs:
+            return max(needs)
+        evaluation, load = split_run_eval(run.eval)
+        shape = (run.model, run.revision, max(int(r.config.get("bits", 16)) for r in group),
+                 int(evaluation.get("batch_size") or 8), load.get("dtype", "auto"))
+        at, estimate = self._estimated.get(shape, (0.0, None))
+        if time.monotonic() - at > LEARNED_TTL_S:  # file lookups: once a minute per group shape
+            estimate = estimate_need_bytes(*shape)
+            self._estimated[shape] = (time.monotonic(), estimate)
+        return estimate
 
     # -- the loop ----------------------------------------------------------------------------
 

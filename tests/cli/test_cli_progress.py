@@ -60,3 +60,20 @@ def test_submitted_line_says_what_was_reused():
 def test_a_sweep_that_was_already_finished_gets_one_plain_line():
     done = dict(STATES, done=4, total=4, eta_s=0.0)
     assert progress.progress_line(5, done, 1.0, 4) == "sweep 5: 4/4 finished (4 done)"
+
+
+def test_the_workers_table_shows_each_node_share_state_model_runs_and_loaded_models():
+    rows = [
+        {"name": "kbit-worker:kbit-scheduler:ab12-1", "node": "10.0.0.5", "node_alive": True, "gpu_share": 0.125,
+         "state": "busy", "model": "facebook/opt-125m", "run_ids": [7, 8, 9, 10], "groups": 3, "loads": 1,
+         "loaded": [["facebook/opt-125m", "main"]]},
+        {"name": "kbit-worker:kbit-scheduler:ab12-2", "node": "10.0.0.6", "node_alive": False, "gpu_share": 2.0,
+         "state": "idle", "model": None, "run_ids": [], "groups": 0, "loads": None, "loaded": []},
+    ]
+    out = io.StringIO()
+    Console(file=out, width=200).print(progress.workers_table(rows))
+    text = out.getvalue()
+    first, second = [line for line in text.splitlines() if "10.0.0." in line]
+    assert "ab12-1" in first and "0.125" in first and "busy" in first and "4 (7, 8, 9, ...)" in first
+    assert first.count("facebook/opt-125m") == 2  # running it, and holding it loaded
+    assert "(gone)" in second and "idle" in second and " 2 " in second

@@ -25,10 +25,18 @@ def ray_head(offline_env):
     also tests), on free ports; stopped with `kbit down` after the session."""
     from clustertest_helpers import free_port
 
+    import os
+
     from kbit.cli import localcluster
 
-    state = localcluster.up(gcs_port=free_port(), client_port=free_port(), num_cpus=2, dashboard=False,
-                            say=lambda *_: None)
+    # Several schedulers share this head's 2 CPUs one test after another: a scheduler's idle workers
+    # give their CPU back after 3 s, not a minute, so the next test's workers find room.
+    os.environ["KBIT_WORKER_IDLE_S"] = "3"
+    try:
+        state = localcluster.up(gcs_port=free_port(), client_port=free_port(), num_cpus=2, dashboard=False,
+                                say=lambda *_: None)
+    finally:
+        del os.environ["KBIT_WORKER_IDLE_S"]
     yield state
     assert localcluster.down(say=lambda *_: None)
     assert localcluster.read_state() is None

@@ -57,6 +57,17 @@ def test_submit_through_the_ray_client_runs_everything_and_results_match(env, te
     assert all(r["mean_zero_shot/acc"] is not None and r["total_bits"] > 0 for r in rows)
     assert f"{len(rows)}" in out and "done" in out  # the summary table
 
+    # the workers that ran it (those not yet idle for KBIT_WORKER_IDLE_S), with the models they hold
+    from kbit.cluster.client import RayService
+
+    with RayService(env) as svc:
+        workers = svc.workers()
+    assert all(w["node_alive"] and w["gpu_share"] == 0 and w["state"] in ("idle", "busy") for w in workers)
+    assert {m for w in workers for m, _ in w["loaded"]} <= members
+    assert main(["status", "--address", env]) == 0
+    listing = capsys.readouterr().out
+    assert ("workers" if workers else "no workers running") in listing
+
     assert main(["results", "--sweep", str(sweep_id), "--format", "csv", "--address", env]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert sorted(int(r["run_id"]) for r in table) == sorted(r["run_id"] for r in rows)

@@ -129,12 +129,12 @@ def test_the_memory_need_is_the_larger_of_declared_and_measured(db):
         a = queue.claim_runs(s, worker="w", limit=16)
         b = queue.claim_runs(s, worker="w", limit=16)
     scheduler = Scheduler(engine, FakePool(url), lease_seconds=30)
-    assert scheduler.memory_need(a[0]) == 10 * GIB and scheduler.memory_need(b[0]) is None
+    assert scheduler.memory_need(a) == 10 * GIB and scheduler.memory_need(b) is None
     with session_scope(engine) as s:  # a's first run measured 20 GiB on a GPU
         queue.complete_run(s, a[0].run_id, {"config": a[0].config, "status": "done", "metrics": [],
                                              "device": "NVIDIA H100", "peak_memory_bytes": 20 * GIB}, worker="w")
     scheduler._learned.clear()
-    assert scheduler.memory_need(a[1]) == int(20 * GIB * 1.2)
+    assert scheduler.memory_need(a[1:]) == int(20 * GIB * 1.2)
     assert reply["total"] == 4
 
 
@@ -145,3 +145,22 @@ def test_the_memory_need_is_the_larger_of_declared_and_measured(db):
 def test_a_need_picks_the_smallest_gpu_share_that_holds_it(need_gib, share):
     need = None if need_gib is None else int(need_gib * GIB)
     assert gpu_share(need, 80 * GIB) == share
+
+
+def test_with_nothing_measured_or_declared_the_need_is_estimated_from_the_checkpoint(db, tmp_path):
+    import json
+
+    engine, url, *_ = db
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"torch_dtype": "float16", "vocab_size": 1000,
+                                                     "max_position_embeddings": 512}))
+    with open(folder / "model.safetensors", "wb") as f:
+        f.truncate(4 * GIB)  # sparse: only its size matters
+    folder = str(folder)
+    submit(db, make_sweep(models=(folder,), bits=(4,), dtypes=("nf",)))
+    with session_scope(engine) as s:
+        group = queue.claim_runs(s, worker="w", limit=16)
+    need = Scheduler(engine, FakePool(url), lease_seconds=30).memory_need(group)
+    assert need == int(4 * GIB * (1 + 4 / 16) * 1.1 + 8 * 512 * 1000 * 10)  # the group's largest k: 4
+    assert gpu_share(need, 80 * GIB) == 0.125
