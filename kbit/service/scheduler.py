@@ -306,7 +306,8 @@ class Scheduler:
         if needs:
             return max(needs)
         evaluation, load = split_run_eval(run.eval)
-        shape = (run.model, run.revision, max(int(r.config.get("bits", 16)) for r in group),
+        quantized = [int(r.config.get("bits", 16)) for r in group if int(r.config.get("bits", 16)) < 16]
+        shape = (run.model, run.revision, max(quantized, default=16),  # k < 16 keeps a packed copy beside
                  int(evaluation.get("batch_size") or 8), load.get("dtype", "auto"))
         at, estimate = self._estimated.get(shape, (0.0, None))
         if time.monotonic() - at > LEARNED_TTL_S:  # file lookups: once a minute per group shape
