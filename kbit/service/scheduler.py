@@ -306,8 +306,9 @@ class Scheduler:
         if needs:
             return max(needs)
         evaluation, load = split_run_eval(run.eval)
+        # The group's largest k below 16 needs the most: its packed copy sits beside the original weights.
         quantized = [int(r.config.get("bits", 16)) for r in group if int(r.config.get("bits", 16)) < 16]
-        shape = (run.model, run.revision, max(quantized, default=16),  # k < 16 keeps a packed copy beside
+        shape = (run.model, run.revision, max(quantized, default=16),
                  int(evaluation.get("batch_size") or 8), load.get("dtype", "auto"))
         at, estimate = self._estimated.get(shape, (0.0, None))
         if time.monotonic() - at > LEARNED_TTL_S:  # file lookups: once a minute per group shape
