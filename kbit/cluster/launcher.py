@@ -254,11 +254,11 @@ class WorkerPool:
                 if state["device_bytes"] and state["gpu_ids"]:
                     self.gpu_bytes = int(state["device_bytes"])
         now = time.monotonic()
-        # A pending worker may just be starting (a process takes seconds). It waits for room when
-        # the pool asked for more than the cluster has (a group too big for the idle worker it was
-        # offered), or, on fragmented GPUs, when it has waited a minute.
-        waiting = any(w.pending is not None and (now - w.started_at > PENDING_BEFORE_REAP_S and self._overcommitted()
-                                                 or now - w.started_at > 60.0) for w in self.workers.values())
+        # A pending worker may just be starting (a process takes seconds, a minute on a busy node).
+        # It waits for room when the pool asked for more than the cluster has (a group too big for
+        # the idle worker it was offered). Shares split over GPUs badly are freed by the idle timeout.
+        waiting = self._overcommitted() and any(
+            w.pending is not None and now - w.started_at > PENDING_BEFORE_REAP_S for w in self.workers.values())
         idle_s = settings.worker_idle_seconds()
         for pooled in list(self.workers.values()):
             if pooled.pending is None and pooled.busy is None and (waiting or now - pooled.idle_since > idle_s):
