@@ -255,6 +255,7 @@ def bench(args) -> dict:
                 "groups": info["tasks_launched"] - (before["tasks_launched"] if not args.kill_scheduler else 0),
                 "tasks_failed": info["tasks_failed"], "model_loads": model_loads(svc) - loads_before,
                 "min_loads": args.models, "groups_adopted": info["groups_adopted"],
+                "runs_released_on_restart": info["runs_released_on_restart"],
                 "runs_lost_with_node": info["runs_lost_with_node"], "memory_busy": peak_memory,
             })
             counts = run_counts(engine, sweep_id)
@@ -309,7 +310,8 @@ def report(r: dict) -> str:
                      f"{_s(r.get('requeue_after_s'))} after removal, all done again {_s(r.get('back_after_s'))} after")
     if r.get("kill_scheduler"):
         lines.append(f"  scheduler SIGKILLed after {r.get('scheduler_killed_after_done')} done: "
-                     f"{r.get('groups_adopted')} running groups adopted by its restart")
+                     f"{r.get('groups_adopted')} running groups adopted by its restart, "
+                     f"{r.get('runs_released_on_restart')} claimed runs no worker had started requeued uncharged")
     for key in ("memory_idle", "memory_busy"):
         m = r.get(key)
         if m:
