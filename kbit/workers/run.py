@@ -38,6 +38,8 @@ def evaluate_configs(
     calibrate on `calibration` (the default Calibration when None). `loader` gives the model (a
     worker's cache of loaded models, or a fresh load); its weights are restored after each config."""
     configs = list(configs)
+    if should_stop():  # the group was cancelled before it started: load nothing
+        return
     try:
         loaded = loader(model_spec)
         tasks = lmeval.load_tasks(eval_spec.tasks, eval_spec.num_fewshot, eval_spec.seed)

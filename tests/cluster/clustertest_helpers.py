@@ -103,6 +103,19 @@ def worker_pids() -> list[int]:
             if " ".join(p.info["cmdline"] or []).startswith("ray::WorkerActor")]
 
 
+def wait_for_free_cpus(timeout: float = 120.0) -> None:
+    """Until the shared head's CPUs are all free: an earlier test's scheduler gives its idle
+    workers' CPUs back after KBIT_WORKER_IDLE_S (3 s on the test head) once their last group ends."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+        assert time.monotonic() < deadline, "the head's CPUs never came free: an earlier test left workers busy"
+        time.sleep(0.2)
+
+
 def placed_evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
     """slow_evaluate through a worker's model cache (a 0.3 s "load" on a miss), recording where and
     when each config ran: the worker's node, process, GPU share and ids, start and end times."""

@@ -10,10 +10,10 @@ import time
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import hang_at_8_bits, group_task_pids, make_sweep, results_per_run, slow_evaluate, submit
+from clustertest_helpers import (group_task_pids, hang_at_8_bits, make_sweep, results_per_run, slow_evaluate, submit,
+                                 wait_for_free_cpus)
 
 from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
-from kbit.spec.settings import RAY_NAMESPACE as NAMESPACE
 from kbit.cli.progress import wait_for_sweep
 from kbit.cluster.client import RayService
 
@@ -26,6 +26,7 @@ def scheduler(ray_head, db, request):
     name = f"kbit-test-{request.node.name[:30]}"
     svc = RayService(ray_head["address"], db_url=db[1], evaluate=slow_evaluate,
                      scheduler_options={"lease_seconds": 5.0, "poll_s": 0.2}, scheduler_name=name)
+    wait_for_free_cpus()
     yield svc, name
     stop_scheduler(name)
     svc.close()
@@ -81,6 +82,7 @@ def test_a_hung_run_times_out_and_its_ray_task_is_cancelled(ray_head, db):
     name = "kbit-test-hung-run"
     svc = RayService(ray_head["address"], db_url=db[1], evaluate=hang_at_8_bits,
                      scheduler_options={"lease_seconds": 30.0, "poll_s": 0.2}, scheduler_name=name)
+    wait_for_free_cpus()
     try:
         reply = submit(db, make_sweep(name="hung", models=("m/a",), bits=(4, 8), dtypes=("nf",),
                                       extra="run_timeout_s: 3\n"))  # 16-bit, nf4, nf8

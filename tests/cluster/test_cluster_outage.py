@@ -8,7 +8,7 @@ import time
 
 import clustertest_helpers
 import ray
-from clustertest_helpers import make_sweep, results_per_run, slow_evaluate
+from clustertest_helpers import make_sweep, results_per_run, slow_evaluate, wait_for_free_cpus
 from sqlalchemy.engine import make_url
 from tcpproxy import TcpProxy
 
@@ -17,7 +17,6 @@ from kbit.cluster.actor import stop_scheduler
 from kbit.cluster.client import RayService
 from kbit.db import connect, session_scope, teams
 from kbit.service import Operations
-from kbit.spec.settings import RAY_NAMESPACE
 
 ray.cloudpickle.register_pickle_by_value(clustertest_helpers)
 
@@ -35,6 +34,7 @@ def test_a_database_outage_mid_sweep_loses_no_result_and_charges_no_attempt(ray_
         name = "kbit-test-outage"
         svc = RayService(ray_head["address"], db_url=url, evaluate=slow_evaluate,
                          scheduler_options={"lease_seconds": 60.0, "poll_s": 0.2}, scheduler_name=name)
+        wait_for_free_cpus()
         try:
             sweep = make_sweep(name="outage", models=("m/a", "m/b"), bits=(3, 4, 5, 8), dtypes=("int", "nf"))
             reply = Operations(engine).submit(sweep.spec(), "nlp", token)  # 2 x 9 runs
