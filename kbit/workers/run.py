@@ -34,27 +34,28 @@ def evaluate_configs(
     loader: Callable[[ModelSpec], LoadedModel] = load_model,
 ) -> Iterator[RunResult]:
     """One RunResult per config, in order, each yielded as soon as it is done. `should_stop()` is
-    asked before every config; once it says True no further result is yielded. GPTQ configs
+    asked before every config (the first time before the model loads, so a group cancelled before
+    it started loads nothing); once it says True no further result is yielded. GPTQ configs
     calibrate on `calibration` (the default Calibration when None). `loader` gives the model (a
     worker's cache of loaded models, or a fresh load); its weights are restored after each config."""
     configs = list(configs)
-    if should_stop():  # the group was cancelled before it started: load nothing
+    if not configs or should_stop():
         return
     try:
         loaded = loader(model_spec)
         tasks = lmeval.load_tasks(eval_spec.tasks, eval_spec.num_fewshot, eval_spec.seed)
     except Exception as exc:  # noqa: BLE001 - the group's setup failed: every config fails alike
         error = as_run_error(exc)
-        for cfg in configs:
-            if should_stop():
+        for i, cfg in enumerate(configs):
+            if i and should_stop():  # the first config was asked for before the load
                 return
             yield _failed(cfg, error, device_name(None), 0.0, model_spec, eval_spec)
         return
     batch_size = eval_spec.batch_size
     calibrate = GroupCalibration(calibration or Calibration(), loaded)
     try:
-        for cfg in configs:
-            if should_stop():
+        for i, cfg in enumerate(configs):
+            if i and should_stop():
                 return
             result, batch_size = _run_one(loaded, tasks, cfg, eval_spec, batch_size, calibrate)
             yield result
