@@ -31,7 +31,6 @@ from kbit.spec import settings
 EVALUATORS = ("workers", "noop")
 SHARES = (0.125, 0.25, 0.5, 1.0)  # GPU fractions a worker may take: halvings pack without gaps
 STATE_TIMEOUT_S = 30.0
-NODES_TTL_S = 1.0
 RESOURCES_TTL_S = 0.5  # the cluster's resources, asked of the GCS at most this often
 PENDING_BEFORE_REAP_S = 5.0  # a new worker that waits this long for room has idle workers stopped
 
@@ -90,12 +89,11 @@ class WorkerPool:
         self.gpu_bytes = settings.gpu_memory_bytes()
         self.workers: dict[str, PooledWorker] = {}
         self.by_handle: dict[object, PooledWorker] = {}
-        self.stats = {"workers_started": 0, "workers_stopped": 0, "workers_lost": 0, "adopted_groups": 0}
+        self.stats = {"workers_started": 0, "workers_stopped": 0, "workers_lost": 0}
         self._tag = uuid.uuid4().hex[:6]
         self._serial = 0
-        self._nodes: tuple[float, dict] = (0.0, {})
-        self._failed_on: dict[object, str | None] = {}
-        self._resources_cache: tuple[float, tuple[dict, dict]] = (0.0, ({}, {}))  # handle of a failed group -> its worker's node
+        self._failed_on: dict[object, str | None] = {}  # handle of a failed group -> its worker's node
+        self._resources_cache: tuple[float, tuple[dict, dict]] = (0.0, ({}, {}))
 
     # -- the Launcher protocol ----------------------------------------------------------------
 
@@ -107,7 +105,7 @@ class WorkerPool:
     def free_slots(self) -> list[Slot]:
         """Idle workers (with what they hold), then room for new workers."""
         self._refresh()
-        idle = [Slot(worker=w, holds=list(w.holds), memory_bytes=self._memory_of(w))
+        idle = [Slot(worker=w, holds=list(w.holds))
                 for w in self.workers.values() if w.pending is None and w.busy is None]
         return idle + [Slot() for _ in range(self._room())]
 
@@ -159,7 +157,7 @@ class WorkerPool:
         node = self._failed_on.pop(handle, None)
         if isinstance(error, ray.exceptions.NodeDiedError):
             return True
-        return node is not None and not self._alive_nodes(fresh=True).get(node, False)
+        return node is not None and not self._nodes()[0].get(node, False)
 
     def adopt(self) -> list[tuple[object, str, list[int], str]]:
         """The groups that workers of an earlier instance of this scheduler are running now:
@@ -183,7 +181,6 @@ class WorkerPool:
                 pooled.group = {"worker": state["worker"], "run_ids": state["run_ids"], "model": state["model"]}
                 self.by_handle[handle] = pooled
                 adopted.append((handle, state["worker"], list(state["run_ids"]), state["model"]))
-        self.stats["adopted_groups"] += len(adopted)
         return adopted
 
     # -- the pool -----------------------------------------------------------------------------
@@ -191,8 +188,7 @@ class WorkerPool:
     def describe(self) -> list[dict]:
         """Every worker with its node, GPU share, state, current group, loaded models and load
         counts, as the workers themselves say it now (`kbit status`)."""
-        alive = self._alive_nodes(fresh=True)
-        addresses = self._nodes[1]["addresses"]
+        alive, addresses = self._nodes()
         workers = sorted(self.workers.values(), key=lambda w: (w.node_id or "", w.name))
         calls = [w.actor.state.remote() for w in workers]
         rows = []
@@ -299,15 +295,9 @@ class WorkerPool:
     def _gpus(self) -> bool:
         return self._resources()[0].get("GPU", 0) > 0
 
-    def _memory_of(self, pooled: PooledWorker) -> int | None:
-        return int(pooled.share * self.gpu_bytes) if pooled.share else None
-
-    def _alive_nodes(self, fresh: bool = False) -> dict:
-        """{node id: alive} from Ray, asked at most once a second unless `fresh`."""
-        at, cached = self._nodes
-        if fresh or time.monotonic() - at > NODES_TTL_S:
-            nodes = ray.nodes()
-            cached = {"alive": {n["NodeID"]: bool(n["Alive"]) for n in nodes},
-                      "addresses": {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes}}
-            self._nodes = (time.monotonic(), cached)
-        return cached["alive"]
+    @staticmethod
+    def _nodes() -> tuple[dict, dict]:
+        """({node id: alive}, {node id: address}), as Ray says now."""
+        nodes = ray.nodes()
+        return ({n["NodeID"]: bool(n["Alive"]) for n in nodes},
+                {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes})

@@ -48,7 +48,6 @@ class WorkerActor:
         if env:
             os.environ.update({k: v for k, v in env.items() if v is not None})
         self.name, self.scheduler_name, self.db_url = name, scheduler_name, db_url
-        self.evaluate_name = evaluate if isinstance(evaluate, str) else getattr(evaluate, "__name__", "callable")
         self.evaluate = resolve_evaluator(evaluate)
         self.lease_seconds = lease_seconds
         self.gpu_share = gpu_share

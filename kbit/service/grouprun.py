@@ -11,7 +11,8 @@ The evaluation itself is passed in, behind one signature:
     evaluate(model, revision, configs, eval_spec, should_stop[, cache=]) -> iterator of RunResult dicts
 
 A long-lived worker passes its cache of loaded models as `cache` (kbit.workers.modelcache); a
-one-off task passes none, and the evaluator is then called without it.
+caller without one (the in-process launchers of the tests) passes none, and the evaluator is then
+called without it.
 
 `kbit.workers.evaluate_group` is the real one (the cluster's launcher passes it); `noop_evaluate`
 does no work at all, so the scheduler benchmark measures the scheduler's own overhead per run.

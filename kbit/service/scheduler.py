@@ -27,19 +27,18 @@ from kbit.spec.sweep import RUN_TIMEOUT_S
 log = logging.getLogger("kbit.scheduler")
 LIMITS_EVERY_S = 1.0  # how often time limits and orphaned tasks are looked for
 LEARNED_TTL_S = 60.0  # how long a model's measured memory need is reused before asking again
-LEARNED_MARGIN = 1.2
-UNHELD_GRACE_S = 5.0
-RECENT_MODEL_S = 600.0  # a model claimed this recently may still have queued runs (see fill)  # a measured peak, plus room for a longer document than any seen so far
+LEARNED_MARGIN = 1.2  # a measured peak, plus room for a longer document than any seen so far
+UNHELD_GRACE_S = 5.0  # a group holding no run is stopped after this long (see enforce_limits)
+RECENT_MODEL_S = 600.0  # a model claimed this recently may still have queued runs (see fill)
 
 
 @dataclass
 class Slot:
-    """Room for one group: an idle worker (the launcher's `worker`, the (model, revision) pairs it
-    holds loaded, the memory a group may use there) or, with worker None, a worker yet to start."""
+    """Room for one group: an idle worker (the launcher's `worker` and the (model, revision) pairs
+    it holds loaded) or, with worker None, a worker yet to start."""
 
     worker: object = None
     holds: list = field(default_factory=list)
-    memory_bytes: int | None = None
 
 
 class Launcher(Protocol):
@@ -105,7 +104,7 @@ class Scheduler:
         self._limits_checked_at = 0.0
         self._adopted = False
         self._unheld_since: dict[str, float] = {}  # task -> when it was first seen holding no run
-        self._claimed_models: dict[str, float] = {}  # model -> when a group of it was last claimed  # tasks that held no run at the last limits check
+        self._claimed_models: dict[str, float] = {}  # model -> when a group of it was last claimed
         self._learned: dict[tuple[str, str], tuple[float, int | None]] = {}
         self._estimated: dict[tuple, tuple[float, int | None]] = {}
         self._serial = 0
@@ -141,7 +140,7 @@ class Scheduler:
         orphans: dict[str, list[int]] = {}
         for run_id, owner in leases.items():
             instance = owner.split("/")[0]
-            if instance != self.instance and instance[: -len("-12345678")] == self.name and run_id not in held:
+            if instance != self.instance and instance.rsplit("-", 1)[0] == self.name and run_id not in held:
                 orphans.setdefault(owner, []).append(run_id)
         for owner, run_ids in orphans.items():
             self._release(owner, run_ids, "the scheduler restarted before a worker started these runs", charge=False)

@@ -11,6 +11,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 
 import torch
 
@@ -71,29 +72,28 @@ def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: di
     quant = [QuantConfig.from_dict(c) for c in configs]
     evaluation, load = split_run_eval(eval_spec)
     spec = ModelSpec(model=model, revision=revision, **load)
-    in_use = []  # the cache's context for the model this group holds
-    resident = [0]  # bytes of the other models the cache keeps on the device meanwhile
+    resident = 0  # bytes of the other models the cache keeps on the device meanwhile
 
-    def from_cache(model_spec: ModelSpec) -> LoadedModel:
-        context = cache.use(model_spec, lambda: load_model(model_spec), model_bytes)
-        loaded = context.__enter__()
-        in_use.append(context)
-        if loaded.device.type == "cuda":
-            resident[0] = cache.held_bytes()  # the model in use is out of the cache's count while used
-        return loaded
+    with ExitStack() as held:  # the model goes back to the cache when the group ends
 
-    results = evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop,
-                               calibration=run_calibration(eval_spec), loader=load_model if cache is None else from_cache)
-    try:
-        for result in results:
-            data = result.to_dict()
-            if resident[0]:  # a run's peak is what it needed, not the models kept loaded beside it
-                data["peak_memory_bytes"] = max(0, (data["peak_memory_bytes"] or 0) - resident[0])
-            yield data
-    finally:
-        results.close()  # restores the original weights before the model goes back to the cache
-        for context in in_use:
-            context.__exit__(None, None, None)
+        def from_cache(model_spec: ModelSpec) -> LoadedModel:
+            nonlocal resident
+            loaded = held.enter_context(cache.use(model_spec, lambda: load_model(model_spec), model_bytes))
+            if loaded.device.type == "cuda":
+                resident = cache.held_bytes()  # the model in use is out of the cache's count while used
+            return loaded
+
+        results = evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop,
+                                   calibration=run_calibration(eval_spec),
+                                   loader=load_model if cache is None else from_cache)
+        try:
+            for result in results:
+                data = result.to_dict()
+                if resident:  # a run's peak is what it needed, not the models kept loaded beside it
+                    data["peak_memory_bytes"] = max(0, (data["peak_memory_bytes"] or 0) - resident)
+                yield data
+        finally:
+            results.close()  # restores the original weights before the model goes back to the cache
 
 
 def model_bytes(loaded: LoadedModel) -> int:

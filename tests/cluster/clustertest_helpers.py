@@ -103,17 +103,25 @@ def worker_pids() -> list[int]:
             if " ".join(p.info["cmdline"] or []).startswith("ray::WorkerActor")]
 
 
+def wait_until(predicate, timeout=60, step=0.2):
+    """The predicate's first true value, polled every `step` s; AssertionError after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
 def wait_for_free_cpus(timeout: float = 120.0) -> None:
     """Until the shared head's CPUs are all free: an earlier test's scheduler gives its idle
     workers' CPUs back after KBIT_WORKER_IDLE_S (3 s on the test head) once their last group ends."""
-    import time
-
     import ray
 
-    deadline = time.monotonic() + timeout
-    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
-        assert time.monotonic() < deadline, "the head's CPUs never came free: an earlier test left workers busy"
-        time.sleep(0.2)
+    wait_until(lambda: ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0), timeout)
 
 
 def placed_evaluate(model, revision, configs, eval_spec, should_stop, cache=None):

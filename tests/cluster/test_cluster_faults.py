@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import clustertest_helpers
 import pytest
 import ray
 from clustertest_helpers import (group_task_pids, hang_at_8_bits, make_sweep, results_per_run, slow_evaluate, submit,
-                                 wait_for_free_cpus)
+                                 wait_for_free_cpus, wait_until)
 
 from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
 from kbit.cli.progress import wait_for_sweep
@@ -30,16 +29,6 @@ def scheduler(ray_head, db, request):
     yield svc, name
     stop_scheduler(name)
     svc.close()
-
-
-def wait_until(predicate, timeout=60, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):

@@ -66,7 +66,7 @@ class FakePool:
 def test_an_idle_worker_gets_a_group_of_the_model_it_holds(db):
     engine, url, *_ = db
     submit(db, make_sweep(models=("m/a", "m/b")))  # m/a's runs are older
-    holder = Slot(worker="w-holding-b", holds=[("m/b", "main")], memory_bytes=None)
+    holder = Slot(worker="w-holding-b", holds=[("m/b", "main")])
     pool = FakePool(url, slots=[holder, Slot()])
     Scheduler(engine, pool, lease_seconds=30).fill()
     (_, first_slot, _, first_models), (_, second_slot, _, second_models) = pool.launched

@@ -12,7 +12,7 @@ import time
 
 import clustertest_helpers
 import ray
-from clustertest_helpers import make_sweep, placed_evaluate, provenances, results_per_run, submit
+from clustertest_helpers import make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
 from ray.cluster_utils import Cluster
 
 from kbit.cli.progress import wait_for_sweep
@@ -40,16 +40,6 @@ def gpu_cluster(nodes: int, gpus: int):
 def service(cluster, db, name, lease_seconds=10.0):
     return RayService(cluster.address, db_url=db[1], evaluate=placed_evaluate, scheduler_name=name,
                       scheduler_options={"lease_seconds": lease_seconds, "poll_s": 0.2})
-
-
-def wait_until(predicate, timeout=60, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def test_the_scheduler_killed_mid_sweep_costs_no_attempt_and_workers_keep_their_models(db, offline_env):
