@@ -149,6 +149,22 @@ def placed_evaluate(model, revision, configs, eval_spec, should_stop, cache=None
             }
 
 
+def gated_evaluate(gate: str):
+    """placed_evaluate whose groups, after each config, wait until the file `gate` exists: a test
+    holds every group running across an event (a scheduler restart) and then lets them finish."""
+
+    def evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
+        import os
+        import time
+
+        for result in placed_evaluate(model, revision, configs, eval_spec, should_stop, cache):
+            yield result
+            while not os.path.exists(gate) and not should_stop():
+                time.sleep(0.05)
+
+    return evaluate
+
+
 def provenances(engine, sweep_id) -> list[dict]:
     """The provenance of every done run of a sweep."""
     from sqlalchemy import select

@@ -12,7 +12,7 @@ import time
 
 import clustertest_helpers
 import ray
-from clustertest_helpers import make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
+from clustertest_helpers import gated_evaluate, make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
 from ray.cluster_utils import Cluster
 
 from kbit.cli.progress import wait_for_sweep
@@ -37,25 +37,35 @@ def gpu_cluster(nodes: int, gpus: int):
         cluster.shutdown()
 
 
-def service(cluster, db, name, lease_seconds=10.0):
-    return RayService(cluster.address, db_url=db[1], evaluate=placed_evaluate, scheduler_name=name,
+def service(cluster, db, name, lease_seconds=10.0, evaluate=placed_evaluate):
+    return RayService(cluster.address, db_url=db[1], evaluate=evaluate, scheduler_name=name,
                       scheduler_options={"lease_seconds": lease_seconds, "poll_s": 0.2})
 
 
-def test_the_scheduler_killed_mid_sweep_costs_no_attempt_and_workers_keep_their_models(db, offline_env):
+def test_the_scheduler_killed_mid_sweep_costs_no_attempt_and_workers_keep_their_models(db, offline_env, tmp_path):
+    # Every group waits after each config until the gate opens, so groups are certainly running
+    # when the restarted scheduler looks for them (short groups used to end before it came up).
+    gate = tmp_path / "gate"
     with gpu_cluster(nodes=2, gpus=2) as (cluster, _):
         name = "kbit-test-sigkill"
-        svc = service(cluster, db, name)
+        svc = service(cluster, db, name, evaluate=gated_evaluate(str(gate)))
         try:
             reply = submit(db, make_sweep(name="sigkill", models=("m/a", "m/b"), bits=(3, 4, 5, 8)))  # 2 x 9 runs
-            wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 3)
+            wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 2)
             before = ray.get(svc.actor.ping.remote())
             workers_before = {w["name"]: w for w in ray.get(svc.actor.workers.remote())}
             assert any(w["state"] == "busy" for w in workers_before.values())
             os.kill(before["pid"], signal.SIGKILL)  # Ray restarts the actor: a new scheduler instance
+
+            def restarted():
+                with contextlib.suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    now = ray.get(svc.actor.ping.remote(), timeout=10)
+                    return now if now["instance"] != before["instance"] and now["ticks"] >= 2 else None
+
+            after = wait_until(restarted, timeout=120)
+            gate.touch()
+            assert after["groups_adopted"] >= 1
             final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
-            after = ray.get(svc.actor.ping.remote())
-            assert after["instance"] != before["instance"] and after["groups_adopted"] >= 1
             assert final["done"] == final["total"] == 18
             assert set(results_per_run(db[0], reply["sweep_id"]).values()) == {1}  # none twice
             assert {r["attempts"] for r in svc.results(reply["sweep_id"])} == {1}  # no attempt charged
@@ -66,6 +76,7 @@ def test_the_scheduler_killed_mid_sweep_costs_no_attempt_and_workers_keep_their_
                 assert {tuple(m) for m in old["loaded"]} <= {tuple(m) for m in new["loaded"]}  # ... its models kept
                 assert new["loads"] == len(new["loaded"])  # no model was ever loaded twice by one worker
         finally:
+            gate.touch()
             stop_scheduler(name)
             svc.close()
 
