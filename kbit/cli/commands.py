@@ -19,6 +19,7 @@ from kbit.service import Operations
 from kbit.service.gateway_client import HttpService
 from kbit.spec import settings
 from kbit.spec.errors import UsageError
+from kbit.spec.modelids import is_local_path
 from kbit.spec.reader import load_sweep
 from kbit.workers.bundled import family_members
 
@@ -35,13 +36,39 @@ def require_team(args, sweep=None) -> str:
     return team
 
 
+def token_file(team: str) -> Path:
+    """Where a team's token may be kept on this machine ($KBIT_HOME/<team>-token); `kbit demo`
+    keeps the demo team's there, and commands read it when KBIT_TOKEN is not set."""
+    return settings.kbit_home() / f"{team}-token"
+
+
 def require_token(team: str) -> str:
+    """$KBIT_TOKEN, else the team's token file (saying so on stderr), else a UsageError naming both
+    and the command that issues a new token."""
     token = settings.token()
-    if not token:
-        raise UsageError(
-            f"no token for team {team!r}; export KBIT_TOKEN=<the token `kbit team create {team}` printed>"
-        )
-    return token
+    if token:
+        return token
+    path = token_file(team)
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        token = ""
+    if token:
+        print(f"kbit: KBIT_TOKEN is not set; using team {team}'s token from {path}", file=sys.stderr)
+        return token
+    raise UsageError(
+        f"no token for team {team!r}; export KBIT_TOKEN=<the token `kbit team create {team}` printed>, or keep it "
+        f"in {path}; lost it? `kbit team rotate {team}` prints a new one (the old one stops working)"
+    )
+
+
+def save_token(team: str, token: str) -> Path:
+    """Write a team's token file, readable by this user only."""
+    path = token_file(team)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token)
+    path.chmod(0o600)
+    return path
 
 
 def cluster_address(args) -> str | None:
@@ -93,10 +120,22 @@ def write_output(text: str, output: str | None) -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 
+def missing_local_paths(sweep) -> list[str]:
+    """The sweep's local model folders and calibration file (kbit.spec.modelids.is_local_path)
+    that do not exist on this machine."""
+    paths = [m.model for m in sweep.models]
+    if sweep.calibration is not None and sweep.calibration.is_file:
+        paths.append(sweep.calibration.source)
+    return [p for p in dict.fromkeys(paths) if is_local_path(p) and not Path(p).expanduser().exists()]
+
+
 def cmd_submit(args) -> int:
     sweep = load_sweep(args.file, family_members=family_members)
     team = require_team(args, sweep)
     out = console()
+    for path in missing_local_paths(sweep):
+        print(f"kbit submit: warning: {path} does not exist on this machine; its runs fail unless the workers "
+              "have it at that path", file=sys.stderr)
     if args.check:
         out.print(f"{args.file}: valid. {len(sweep.models)} models x {len(sweep.configs)} configs = {sweep.n_runs} runs "
                   f"over tasks {', '.join(sweep.eval.tasks)} (team {team})")
@@ -116,19 +155,30 @@ def cmd_submit(args) -> int:
         if svc.mode == "embedded" or args.wait:
             if svc.mode == "embedded" and not args.wait:
                 out.print("no cluster given: running it here (embedded) until it finishes")
-            finish(svc, reply["sweep_id"], out)
-        else:
-            out.print(f"follow it with: kbit status {reply['sweep_id']}" + (f" --address {args.address}" if args.address else ""))
+            final, failures = finish(svc, reply["sweep_id"], out)
+            return failed_exit(reply["sweep_id"], final, failures)
+        out.print(f"follow it with: kbit status {reply['sweep_id']}" + (f" --address {args.address}" if args.address else ""))
     return 0
 
 
-def finish(svc, sweep_id: int, out: Console) -> dict:
+def finish(svc, sweep_id: int, out: Console) -> tuple[dict, list[dict]]:
+    """Follow a sweep to its end and print its counts and failed runs; returns (the final counts,
+    the failed runs with their errors)."""
     final = progress.follow(svc, sweep_id, out)
     out.print(progress.counts_table(final, f"sweep {sweep_id}"))
     failures = svc.failures(sweep_id) if final["failed"] else []
     if failures:
         out.print(progress.failures_table(failures))
-    return final
+    return final, failures
+
+
+def failed_exit(sweep_id: int, final: dict, failures: list[dict], shown: int = 3) -> int:
+    """The exit status of a command that waited for a sweep: 1 when runs failed, after one line on
+    stderr saying how many and why (the first line of each different error, most common first)."""
+    if not final.get("failed"):
+        return 0
+    print(f"kbit submit: {progress.failed_summary(sweep_id, final, failures, shown)}", file=sys.stderr)
+    return 1
 
 
 def cmd_status(args) -> int:
@@ -207,10 +257,16 @@ def cmd_team(args) -> int:
                 teams.set_max_priority(s, args.name, args.max_priority)
                 print(f"team {args.name} may now submit sweeps at priority up to {args.max_priority}")
                 return 0
-            token = teams.create_team(s, args.name, max_priority=args.max_priority)
+            if args.team_command == "rotate":
+                token = teams.rotate_token(s, args.name)
+            else:
+                token = teams.create_team(s, args.name, max_priority=args.max_priority)
     except ValueError as exc:  # a name or number out of range: the message names it
         raise UsageError(str(exc)) from None
-    print(f"team {args.name} created. Its token (shown only this once):\n{token}\n")
+    done = "created" if args.team_command == "create" else "has a new token; the old one no longer works"
+    print(f"team {args.name} {done}. Its token (shown only this once):\n{token}\n")
+    if args.team_command == "rotate" and token_file(args.name).exists():
+        print(f"(also written to {save_token(args.name, token)}, where kbit looks when KBIT_TOKEN is not set)")
     print(f"export KBIT_TEAM={args.name} KBIT_TOKEN={token}")
     return 0
 
@@ -225,6 +281,13 @@ def cmd_report(args) -> int:
     from kbit.cli.report import DEFAULT_METRICS, method_of, render_report, report_json, split_findings
     from kbit.db import queries, session_scope
 
+    if args.compare:
+        from kbit.cli.report import compare_report
+
+        with Operations.open() as local, session_scope(local.engine) as s:
+            text = compare_report(s, args)
+        write_output(text, args.output or "-")
+        return 0
     as_json = args.format == "json"
     wanted = args.metric or list(DEFAULT_METRICS[:1] if as_json else DEFAULT_METRICS)
     bad = [m for m in wanted if "/" not in m]

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from kbit.analysis import Interval, better_word, verdict_text
 from kbit.cli import progress
-from kbit.cli.commands import finish, kbit_command
+from kbit.cli.commands import finish, kbit_command, save_token, token_file
 from kbit.cli.report import interval_text, load_findings
 from kbit.cluster.client import RayService
 from kbit.db import session_scope, teams
@@ -40,11 +40,12 @@ def default_sweep_path() -> Path:
 
 
 def demo_team(engine) -> tuple[str, str]:
-    """The demo team and its token, created on first use and kept in $KBIT_HOME/demo-token."""
-    token_file = settings.kbit_home() / "demo-token"
+    """The demo team and its token, created on first use and kept in $KBIT_HOME/demo-token (where
+    `kbit submit` finds it when KBIT_TOKEN is not set)."""
+    path = token_file(DEMO_TEAM)
     with session_scope(engine) as s:
-        if token_file.exists():
-            token = token_file.read_text().strip()
+        if path.exists():
+            token = path.read_text().strip()
             try:
                 teams.verify_token(s, DEMO_TEAM, token)
                 return DEMO_TEAM, token
@@ -54,9 +55,7 @@ def demo_team(engine) -> tuple[str, str]:
             token = teams.create_team(s, DEMO_TEAM)
         except errors.Conflict:
             token = teams.rotate_token(s, DEMO_TEAM)
-    token_file.parent.mkdir(parents=True, exist_ok=True)
-    token_file.write_text(token)
-    token_file.chmod(0o600)
+    save_token(DEMO_TEAM, token)
     return DEMO_TEAM, token
 
 
@@ -139,4 +138,6 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
         out.print(f"no finished runs with a mean zero-shot accuracy: see `{kbit} status` for failures")
     out.print(f"open the dashboard on these results: {kbit} dashboard   (then http://127.0.0.1:8501)")
     out.print(f"write the report: {kbit} report   ({settings.kbit_home() / 'RESULTS.md'})")
+    out.print(f"submit more as team {team}: {kbit} submit examples/micro.yaml --wait   (with KBIT_TOKEN unset it "
+              f"uses the token kept in {token_file(team)}; elsewhere: export KBIT_TOKEN=$(cat {token_file(team)}))")
     return 0

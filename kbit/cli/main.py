@@ -13,6 +13,7 @@ from kbit.spec.errors import KbitError
 EPILOG = """\
 examples:
   kbit team create nlp                                   # prints the team's token once
+  kbit team rotate nlp                                   # a new token for the team (the old one stops working)
   export KBIT_TOKEN=...                                  # the token of your team
   kbit submit examples/demo.yaml --team nlp --wait       # embedded: runs here, on this machine
   kbit submit examples/pythia.yaml --team nlp --address ray://head:10001
@@ -27,7 +28,8 @@ environment:
   KBIT_HOME          data folder (SQLite database, bundled models, logs); default ~/.kbit
   KBIT_DATABASE_URL  e.g. postgresql+psycopg://user:pw@host:5432/kbit; default SQLite under KBIT_HOME
   KBIT_RAY_ADDRESS   ray://HOST:PORT of a cluster; default: the `kbit up` service if running, else embedded
-  KBIT_TOKEN         your team's API token;  KBIT_TEAM: your team's name
+  KBIT_TOKEN         your team's API token (else read from $KBIT_HOME/<team>-token, where `kbit demo` keeps
+                     the demo team's);  KBIT_TEAM: your team's name
 """
 
 
@@ -89,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = team_sub.add_parser("create", help="create a team and print its token (shown only once)")
     t.add_argument("name", help="team name: letters, digits, '_', '-', '.'")
     t.add_argument("--max-priority", type=int, default=0, help="highest sweep priority the team may use (-10..10, default 0)")
+    t = team_sub.add_parser("rotate", help="issue a team a new token and print it (shown only once; the old one "
+                            "stops working)")
+    t.add_argument("name", help="team name")
     t = team_sub.add_parser("priority", help="set the highest sweep priority a team may use (an operator's decision)")
     t.add_argument("name", help="team name")
     t.add_argument("max_priority", type=int, help="-10..10")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -131,6 +132,22 @@ def failures_table(failures: list[dict]) -> Table:
     for f in failures:
         table.add_row(str(f["run_id"]), f["model"], f.get("label") or "", str(f.get("attempts")), f.get("error") or "")
     return table
+
+
+def failed_summary(sweep_id: int, final: dict, failures: list[dict], shown: int = 3) -> str:
+    """How many runs failed and why, in one line: 'sweep 3: 5 of 12 runs failed: 4 x model_not_found: model
+    path './m' does not exist; check the path | 1 x out_of_memory: ...' (the first line of each
+    different error among `failures`, most common first, at most `shown` of them)."""
+    line = f"sweep {sweep_id}: {final['failed']} of {final['total']} runs failed"
+    errors = Counter(
+        f"{f.get('error_type') or 'error'}: {((f.get('error') or '').strip().splitlines() or ['(no message)'])[0]}"
+        for f in failures
+    )
+    if errors:
+        line += ": " + " | ".join(f"{n} x {error}" for error, n in errors.most_common(shown))
+        if len(errors) > shown:
+            line += f" | {len(errors) - shown} other errors"
+    return line + f" (`kbit status {sweep_id}` lists the failed runs)"
 
 
 def sweeps_table(sweeps: list[dict]) -> Table:

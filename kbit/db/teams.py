@@ -43,7 +43,8 @@ def create_team(session: Session, name: str, max_priority: int = 0) -> str:
     check_team_name(name)
     _check_max_priority(max_priority)
     if session.scalar(select(Team.id).where(Team.name == name)) is not None:
-        raise Conflict(f"team {name!r} already exists; pick another name, or use rotate_token() to issue it a new token")
+        raise Conflict(f"team {name!r} already exists; pick another name, or `kbit team rotate {name}` to issue it a "
+                       "new token")
     token = secrets.token_urlsafe(32)
     session.add(Team(name=name, token_hash=hash_token(token), created_at=utcnow(), max_priority=max_priority))
     session.flush()
@@ -62,7 +63,7 @@ def rotate_token(session: Session, name: str) -> str:
 def get_team(session: Session, name: str) -> Team:
     team = session.scalar(select(Team).where(Team.name == name))
     if team is None:
-        raise NotFound(f"team {name!r} does not exist; create it first (kbit.db.teams.create_team)")
+        raise NotFound(f"team {name!r} does not exist; create it first: `kbit team create {name}`")
     return team
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kbit.spec.modelids import bundled_parts, is_local_path
+
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2}
 WORKSPACE = 1.1
 LOGIT_BYTES = 10  # a logit in the model's dtype (2) + its float32 log-softmax (4) + one temporary (4)
@@ -29,7 +31,7 @@ def _local_file(model: str, revision: str, filename: str) -> Path | None:
     if folder.is_dir():
         path = folder / filename
         return path if path.is_file() else None
-    if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+    if is_local_path(model) or bundled_parts(model):  # a missing folder, or a model no hub has
         return None
     try:
         from huggingface_hub import try_to_load_from_cache

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from kbit.spec.modelids import is_local_path
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICES = ("auto", "cpu", "cuda")
@@ -32,7 +34,6 @@ CALIBRATION_KEY = "calibration"
 BUNDLED_SOURCE = "bundled"
 CALIBRATION_SAMPLES = (1, 4096)
 CALIBRATION_SEQ_LEN = (8, 32768)
-LOCAL_PREFIXES = ("/", "./", "../", "~")
 DEFAULT_TASKS = ("kbit_lastword", "kbit_choice", "kbit_heldout")
 
 
@@ -73,11 +74,6 @@ def check_memory_gb(memory_gb) -> int | float | None:
             f"(weights + activations), a number above 0 and at most {MEMORY_GB_MAX}, e.g. memory_gb: 150, or leave "
             "it out")
     return memory_gb
-
-
-def is_local_path(model: str) -> bool:
-    """Written as a path (/models/opt-125m, ./m, ~/m): a folder, never a Hugging Face id."""
-    return model.startswith(LOCAL_PREFIXES)
 
 
 def check_revision(model: str, revision) -> str:

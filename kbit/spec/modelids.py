@@ -1,4 +1,5 @@
-"""Model ids: which family a model belongs to, and how bundled ids (kbit/<family>/<size>) split."""
+"""Model ids: which family a model belongs to, how bundled ids (kbit/<family>/<size>) split, and
+whether a name is a local path (the one check the reader, the workers and the scheduler share)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 
 _SIZE = re.compile(r"^\d+(\.\d+)?[kmbt]\d*$", re.IGNORECASE)  # 1.3b, 70m, and BLOOM's 1b1, 7b1
 _SIZE_WORDS = {"tiny", "mini", "small", "base", "medium", "large", "xl", "xxl"}
+LOCAL_PREFIXES = ("/", "./", "../", "~")
 
 
 def bundled_parts(model: str) -> tuple[str, str] | None:
@@ -14,6 +16,19 @@ def bundled_parts(model: str) -> tuple[str, str] | None:
     if len(parts) == 3 and parts[0] == "kbit" and all(parts):
         return parts[1], parts[2]
     return None
+
+
+def is_local_path(name: str) -> bool:
+    """Written as a path, so never a Hugging Face id or a bundled model: /models/opt-125m, ./m,
+    ../m, ~/m, or a relative path of three or more parts (models/opt/125m; a hub id has at most
+    two, org/name, and kbit/<family>/<size> is a bundled model). Decided from the text alone, so
+    every machine decides the same; whether the folder exists is a question for the one that loads
+    it (a plain relative name such as `opt-125m` is a folder there only if it exists)."""
+    if not isinstance(name, str) or not name:
+        return False
+    if name.startswith(LOCAL_PREFIXES) or name in (".", ".."):
+        return True
+    return name.count("/") > 1 and bundled_parts(name) is None
 
 
 def model_family(model: str) -> str:

@@ -32,6 +32,7 @@ from kbit.workers.errors import (
     ModelGated, ModelNotFound, ModelUnavailable, ModelUnsupported, OutOfMemory, RunError, is_out_of_memory,
 )
 from kbit.spec.evalspec import ModelSpec
+from kbit.spec.modelids import is_local_path
 
 MODEL_LOADS: Counter[str] = Counter()
 
@@ -82,7 +83,7 @@ def resolve_source(spec: ModelSpec) -> tuple[str, str | None]:
             raise ModelNotFound(f"model {spec.model!r} is a local folder, so revision {spec.revision!r} cannot apply; "
                                 "point at the folder that holds that revision and leave revision out")
         return str(path), None
-    if spec.model.startswith(("/", ".", "~")):
+    if is_local_path(spec.model):
         raise ModelNotFound(f"model path {spec.model!r} does not exist; check the path")
     return spec.model, spec.revision
 

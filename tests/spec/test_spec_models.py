@@ -90,6 +90,24 @@ def test_a_local_folder_is_a_model_and_takes_no_revision():
         ModelSpec("/models/opt-125m", revision="v2")
 
 
+@pytest.mark.parametrize("name, local", [
+    ("/models/opt-125m", True), ("./m", True), ("../m", True), ("~/m", True), (".", True),
+    ("models/opt/125m", True),  # three parts: no hub id has them
+    ("EleutherAI/pythia-70m", False), ("gpt2", False), ("kbit/micro/m1", False), (".hidden", False), ("", False),
+])
+def test_one_rule_for_a_local_path_on_every_path(name, local, tmp_path, monkeypatch):
+    from kbit.service.memoryneed import checkpoint_weight_bytes
+    from kbit.spec.modelids import is_local_path
+
+    assert is_local_path(name) is local
+    if local and name not in (".", ""):
+        # the reader refuses a revision for it; the scheduler's estimate does not look for it in the hub cache
+        with pytest.raises(ValueError, match="is a local folder"):
+            ModelSpec(name, revision="v2")
+        monkeypatch.chdir(tmp_path)
+        assert checkpoint_weight_bytes(name, "main") is None
+
+
 @pytest.mark.parametrize("entry, line, words", [
     ("{model: m, dtype: int4}", 2, ["models[0].dtype", "'int4' is not allowed", "auto, float32 (fp32), bfloat16 (bf16), float16 (fp16)"]),
     ("{model: m, device_map: everywhere}", 2, ["models[0].device_map", "'everywhere' is not allowed", "balanced"]),

@@ -152,6 +152,7 @@ def test_bad_paths_each_with_its_message(tmp_path, monkeypatch, tokenizer, offli
     monkeypatch.chdir(tmp_path)
     cases = [
         (ModelSpec(str(tmp_path / "absent")), "does not exist; check the path"),
+        (ModelSpec("models/absent/m"), "does not exist; check the path"),  # a path by kbit.spec.modelids' rule
         (ModelSpec(str(tmp_path / "no-config")), "has no config.json; point at a save_pretrained folder"),
         (ModelSpec("here", revision="v2"), "'here' is a local folder, so revision 'v2' cannot apply"),
     ]
