@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kbit.cli import export, localcluster, progress
+from kbit.cli import export, exportmodel, localcluster, progress
 from kbit.cluster.client import RayService
 from kbit.cluster.connect import resolve_address
 from kbit.db import mask_url
@@ -352,18 +352,16 @@ def cmd_down(args) -> int:
 
 
 def cmd_gateway(args) -> int:
-    from kbit.service.gateway import make_server
+    from kbit.service.gateway import serve
 
     ops = Operations.open(args.database_url)
-    server = make_server(ops, args.host, args.port)
-    print(f"kbit gateway on http://{args.host}:{args.port} (database {mask_url(str(ops.engine.url))}); "
-          "Ctrl-C stops it", file=sys.stderr)
+    print(f"kbit gateway on http://{args.host}:{args.port} (database {mask_url(str(ops.engine.url))}; "
+          "API description at /docs); Ctrl-C stops it", file=sys.stderr)
     try:
-        server.serve_forever()
+        serve(ops, args.host, args.port)
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
         ops.close()
     return 0
 
@@ -386,5 +384,6 @@ COMMANDS = {
     "up": cmd_up,
     "down": cmd_down,
     "serve": cmd_serve,
+    "export": exportmodel.cmd_export,
     "gateway": cmd_gateway,
 }

@@ -3,8 +3,8 @@
 
 Named `settings.SCHEDULER_NAME` in namespace `settings.RAY_NAMESPACE` and detached, so it
 outlives the client that created it; `get_or_create_scheduler` finds the running one or starts
-it. Its loop runs in a thread of its own; the typed methods (submit, progress, ...) run beside it
-(a threaded actor). A user error raised in a method reaches the caller as its own class through
+it. Its loop runs in a thread of its own; the typed methods (`kbit.service.api.ServiceAPI`:
+submit, progress, ...) run beside it (a threaded actor). A user error raised in a method reaches the caller as its own class through
 Ray's exception propagation (see `kbit.cluster.client`).
 """
 

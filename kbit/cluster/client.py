@@ -1,5 +1,5 @@
-"""The client API on a Ray cluster: `RayService`, the same typed methods as
-`kbit.service.Operations`, each answered by the scheduler actor.
+"""The client API on a Ray cluster: `RayService`, the operations of `kbit.service.api.ServiceAPI`,
+each answered by the scheduler actor.
 
     with RayService("ray://head:10001") as svc:           # or RayService(None): embedded
         reply = svc.submit(sweep.spec(), team="nlp", token=token)
@@ -61,7 +61,7 @@ class RayService:
                 raise cause from None
             raise SchedulerUnavailable(_explain_actor_error(exc)) from None
 
-    # -- the operations (kbit.service.Operations' signatures) -----------------------------------
+    # -- the operations (kbit.service.api.ServiceAPI's signatures) ------------------------------
 
     def submit(self, spec: dict, team: str, token: str, submitter: str | None = None) -> dict:
         return self._call("submit", spec, team, token, submitter)

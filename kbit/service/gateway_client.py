@@ -1,10 +1,11 @@
-"""The client of the submit gateway (`kbit.service.gateway`): `HttpService`, the same methods as
-`Operations` and `RayService`, over HTTP. `kbit --address http://HOST:PORT` uses it."""
+"""The client of the submit gateway (`kbit.service.gateway`): `HttpService`, the operations of
+`kbit.service.api.ServiceAPI` over HTTP. `kbit --address http://HOST:PORT` uses it."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from kbit.spec import errors
@@ -26,7 +27,7 @@ class HttpService:
         return self._call("GET", f"/sweeps/{int(sweep_id)}")
 
     def sweeps(self, team: str | None = None) -> list[dict]:
-        return self._call("GET", "/sweeps" + (f"?team={urllib.request.quote(team)}" if team else ""))
+        return self._call("GET", "/sweeps" + (f"?{urllib.parse.urlencode({'team': team})}" if team else ""))
 
     def results(self, sweep_id: int | None = None) -> list[dict]:
         if sweep_id is None:
@@ -34,7 +35,7 @@ class HttpService:
         return self._call("GET", f"/sweeps/{int(sweep_id)}/results")
 
     def failures(self, sweep_id: int, limit: int = 20) -> list[dict]:
-        return self._call("GET", f"/sweeps/{int(sweep_id)}/failures")[:limit]
+        return self._call("GET", f"/sweeps/{int(sweep_id)}/failures?limit={int(limit)}")
 
     def _call(self, method: str, path: str, body: dict | None = None, token: str | None = None):
         data = json.dumps(body).encode() if body is not None else None

@@ -1,8 +1,10 @@
-"""The service's operations, typed, over one database: `Operations`.
+"""The service's operations, typed, over one database: `Operations`, the implementation of
+`kbit.service.api.ServiceAPI` that the others call.
 
 The scheduler actor exposes exactly these methods on a Ray cluster (`kbit.cluster.client.RayService`
-has the same ones, remotely); the CLI uses an `Operations` of its own when it can open the
-database itself. Submitting rebuilds the `Sweep` from its plain spec (the same validation as
+has the same ones, remotely), the gateway as HTTP routes (`kbit.service.gateway`, its client
+`HttpService`); `tests/service/test_service_api.py` checks all of them against `ServiceAPI`. The
+CLI uses an `Operations` of its own when it can open the database itself. Submitting rebuilds the `Sweep` from its plain spec (the same validation as
 `kbit submit --check`), checks the team's token, and writes the sweep and all its runs in one
 transaction, or nothing. User errors are `kbit.spec.errors` classes.
 """
@@ -18,7 +20,7 @@ FAILURE_FIELDS = ("run_id", "model", "label", "attempts", "error_type", "error")
 
 
 class Operations:
-    """submit, cancel, progress, sweeps, results, failures on one database engine."""
+    """submit, cancel, progress, sweeps, results, failures (`ServiceAPI`) on one database engine."""
 
     mode = "local"
 

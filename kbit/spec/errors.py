@@ -70,3 +70,16 @@ class SchedulerUnavailable(KbitError, RuntimeError):
 
 class ServiceError(KbitError, RuntimeError):
     """`kbit up` / `kbit down` cannot start or stop the local service as asked."""
+
+
+class RateLimited(KbitError):
+    """Too many requests that change something, with one token, in a short time: wait and retry."""
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ExportError(KbitError, ValueError):
+    """`kbit export` cannot write or check a run's checkpoint: the run is not done, its model cannot be
+    loaded here, the output folder is taken, or a checkpoint does not match its manifest."""

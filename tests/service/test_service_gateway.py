@@ -1,42 +1,92 @@
-"""The submit gateway over real HTTP: the service's operations without the Ray client port, each
-error one line with its own class, and the runs queued for the scheduler in the database."""
+"""The submit gateway over real HTTP (uvicorn on a free port): the service's operations without the
+Ray client port, each error one line with its own class, the runs queued for the scheduler in the
+database, and a gateway that keeps answering when clients misbehave."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from kbit.cli.main import main
 from kbit.db import connect, queue, session_scope, teams
 from kbit.service import Operations
-from kbit.service.gateway import make_server
+from kbit.service.api import OPERATIONS
+from kbit.service.gateway import Limits, bound_port, make_server
 from kbit.service.gateway_client import HttpService
 from kbit.spec import errors, parse_sweep
 
 SWEEP = "name: g\nmodels: [m/a]\ngrid: {bits: [4], dtypes: [nf, int], blocksizes: [64]}\ntasks: [x]\n"
+QUICK = Limits(request_timeout_s=1.0, keep_alive_s=2)
+
+
+@contextlib.contextmanager
+def serving(ops, limits: Limits = QUICK):
+    """A gateway over `ops` on a free port in a thread; its base URL."""
+    server = make_server(ops, "127.0.0.1", 0, limits)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{bound_port(server)}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    url = f"sqlite:///{tmp_path / 'kbit.db'}"
-    engine = connect(url)
+def database(tmp_path):
+    engine = connect(f"sqlite:///{tmp_path / 'kbit.db'}")
     with session_scope(engine) as s:
         tokens = {"nlp": teams.create_team(s, "nlp"), "vision": teams.create_team(s, "vision")}
-    server = make_server(Operations(engine), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", engine, tokens
-    server.shutdown()
-    server.server_close()
+    yield engine, tokens
     engine.dispose()
+
+
+@pytest.fixture
+def gateway(database):
+    engine, tokens = database
+    with serving(Operations(engine)) as address:
+        yield address, engine, tokens
 
 
 def spec(text=SWEEP):
     return parse_sweep(text, family_members=lambda f: []).spec()
+
+
+def raw(address: str, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send `data` on a fresh connection; everything the gateway answers until it closes."""
+    host, port = address.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def timed_get(url: str) -> float:
+    start = time.monotonic()
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+    return time.monotonic() - start
 
 
 def test_a_sweep_submitted_over_http_is_queued_for_the_scheduler(gateway):
@@ -46,10 +96,23 @@ def test_a_sweep_submitted_over_http_is_queued_for_the_scheduler(gateway):
     assert (reply["name"], reply["team"], reply["total"], reply["queued"]) == ("g", "nlp", 3, 3)
     assert client.submit(spec(), "nlp", tokens["nlp"])["sweep_id"] == reply["sweep_id"]  # idempotent
     assert client.progress(reply["sweep_id"])["queued"] == 3
-    assert [s["sweep_id"] for s in client.sweeps("nlp")] == [reply["sweep_id"]] and client.sweeps("vision") == []
+    [row] = client.sweeps("nlp")
+    assert (row["sweep_id"], row["submitter"], row["queued"]) == (reply["sweep_id"], "alice", 3)
+    assert client.sweeps("vision") == []
     with session_scope(engine) as s:  # what the scheduler does next: the runs are in the queue
         assert len(queue.claim_runs(s, worker="w", limit=10)) == 3
     assert {r["status"] for r in client.results(reply["sweep_id"])} == {"running"}
+
+
+def test_failures_come_back_with_their_errors_up_to_the_limit(gateway):
+    address, engine, tokens = gateway
+    client = HttpService(address)
+    sweep_id = client.submit(spec(), "nlp", tokens["nlp"])["sweep_id"]
+    with session_scope(engine) as s:
+        for run in queue.claim_runs(s, worker="w", limit=10):
+            queue.fail_run(s, run.run_id, error="out of memory", worker="w", retryable=False, error_type="oom")
+    assert [f["error"] for f in client.failures(sweep_id)] == ["out of memory"] * 3
+    assert len(client.failures(sweep_id, limit=2)) == 2 and client.progress(sweep_id)["failed"] == 3
 
 
 def test_every_refusal_is_its_own_error_class_with_one_line(gateway):
@@ -68,15 +131,20 @@ def test_every_refusal_is_its_own_error_class_with_one_line(gateway):
         client.submit(bad, "nlp", tokens["nlp"])
 
 
-@pytest.mark.parametrize("path, body, headers, status, words", [
-    ("/sweeps", b"{}", {}, 401, "no token"),
-    ("/sweeps", b"not json", {"Authorization": "Bearer x"}, 400, "not JSON"),
-    ("/sweeps", b'{"team": "nlp"}', {"Authorization": "Bearer x"}, 400, "needs 'spec'"),
-    ("/nowhere", b"{}", {}, 404, "no such resource"),
+@pytest.mark.parametrize("method, path, body, headers, status, words", [
+    ("POST", "/sweeps", b"{}", {}, 401, "no token"),
+    ("POST", "/sweeps", b"not json", {"Authorization": "Bearer x"}, 400, "not JSON"),
+    ("POST", "/sweeps", b"[1, 2]", {"Authorization": "Bearer x"}, 400, "must be a JSON object"),
+    ("POST", "/sweeps", b'{"team": "nlp"}', {"Authorization": "Bearer x"}, 400, "needs 'spec'"),
+    ("POST", "/sweeps", b'{"spec": [], "team": "nlp"}', {"Authorization": "Bearer x"}, 400, "'spec'"),
+    ("POST", "/sweeps/1/cancel", b"{}", {"Authorization": "Bearer x"}, 400, "needs 'team'"),
+    ("POST", "/nowhere", b"{}", {}, 404, "no such resource: POST /nowhere"),
+    ("GET", "/sweeps/abc", None, {}, 404, "'abc' is not a sweep id"),
+    ("GET", "/sweeps/1/cancel", None, {}, 404, "no such resource"),
 ])
-def test_bad_requests_get_a_clear_status_and_message(gateway, path, body, headers, status, words):
+def test_bad_requests_get_a_clear_status_and_message(gateway, method, path, body, headers, status, words):
     address, *_ = gateway
-    request = urllib.request.Request(address + path, data=body, method="POST", headers=headers)
+    request = urllib.request.Request(address + path, data=body, method=method, headers=headers)
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == status and words in json.loads(info.value.read())["message"]
@@ -89,6 +157,192 @@ def test_a_huge_request_is_refused_unread(gateway):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 400 and "at most 1,000,000" in json.loads(info.value.read())["message"]
+
+
+@pytest.mark.parametrize("length", [b"-5", b"abc", b"1e3"])
+def test_a_negative_or_non_numeric_content_length_is_refused_at_once(gateway, length):
+    address, *_ = gateway
+    start = time.monotonic()
+    answer = raw(address, b"POST /sweeps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
+                          b"Content-Length: " + length + b"\r\n\r\n{}")
+    assert 400 <= status_of(answer) < 500 and time.monotonic() - start < 1.0
+
+
+def test_a_url_encoded_team_name_is_decoded(gateway):
+    address, engine, _ = gateway
+    with session_scope(engine) as s:
+        token = teams.create_team(s, "ml.ops-1")
+    client = HttpService(address)
+    sweep_id = client.submit(spec(), "ml.ops-1", token)["sweep_id"]
+    assert [s["sweep_id"] for s in client.sweeps("ml.ops-1")] == [sweep_id]
+    with urllib.request.urlopen(address + "/sweeps?team=ml%2Eops%2D1", timeout=5) as response:  # every byte quoted
+        assert [s["team"] for s in json.loads(response.read())] == ["ml.ops-1"]
+    assert client.sweeps("no such team & more") == []
+
+
+def test_the_openapi_description_names_every_operation(gateway):
+    address, *_ = gateway
+    with urllib.request.urlopen(address + "/openapi.json", timeout=5) as response:
+        described = json.loads(response.read())
+    ids = {op["operationId"] for path in described["paths"].values() for op in path.values()}
+    assert ids == set(OPERATIONS) and "HTTPBearer" in described["components"]["securitySchemes"]
+    with urllib.request.urlopen(address + "/docs", timeout=5) as response:
+        assert b"openapi.json" in response.read()
+
+
+def test_writes_are_rate_limited_per_token_with_retry_after(database):
+    engine, tokens = database
+    with serving(Operations(engine), Limits(write_burst=2, write_per_s=0.2)) as address:
+        client = HttpService(address)
+        for _ in range(2):
+            client.submit(spec(), "nlp", tokens["nlp"])
+        request = urllib.request.Request(
+            address + "/sweeps", method="POST", data=json.dumps({"spec": spec(), "team": "nlp"}).encode(),
+            headers={"Authorization": f"Bearer {tokens['nlp']}", "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 429 and int(info.value.headers["Retry-After"]) in (4, 5)
+        with pytest.raises(errors.RateLimited, match="too many writes with this token; retry in"):
+            client.cancel(1, "nlp", tokens["nlp"])
+        assert client.submit(spec(), "vision", tokens["vision"])["team"] == "vision"  # another token is not held up
+        assert client.progress(1)["queued"] == 3  # reads are not limited
+
+
+SLOW_CLIENTS = {  # what is sent at once, then what is sent a byte a second
+    "headers": (b"", b"GET /sweeps HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "body": (b"POST /sweeps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Length: 20\r\n\r\n",
+             b'{"team": "nlp", ...}'),
+}
+
+
+def test_clients_sending_a_byte_a_second_are_cut_off_and_hold_up_no_one(gateway):
+    address, *_ = gateway
+    host, port = address.removeprefix("http://").split(":")
+    outcome = {}
+
+    def slow_client(name):
+        head, trickle = SLOW_CLIENTS[name]
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head)
+            start = time.monotonic()
+            try:
+                for byte in trickle:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(1.0)
+                outcome[name] = (sock.recv(100), time.monotonic() - start)
+            except OSError as exc:  # reset by the gateway
+                outcome[name] = (exc, time.monotonic() - start)
+
+    slow = [threading.Thread(target=slow_client, args=(name,)) for name in SLOW_CLIENTS]
+    for thread in slow:
+        thread.start()
+    waits = []
+    while any(thread.is_alive() for thread in slow) and len(waits) < 10:
+        waits.append(timed_get(address + "/sweeps"))
+        time.sleep(0.2)
+    for thread in slow:
+        thread.join(timeout=15)
+    assert max(waits) < 1.0, waits
+    # cut off at QUICK.request_timeout_s: a next byte finds the connection closed
+    for name in SLOW_CLIENTS:
+        answer, after_s = outcome[name]
+        assert isinstance(answer, OSError) or answer == b"", (name, answer)
+        assert after_s < QUICK.request_timeout_s + 2.5, (name, after_s)
+
+
+def test_at_most_max_connections_are_served_at_once(database):
+    engine, _ = database
+    with serving(Operations(engine), Limits(max_connections=2)) as address:
+        host, port = address.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))), socket.create_connection((host, int(port))):
+            time.sleep(0.1)
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(address + "/sweeps", timeout=5)
+            assert info.value.code == 503
+        time.sleep(0.2)
+        assert timed_get(address + "/sweeps") < 1.0  # served again once those closed
+
+
+class SlowOperations(Operations):
+    """Operations whose progress takes 0.2 s, counting how many run at once."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def progress(self, sweep_id: int) -> dict:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return super().progress(sweep_id)
+
+
+def test_operations_run_on_a_bounded_pool(database):
+    engine, tokens = database
+    ops = SlowOperations(engine)
+    with serving(ops, Limits(workers=2)) as address:
+        client = HttpService(address)
+        sweep_id = client.submit(spec(), "nlp", tokens["nlp"])["sweep_id"]
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda _: HttpService(address).progress(sweep_id), range(8)))
+    assert [r["total"] for r in replies] == [3] * 8 and ops.most == 2
+
+
+class GatewayCommand:
+    """`kbit gateway --port 0` as its own process (as docker compose runs it), on its own database."""
+
+    def __init__(self, folder):
+        engine = connect(f"sqlite:///{folder / 'kbit.db'}")
+        with session_scope(engine) as s:
+            self.token = teams.create_team(s, "nlp")
+        engine.dispose()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kbit.cli.main", "gateway", "--host", "127.0.0.1", "--port", "0",
+             "--database-url", f"sqlite:///{folder / 'kbit.db'}"], stderr=subprocess.PIPE, text=True)
+        self.address = None
+
+    def url(self) -> str:
+        """Its address, from the line uvicorn logs once it listens."""
+        for line in self.process.stderr if self.address is None else ():
+            match = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            if match:
+                self.address = match.group(1)
+                threading.Thread(target=self.process.stderr.read, daemon=True).start()  # keep the pipe drained
+                break
+        assert self.address, f"kbit gateway exited with {self.process.wait()}"
+        return self.address
+
+
+@pytest.fixture(scope="module", autouse=True)
+def gateway_command(tmp_path_factory):
+    """Started with the module's first test: it boots (imports) while the others run."""
+    command = GatewayCommand(tmp_path_factory.mktemp("command"))
+    yield command
+    command.process.terminate()
+    command.process.wait(timeout=10)
+
+
+def test_200_concurrent_readers_and_the_gateway_still_answers_another_client_within_a_second(gateway_command):
+    address = gateway_command.url()
+    sweep_id = HttpService(address).submit(spec(), "nlp", gateway_command.token)["sweep_id"]
+    start = threading.Barrier(201)
+
+    def reader(_):
+        start.wait()
+        with urllib.request.urlopen(f"{address}/sweeps/{sweep_id}/results", timeout=30) as response:
+            return response.status, len(json.loads(response.read()))
+
+    with ThreadPoolExecutor(200) as pool:
+        answers = [pool.submit(reader, i) for i in range(200)]
+        start.wait()
+        time.sleep(0.05)  # the readers' requests are in
+        wait = timed_get(f"{address}/sweeps/{sweep_id}")
+        assert [a.result() for a in answers] == [(200, 3)] * 200
+    assert wait < 1.0
 
 
 def test_the_cli_submits_and_follows_through_the_gateway(gateway, tmp_path, monkeypatch, capsys):
