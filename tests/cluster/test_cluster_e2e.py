@@ -47,6 +47,14 @@ def test_submit_through_the_ray_client_runs_everything_and_results_match(env, te
     assert main(["submit", path, "--address", env, "--wait"]) == 0
     out = capsys.readouterr().out
     sweep_id = int(out.split("sweep ")[1].split()[0])
+    # next, while the worker is still up: runs that fail make `--wait` exit 1, saying how many and why
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("name: missing-model\nteam: e2e\nmodels: [./no-such-model]\n"
+                       "grid: {bits: [4], dtypes: [nf], blocksizes: [64]}\ntasks: [kbit_heldout]\neval: {limit: 8}\n")
+    assert main(["submit", str(missing), "--address", env, "--wait"]) == 1
+    err = capsys.readouterr().err
+    assert "kbit submit: warning: ./no-such-model does not exist on this machine" in err  # said before submitting
+    assert "2 of 2 runs failed: 2 x model_not_found: model path './no-such-model' does not exist" in err, err
     with session_scope(engine) as s:
         rows = queries.results_rows(s, sweep_id=sweep_id)
         members = {r["model"] for r in rows}
