@@ -18,7 +18,7 @@ Each route's OpenAPI operationId is the operation's name. Errors come back as {"
 "message": one line} with a 4xx status (`STATUS`). What protects the service from a client (the
 numbers in `Limits`): a request's headers and body must arrive within `request_timeout_s` of its
 first byte (else the connection is closed: a client trickling a byte a second holds nothing for
-long), headers are at most `max_header_bytes` and a body `max_body_bytes` (a bad Content-Length is a
+long), concurrent requests for the same read share one database call, headers are at most `max_header_bytes` and a body `max_body_bytes` (a bad Content-Length is a
 400, read no further), the operations run on at most `workers` threads, at most `max_connections`
 connections are served at once (beyond, 503), and each token may make `write_burst` writes at
 once, then `write_per_s` a second (beyond, 429 with Retry-After).
@@ -299,6 +299,17 @@ def make_app(ops: ServiceAPI, limits: Limits = Limits()) -> FastAPI:
         """An operation (blocking: it talks to the database) on the bounded pool."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=pool)
 
+    in_flight: dict[tuple, asyncio.Future] = {}
+
+    async def read(fn, *args):
+        """A read: requests for the same read while one runs share its answer (one database call for
+        any number of readers of one sweep; nothing is kept after it returns)."""
+        key = (fn.__name__, *args)
+        if key not in in_flight:
+            in_flight[key] = asyncio.ensure_future(call(fn, *args))
+            in_flight[key].add_done_callback(lambda _: in_flight.pop(key, None))
+        return await asyncio.shield(in_flight[key])
+
     def write_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
         """The bearer token of a write, within its rate (checked before the body is read)."""
         if credentials is None:
@@ -320,19 +331,19 @@ def make_app(ops: ServiceAPI, limits: Limits = Limits()) -> FastAPI:
 
     @app.get("/sweeps/{sweep_id}", operation_id="progress", response_model=Progress)
     async def progress(sweep_id: int = sweep_id_path):
-        return await call(ops.progress, sweep_id)
+        return await read(ops.progress, sweep_id)
 
     @app.get("/sweeps", operation_id="sweeps", response_model=list[SweepRow])
     async def sweeps(team: str | None = Query(None, description="only this team's sweeps")):
-        return await call(ops.sweeps, team)
+        return await read(ops.sweeps, team)
 
     @app.get("/sweeps/{sweep_id}/results", operation_id="results", response_model=list[dict[str, Any]])
     async def results(sweep_id: int = sweep_id_path):
-        return await call(ops.results, sweep_id)
+        return await read(ops.results, sweep_id)
 
     @app.get("/sweeps/{sweep_id}/failures", operation_id="failures", response_model=list[Failure])
     async def failures(sweep_id: int = sweep_id_path, limit: int = Query(20, ge=1, le=10_000)):
-        return await call(ops.failures, sweep_id, limit)
+        return await read(ops.failures, sweep_id, limit)
 
     @app.exception_handler(errors.KbitError)
     async def kbit_error(request: Request, exc: errors.KbitError):

@@ -40,14 +40,13 @@ class Operations:
         and writes nothing; runs whose result already exists (any team) are stored as cached.
         """
         sweep = Sweep.from_spec(spec)
-        code = code_version()
-        runs = expand_runs(sweep, code)
+        runs = expand_runs(sweep)  # their cache keys hold the numerics version; the sweep, the code version
         with session_scope(self.engine) as s:
             teams.verify_token(s, team, token)
             teams.check_priority(s, team, sweep.priority)
             sweep_id = queue.enqueue_sweep(
                 s, team=team, name=sweep.name, spec=sweep.spec(), runs=runs, priority=sweep.priority,
-                submitter=submitter, code_version=code, max_attempts=sweep.max_attempts,
+                submitter=submitter, code_version=code_version(), max_attempts=sweep.max_attempts,
             )
             counts = queue.sweep_progress(s, sweep_id)
         return {"sweep_id": sweep_id, "name": sweep.name, "team": team, **counts}

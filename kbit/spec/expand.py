@@ -1,7 +1,8 @@
 """A validated sweep -> the run rows the queue stores, each with its cache key.
 
 The cache key says "this exact measurement": same model and revision, same load dtype, same
-quantization, same tasks and eval settings, same code, and for a GPTQ config the same calibration
+quantization, same tasks and eval settings, same numerics code (`kbit.version.numerics_version`: a
+hash of the files that decide a result, not the git commit), and for a GPTQ config the same calibration
 text (`Sweep.calibration`). Two runs (of any team) with one key share
 one result. Where a model is placed (`device_map`) is not part of the measurement: it travels with
 the run (`run_eval`) but stays out of the key.
@@ -15,12 +16,12 @@ import json
 from kbit.spec.evalspec import run_eval
 from kbit.spec.sweep import Sweep
 from kbit.kernels.config import QuantConfig
-from kbit.version import code_version as current_code_version
+from kbit.version import numerics_version as current_numerics_version
 
 
-def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, code_version: str,
+def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, numerics_version: str,
               dtype: str = "auto", calibration: dict | None = None) -> str:
-    """sha256 over model, revision, config.key(), the eval spec, the code version, the load dtype
+    """sha256 over model, revision, config.key(), the eval spec, the numerics version, the load dtype
     (only when not "auto", so the keys of runs that name none never change) and, for a GPTQ config,
     its calibration (what it was calibrated on changes its result; a round-to-nearest run's key
     never includes it)."""
@@ -29,7 +30,7 @@ def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, c
         "revision": revision,
         "config": config.key(),
         "eval": eval_spec,
-        "code": code_version,
+        "code": numerics_version,
     }
     if dtype != "auto":
         payload["dtype"] = dtype
@@ -39,9 +40,10 @@ def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, c
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def expand_runs(sweep: Sweep, code_version: str | None = None) -> list[dict]:
-    """One run dict per (model, config), in model order then grid order (the baseline first)."""
-    code = code_version or current_code_version()
+def expand_runs(sweep: Sweep, numerics_version: str | None = None) -> list[dict]:
+    """One run dict per (model, config), in model order then grid order (the baseline first); their
+    cache keys hold `numerics_version` (default: this installation's)."""
+    code = numerics_version or current_numerics_version()
     eval_spec = sweep.eval.to_dict()
     calibration = sweep.calibration.to_dict() if sweep.calibration is not None else None
     runs = []

@@ -264,32 +264,32 @@ def test_at_most_max_connections_are_served_at_once(database):
 
 
 class SlowOperations(Operations):
-    """Operations whose progress takes 0.2 s, counting how many run at once."""
+    """Operations whose `sweeps` takes 0.2 s, counting how many run at once."""
 
     def __init__(self, engine):
         super().__init__(engine)
         self.running = self.most = 0
         self.lock = threading.Lock()
 
-    def progress(self, sweep_id: int) -> dict:
+    def sweeps(self, team: str | None = None) -> list[dict]:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
         time.sleep(0.2)
         with self.lock:
             self.running -= 1
-        return super().progress(sweep_id)
+        return super().sweeps(team)
 
 
-def test_operations_run_on_a_bounded_pool(database):
-    engine, tokens = database
+def test_operations_run_on_a_bounded_pool_and_one_read_is_shared(database):
+    engine, _ = database
     ops = SlowOperations(engine)
-    with serving(ops, Limits(workers=2)) as address:
-        client = HttpService(address)
-        sweep_id = client.submit(spec(), "nlp", tokens["nlp"])["sweep_id"]
-        with ThreadPoolExecutor(8) as pool:
-            replies = list(pool.map(lambda _: HttpService(address).progress(sweep_id), range(8)))
-    assert [r["total"] for r in replies] == [3] * 8 and ops.most == 2
+    with serving(ops, Limits(workers=2)) as address, ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda i: HttpService(address).sweeps(f"team{i}"), range(8))) == [[]] * 8
+        assert ops.most == 2  # eight different reads, two at a time
+        ops.most = 0
+        assert list(pool.map(lambda i: HttpService(address).sweeps("nlp"), range(8))) == [[]] * 8
+        assert ops.most == 1  # eight times the same read at once: one call (or a few, as they arrive)
 
 
 class GatewayCommand:

@@ -75,21 +75,21 @@ def test_the_methods_axis_expands_and_gptq_gets_the_default_calibration():
 def test_calibration_reaches_every_run_of_the_sweep_and_only_gptq_keys_hold_it():
     text = GPTQ + "calibration: {samples: 16, seq_len: 64, source: ./calib.txt, seed: 3}\n"
     sweep = parse(text)
-    runs = {r["label"]: r for r in expand_runs(sweep, code_version="1")}
+    runs = {r["label"]: r for r in expand_runs(sweep, numerics_version="1")}
     for run in runs.values():  # one group: RTN and GPTQ runs share one load of the model
         assert run_calibration(run["eval"]) == Calibration(16, 64, "./calib.txt", 3)
         evaluation, load = split_run_eval(run["eval"])
         assert EvalSpec.from_dict(evaluation) == sweep.eval and load == {}
-    plain = {r["label"]: r for r in expand_runs(parse(GPTQ.replace(", gptq", "")), code_version="1")}
+    plain = {r["label"]: r for r in expand_runs(parse(GPTQ.replace(", gptq", "")), numerics_version="1")}
     assert runs["nf3-b64"]["cache_key"] == plain["nf3-b64"]["cache_key"]  # calibration never moves an RTN key
-    default = {r["label"]: r for r in expand_runs(parse(GPTQ), code_version="1")}
+    default = {r["label"]: r for r in expand_runs(parse(GPTQ), numerics_version="1")}
     assert runs["nf3-b64-gptq"]["cache_key"] != default["nf3-b64-gptq"]["cache_key"]
 
 
 def test_a_sweep_without_gptq_has_the_spec_and_runs_it_had():
     sweep = parse(GPTQ.replace(", gptq", ""))
     assert sweep.calibration is None and "calibration" not in sweep.spec()
-    assert all("calibration" not in run["eval"] for run in expand_runs(sweep, code_version="1"))
+    assert all("calibration" not in run["eval"] for run in expand_runs(sweep, numerics_version="1"))
     assert all("method" not in json.loads(c.key()) for c in sweep.configs)
 
 

@@ -25,7 +25,7 @@ def parse(text):
 
 def runs_of(text):
     sweep = parse(text)
-    return expand_runs(Sweep.from_spec(sweep.spec()), code_version="1")  # as the scheduler rebuilds it
+    return expand_runs(Sweep.from_spec(sweep.spec()), numerics_version="1")  # as the scheduler rebuilds it
 
 
 def test_memory_gb_travels_in_every_runs_model_load_and_gives_bytes():
@@ -68,14 +68,14 @@ def test_a_sweep_without_memory_gb_keeps_its_spec_runs_and_keys():
     assert hashlib.sha256(text.encode()).hexdigest() == PINNED_WITHOUT
 
 
-# sha256 of WITHOUT's spec and runs (code_version "1") as the code before memory_gb produced them.
+# sha256 of WITHOUT's spec and runs (numerics version "1") as the code before memory_gb produced them.
 PINNED_WITHOUT = "b70ddce1371b9b7deb5d8935d5d083d33825460a9a2041e793ecdccf6abdfbae"
 
 
 def test_a_family_takes_memory_gb_for_every_member():
     sweep = parse("models:\n  - {family: micro, memory_gb: 2}\ntasks: [piqa]\n")
     assert len(sweep.models) > 1 and {m.memory_gb for m in sweep.models} == {2}
-    assert {run_memory_bytes(r["eval"]) for r in expand_runs(sweep, code_version="1")} == {2 * GIB}
+    assert {run_memory_bytes(r["eval"]) for r in expand_runs(sweep, numerics_version="1")} == {2 * GIB}
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "0.0", "abc", "true", "100001", "1.0e+9", ".nan", ".inf", "[1]"])

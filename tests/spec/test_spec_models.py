@@ -26,7 +26,7 @@ def parse(text):
 def test_every_example_sweep_parses_with_the_real_reader(path):
     sweep = load_sweep(path, family_members=family_members)
     assert Sweep.from_spec(sweep.spec()) == sweep
-    runs = expand_runs(sweep, code_version="1")
+    runs = expand_runs(sweep, numerics_version="1")
     assert len(runs) == sweep.n_runs and len({r["cache_key"] for r in runs}) == len(runs)
 
 
@@ -52,7 +52,7 @@ def test_dtype_and_device_map_reach_the_worker_through_the_run():
     big, small = sweep.models
     assert (big.dtype, big.device_map) == ("float16", "auto")  # fp16 is float16's short name
     assert (small.dtype, small.device_map) == ("auto", None)
-    runs = expand_runs(Sweep.from_spec(sweep.spec()), code_version="1")
+    runs = expand_runs(Sweep.from_spec(sweep.spec()), numerics_version="1")
     by_model = {r["model"]: r for r in runs if r["config"]["bits"] == 4}
     evaluation, load = split_run_eval(by_model["facebook/opt-66b"]["eval"])  # what kbit.workers.evaluate_group does
     assert load == {"dtype": "float16", "device_map": "auto"}

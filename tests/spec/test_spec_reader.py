@@ -56,7 +56,7 @@ def test_good_sweep_expands_to_models_times_configs_with_one_baseline():
 
 def test_runs_carry_family_label_and_distinct_cache_keys():
     sweep = parse(GOOD)
-    runs = expand_runs(sweep, code_version="0.1.0+gabc")
+    runs = expand_runs(sweep, numerics_version="0.1.0+gabc")
     assert len(runs) == sweep.n_runs
     assert len({r["cache_key"] for r in runs}) == len(runs)
     assert runs[0]["label"] == "16bit" and runs[1]["label"] == "int3-b64"
@@ -190,7 +190,7 @@ def test_a_fractional_limit_is_a_share_of_the_documents_and_reaches_the_worker_u
 
     sweep = parse("models: [a]\ntasks: [piqa]\neval: {limit: 0.5}\n")
     assert sweep.eval.limit == 0.5
-    [run] = [r for r in expand_runs(Sweep.from_spec(sweep.spec()), code_version="1") if r["config"]["bits"] == 16]
+    [run] = [r for r in expand_runs(Sweep.from_spec(sweep.spec()), numerics_version="1") if r["config"]["bits"] == 16]
     assert EvalSpec.from_dict(run["eval"]).limit == 0.5  # what kbit.workers.evaluate_group builds
 
 
@@ -208,7 +208,7 @@ def test_every_run_of_every_example_rebuilds_as_the_scheduler_and_workers_build_
     for path in sorted(EXAMPLES.glob("*.yaml")):
         sweep = load_sweep(path, family_members=members)
         assert Sweep.from_spec(sweep.spec()) == sweep, path
-        for run in expand_runs(sweep, code_version="1"):
+        for run in expand_runs(sweep, numerics_version="1"):
             assert QuantConfig.from_dict(run["config"]).label() == run["label"]
             evaluation, load = split_run_eval(run["eval"])  # as kbit.workers.evaluate_group splits it
             assert EvalSpec.from_dict(evaluation).to_dict() == evaluation
