@@ -111,8 +111,13 @@ def x_bits(frame: pd.DataFrame, x_axis: str) -> pd.Series:
 
 
 def one_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
-    """The lowest run id of each (model, label): repeats of a config are one measurement here."""
-    usable = frame[frame["value"].notna() & frame["total_bits"].notna() & (frame["total_bits"] > 0)]
+    """The lowest run id of each (model, label) that can be placed on the bits axis."""
+    return first_run_per_config(frame[frame["total_bits"].notna() & (frame["total_bits"] > 0)])
+
+
+def first_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
+    """The lowest run id of each (model, label) with a value: repeats of a config are one measurement here."""
+    usable = frame[frame["value"].notna()]
     return usable.sort_values("run_id", kind="mergesort").drop_duplicates(["model", "label"])
 
 
@@ -173,9 +178,12 @@ def compare(
     rows_to_frame's runs for `metric`; `scores` the runs' per-document scores for it (optional)."""
     lower = lower_is_better(metric)
     frame = frame.assign(x=x_bits(frame, x_axis)) if len(frame) else frame.assign(x=pd.Series(dtype=float))
-    configs = one_run_per_config(frame[frame["x"] > 0])
+    usable = frame[frame["x"] > 0]
+    # One run per config within each group: two groups that both ran a config (two teams) keep one each.
+    picked = {name: one_run_per_config(usable[mask.reindex(usable.index, fill_value=False)]) for name, mask in groups.items()}
+    configs = pd.concat(list(picked.values())).drop_duplicates("run_id") if picked else usable.iloc[:0]
     draws, evidence = run_draws(configs, scores, metric, n_boot, seed)
-    curves = {name: curves_of(configs[mask.reindex(configs.index, fill_value=False)], draws) for name, mask in groups.items()}
+    curves = {name: curves_of(runs, draws) for name, runs in picked.items()}
     budgets = budget_grid(curves, n_budgets)
     score = {name: np.full((n_boot + 1, len(budgets)), np.nan) for name in groups}
     best_label: dict[str, list] = {name: [None] * len(budgets) for name in groups}

@@ -106,6 +106,15 @@ def scored_tasks(run: int, scores: dict, tasks_of_metric: str) -> list[str] | No
     return [tasks_of_metric] if tasks_of_metric in entries else None
 
 
+def sources_of(runs: pd.DataFrame) -> pd.Series:
+    """The run that measured each row's result: its `cached_from` run (a cache hit stores none of
+    its own), else itself."""
+    own = runs["run_id"].astype("int64")
+    if "cached_from" not in runs:
+        return own
+    return pd.to_numeric(runs["cached_from"], errors="coerce").fillna(own).astype("int64")
+
+
 def run_draws(configs: pd.DataFrame, scores: dict | None, metric: str, n_boot: int, seed: int) -> tuple[dict[int, np.ndarray], dict[int, str]]:
     """({run id: (3, n_boot + 1) draws}, {run id: evidence}) for the runs in `configs` (columns
     run_id, model, value, stderr). Evidence is 'documents', 'stderr' or 'none' (no noise known)."""
@@ -125,10 +134,11 @@ def run_draws(configs: pd.DataFrame, scores: dict | None, metric: str, n_boot: i
             tasks = next(t for t, r in by_tasks.items() if r is paired)
             draws.update(document_draws(paired, scores, list(tasks), n_boot, seed, str(model)))
             evidence.update({r: DOCUMENTS for r in paired})
-        for run, value, stderr in zip(runs["run_id"], runs["value"], runs["stderr"]):
+        for run, source, value, stderr in zip(runs["run_id"], sources_of(runs), runs["value"], runs["stderr"]):
             if int(run) in draws:
                 continue
             known = stderr is not None and np.isfinite(stderr) and stderr > 0
-            draws[int(run)] = stderr_draws(float(value), float(stderr) if known else 0.0, n_boot, _seed(seed, int(run)))
+            # Seeded by the run that measured it: a cached copy draws exactly what its source draws.
+            draws[int(run)] = stderr_draws(float(value), float(stderr) if known else 0.0, n_boot, _seed(seed, source))
             evidence[int(run)] = STDERR if known else NO_NOISE
     return draws, evidence

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this rounding method's runs (and the 16-bit ones); default: one analysis per method")
     p.add_argument("--x-axis", choices=("total", "quantized"), default="total",
                    help="bits compared: total model bits (default) or the quantized weights' bits only")
+    p.add_argument("--compare", metavar="A,B",
+                   help="compare two teams or sweeps instead (team:nlp,team:vision or sweep:3,sweep:5): verdicts "
+                   "'A better' / 'B better' / 'undecided' at equal bits, per k and per shared config; to stdout")
 
     p = sub.add_parser("dashboard", help="open the results dashboard (Streamlit)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")

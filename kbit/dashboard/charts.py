@@ -113,14 +113,29 @@ def scaling_chart(
     return _facet(chart, points, columns)
 
 
-def compare_chart(points: pd.DataFrame, *, group: str, y_title: str, width: int = 640, height: int = 360):
-    """Several teams or sweeps on the same axes: every point coloured by `group`, each group's own
-    Pareto frontier drawn as a line, dominated points faded."""
+# Okabe & Ito's colour-blind-safe palette, blue and orange first: one colour per compared team or sweep.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+UNDECIDED, SHARED_RUN = "#8c8c8c", "#c7c7c7"
+
+
+def group_colors(names) -> dict:
+    """{team or sweep: its colour}, in the order given (the compared A and B first)."""
+    names = list(dict.fromkeys(names))
+    return {n: OKABE_ITO[i % len(OKABE_ITO)] for i, n in enumerate(names)}
+
+
+def compare_chart(points: pd.DataFrame, *, group: str, y_title: str, order=(), width: int = 640, height: int = 360):
+    """Several teams or sweeps on the same axes: each group in its own colour and shape from a
+    colour-blind-safe palette (`order` first), its own Pareto frontier drawn as a line, its
+    dominated points in the same colour, faded."""
+    colors = group_colors([*order, *sorted(points[group].dropna().astype(str).unique())] if len(points) else order)
     base = alt.Chart(points)
     x, y = bits_axis(points), value_axis(y_title)
-    color = alt.Color(f"{group}:N", title=group)
-    dots = base.mark_circle(size=50).encode(
-        x=x, y=y, color=color,
+    scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Scale(range=list(OKABE_ITO))
+    color = alt.Color(f"{group}:N", title=group, scale=scale)
+    shape = alt.Shape(f"{group}:N", title=group, **({"scale": alt.Scale(domain=list(colors))} if colors else {}))
+    dots = base.mark_point(size=60, filled=True).encode(
+        x=x, y=y, color=color, shape=shape,
         opacity=alt.condition("datum.on_frontier", alt.value(1.0), alt.value(FADED)),
         tooltip=_tooltip(points, extra=((group, "N", group),)),
     )
@@ -132,21 +147,36 @@ def compare_chart(points: pd.DataFrame, *, group: str, y_title: str, width: int 
     return alt.layer(dots, fronts).properties(width=width, height=height)
 
 
-def difference_chart(diff: pd.DataFrame, *, x_title: str, width: int = 640):
-    """One bar per (model, config): `delta` = sweep B minus sweep A, green where B is better."""
-    height = max(120, min(16 * len(diff), 1200))
-    return (
-        alt.Chart(diff)
-        .mark_bar()
-        .encode(
-            x=alt.X("delta:Q", title=x_title),
-            y=alt.Y("row:N", sort=alt.EncodingSortField("delta", order="descending"), title=None),
-            color=alt.condition("datum.better", alt.value("#2ca02c"), alt.value("#d62728")),
-            tooltip=[alt.Tooltip(c, format=".4f" if c in ("a", "b", "delta") else "")
-                     for c in ("model", "label", "a", "b", "delta") if c in diff.columns],
-        )
-        .properties(width=width, height=height)
+def delta_format(values) -> str:
+    """A d3 format for a difference axis with enough decimals for its span ('+.3f' for ±0.05),
+    never the six zeros of a degenerate domain."""
+    finite = np.abs(np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float))
+    span = float(finite.max()) if finite.size else 0.0
+    digits = 3 if span == 0 else int(np.clip(np.ceil(-np.log10(span)) + 1, 1, 6))
+    return f"+.{digits}f"
+
+
+def difference_chart(diff: pd.DataFrame, *, x_title: str, colors: dict, width: int = 560):
+    """One row per config both sides ran ('model · config'): the difference B − A as a point with its
+    95% interval as a bar, coloured by verdict: a side's colour where that side is decided better,
+    grey where undecided (a tie is not a loss), light grey for a shared (cached) run. Every row
+    label drawn whole; a rule at zero."""
+    values = [*diff["delta"], *diff.get("delta_low", []), *diff.get("delta_high", [])]
+    axis = alt.Axis(format=delta_format(values), tickCount=6, labelFlush=False)
+    scale = alt.Scale(domain=[*colors, "undecided", "shared"], range=[*colors.values(), UNDECIDED, SHARED_RUN])
+    y = alt.Y("row:N", sort=None, title=None, axis=alt.Axis(labelLimit=1000))
+    color = alt.Color("verdict:N", scale=scale, title="verdict")
+    base = alt.Chart(diff)
+    whiskers = base.mark_rule(strokeWidth=2).encode(x=alt.X("delta_low:Q", title=x_title, axis=axis), x2="delta_high:Q",
+                                                    y=y, color=color)
+    dots = base.mark_point(size=70, filled=True).encode(
+        x=alt.X("delta:Q", title=x_title, axis=axis), y=y, color=color,
+        tooltip=[alt.Tooltip(c, format=".4f" if c in ("A", "B", "delta", "delta_low", "delta_high") else "")
+                 for c in ("model", "config", "A", "B", "delta", "delta_low", "delta_high", "verdict", "shared")
+                 if c in diff.columns],
     )
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="black", strokeDash=[3, 3]).encode(x="zero:Q")
+    return alt.layer(zero, whiskers, dots).properties(width=width, height=alt.Step(24))
 
 
 def progress_chart(sweeps: pd.DataFrame, states=tuple(STATE_COLORS)):
@@ -159,7 +189,9 @@ def progress_chart(sweeps: pd.DataFrame, states=tuple(STATE_COLORS)):
         .encode(
             x=alt.X("runs:Q", stack="zero", title="runs"),
             y=alt.Y("sweep:N", title=None, sort=None),
-            color=alt.Color("state:N", scale=alt.Scale(domain=list(STATE_COLORS), range=list(STATE_COLORS.values()))),
+            # The legend above the bars: beside a chart of one or two sweeps it is taller than the chart, and clipped.
+            color=alt.Color("state:N", scale=alt.Scale(domain=list(STATE_COLORS), range=list(STATE_COLORS.values())),
+                            legend=alt.Legend(orient="top", direction="horizontal", title=None)),
             order=alt.Order("state:N"),
             tooltip=["sweep", "state", "runs"],
         )

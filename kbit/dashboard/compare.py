@@ -1,12 +1,17 @@
-"""Comparisons across teams and sweeps, in pandas: a model x task table of one metric (mean ±
-stderr) and the per-config difference between two sweeps. Pure functions, no Streamlit."""
+"""Comparisons across teams and sweeps: a model x task table of one metric (mean ± stderr), and two
+teams or sweeps compared at equal bits (kbit.analysis.teams) with the tables the Compare page
+shows. No Streamlit: `side_comparison` reads the database through kbit.dashboard.data, the rest is
+pure pandas."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from kbit.analysis.frontier import average_repeats
+from kbit.analysis.frontier import rows_to_frame
+from kbit.analysis.teams import Side, SideComparison, compare_sides, interval_columns, parse_side, row_interval
+from kbit.dashboard import data
+from kbit.db import queries, session_scope
 
 
 def metric_tasks(results: pd.DataFrame, metric: str) -> list[str]:
@@ -57,27 +62,65 @@ def task_table(results: pd.DataFrame, metric: str, label: str, group: str) -> tu
     return long, pivot
 
 
-def sweep_difference(a: pd.DataFrame, b: pd.DataFrame, lower: bool) -> pd.DataFrame:
-    """Per (model, config) present in both sweeps: a, b, delta = b - a and whether b is better.
+def side_comparison(url: str | None, task: str, metric: str, a: str, b: str, filters: tuple = ()) -> SideComparison:
+    """kbit.analysis.teams.compare_sides of sides `a` and `b` ('team:nlp', 'sweep:3') over their
+    finished runs of `task/metric`, under the page's other filters (data.frontier's keywords;
+    a side's own team or sweep replaces that filter), with their per-document scores."""
+    sides = parse_side(a), parse_side(b)
+    rows = {}
+    with session_scope(data.engine_for(url)) as s:
+        for side in sides:
+            wanted = {**dict(filters), **side.filters()}
+            for row in queries.frontier_rows(s, task=task, metric=metric, **wanted):
+                rows[row["run_id"]] = row
+        scores = queries.document_scores(s, list(rows), task, metric)
+    frame = rows_to_frame([rows[i] for i in sorted(rows)])
+    return compare_sides(frame, f"{task}/{metric}", *sides, scores)
 
-    `a` and `b` are rows_to_frame frames of one metric; repeat runs within a sweep are averaged.
-    """
-    keys = ["model", "label", "bits", "dtype", "block"]
-    columns = [*keys, "a", "b", "delta", "better", "row"]
 
-    def per_config(frame):
-        usable = frame[frame["value"].notna()]
-        if usable.empty:
-            return pd.DataFrame(columns=[*keys, "value"])
-        usable = usable.assign(total_bits=usable["total_bits"].fillna(0.0))
-        return average_repeats(usable, keys=keys)[[*keys, "value"]]
+def side_key(group: str, item) -> str:
+    """The page's team name or sweep id as a side of kbit.analysis.teams ('team:nlp', 'sweep:3')."""
+    return Side(group, str(item)).key
 
-    both = per_config(a).merge(per_config(b), on=keys, suffixes=("_a", "_b"))
-    if both.empty:
+
+def verdict_table(c: SideComparison) -> pd.DataFrame:
+    """Overall and per k at equal bits: the verdict with the sides' names, Δ (B − A) and its interval."""
+    rows = [{"scope": "all k", "verdict": c.text(c.overall["verdict"], c.overall["delta"]),
+             **interval_columns(c.overall["delta"]), "budgets": c.overall["n_budgets"]}]
+    for r in c.per_k.to_dict("records"):
+        rows.append({"scope": f"{r['k']}-bit", "verdict": c.text(r["verdict"], row_interval(r)),
+                     "delta": r["delta"], "delta_low": r["delta_low"], "delta_high": r["delta_high"],
+                     "budgets": r["n_budgets"]})
+    return pd.DataFrame(rows, columns=["scope", "verdict", "delta", "delta_low", "delta_high", "budgets"])
+
+
+def pairs_table(c: SideComparison) -> pd.DataFrame:
+    """The configs both sides ran: each side's score and run, Δ (B − A) with its interval, the
+    verdict, and which pairs are one shared (cached) run."""
+    pairs = c.pairs
+    columns = ["model", "config", "A", "B", "delta", "delta_low", "delta_high", "verdict", "shared", "run_a", "run_b"]
+    if pairs.empty:
         return pd.DataFrame(columns=columns)
-    both = both.rename(columns={"value_a": "a", "value_b": "b"})
-    both["delta"] = both["b"] - both["a"]
-    both["better"] = both["delta"] < 0 if lower else both["delta"] > 0
-    both["row"] = both["model"].astype(str) + " · " + both["label"].astype(str)
-    return both[columns].sort_values("delta", ascending=lower).reset_index(drop=True)
+    out = pairs.rename(columns={"label": "config", "a": "A", "b": "B"})
+    out["verdict"] = ["shared" if s else c.text(v, row_interval(r)) for v, s, r in
+                      zip(pairs["verdict"], pairs["shared"], pairs.to_dict("records"))]
+    return out[columns]
 
+
+def difference_frame(c: SideComparison) -> pd.DataFrame:
+    """The difference chart's rows: one per pair both ran, 'model · config', Δ and its interval,
+    and the verdict as the legend names it (a side's name, undecided, shared)."""
+    table = pairs_table(c)
+    out = table.assign(row=table["model"].astype(str) + " · " + table["config"].astype(str))
+    out["verdict"] = [v.split(" (")[0] if v.startswith("undecided") else v for v in out["verdict"]]
+    return out.fillna({"delta": 0.0})
+
+
+
+def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """data.frontier's runs as the page lists them: who ran what, its score, and 'cached from run
+    #N' for a run reused from the cache."""
+    reused = frame["cached_from"] if "cached_from" in frame else pd.Series(np.nan, index=frame.index)
+    shown = frame.assign(reused=[f"cached from run #{int(r)}" if pd.notna(r) else "" for r in reused])
+    return shown[[c for c in ("run_id", "team", "sweep", "model", "label", "value", "stderr", "total_bits", "reused")
+                  if c in shown]]

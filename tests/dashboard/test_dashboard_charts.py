@@ -78,18 +78,25 @@ def test_compare_chart_colors_by_group_with_a_frontier_per_group():
     points = F.chart_points(F.rows_to_frame(make_points().to_dict("records")), "bits", ["team"], lower=False)
     spec = charts.compare_chart(points, group="team", y_title="acc").to_dict()
     dots, fronts = spec["layer"]
-    assert dots["encoding"]["color"]["field"] == "team"
+    assert dots["encoding"]["color"]["field"] == "team" and dots["encoding"]["shape"]["field"] == "team"
+    assert dots["encoding"]["color"]["scale"]["range"][0] == charts.OKABE_ITO[0]  # colour-blind-safe, one per team
     assert fronts["encoding"]["detail"]["field"] == "team"
     assert fronts["transform"] == [{"filter": "datum.on_frontier"}]
     assert dots["encoding"]["x"]["scale"]["type"] == "log"
 
 
 def test_difference_and_progress_charts():
-    diff = pd.DataFrame({"model": ["a", "b"], "label": ["nf4", "nf4"], "a": [0.5, 0.6], "b": [0.55, 0.58],
-                         "delta": [0.05, -0.02], "better": [True, False], "row": ["a · nf4", "b · nf4"]})
-    spec = charts.difference_chart(diff, x_title="Δ").to_dict()
-    assert spec["mark"]["type"] == "bar" and spec["encoding"]["x"]["field"] == "delta"
-    assert spec["encoding"]["color"]["condition"]["test"] == "datum.better"
+    diff = pd.DataFrame({"model": ["a", "b", "c"], "config": ["nf4", "nf4", "nf3"], "delta": [0.05, 0.004, 0.0],
+                         "delta_low": [0.03, -0.01, 0.0], "delta_high": [0.07, 0.02, 0.0],
+                         "verdict": ["y better", "undecided", "shared"], "row": ["a · nf4", "b · nf4", "c · nf3"]})
+    spec = charts.difference_chart(diff, x_title="Δ", colors={"x better": "#0072B2", "y better": "#E69F00"}).to_dict()
+    zero, whiskers, dots = spec["layer"]
+    assert dots["encoding"]["x"]["field"] == "delta" and whiskers["encoding"]["x2"]["field"] == "delta_high"
+    scale = dots["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"]))["undecided"] == charts.UNDECIDED  # a tie is not a loss
+    assert dots["encoding"]["x"]["axis"]["format"] == "+.3f" and dots["encoding"]["y"]["axis"]["labelLimit"] >= 1000
+    assert spec["height"] == {"step": 24}  # every row label drawn
+    assert charts.delta_format([0.0, 0.0]) == "+.3f" and charts.delta_format([0.0004]) == "+.5f"
     sweeps = pd.DataFrame({"sweep": ["#1 a", "#2 b"], "done": [3, 0], "queued": [0, 2], "failed": [1, 0],
                            "running": [0, 1], "cancelled": [0, 0], "cached": [0, 0]})
     spec = charts.progress_chart(sweeps).to_dict()

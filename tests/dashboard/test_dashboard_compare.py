@@ -1,11 +1,10 @@
-"""Model x task table (mean ± stderr) and the difference between two sweeps, on hand-made rows."""
+"""Model x task table (mean ± stderr) on hand-made rows. The comparison of two teams or sweeps: test_dashboard_teams.py."""
 
 import math
 
 import pandas as pd
 
 from kbit.dashboard import compare
-from kbit.analysis import frontier as F
 
 
 def results_frame():
@@ -41,22 +40,3 @@ def test_task_table_mean_and_stderr_of_the_mean():
 def test_task_table_without_the_metric_is_empty():
     long, pivot = compare.task_table(results_frame(), "f1", "nf4-b64", "team")
     assert long.empty and pivot.empty
-
-
-def frontier_frame(values):
-    return F.rows_to_frame([
-        {"run_id": i, "model": m, "label": lab, "bits": 4, "dtype": "nf", "blocksize": 64, "value": v,
-         "total_bits": 4.25e6, "stderr": 0.01, "n_params": 1e6, "bits_per_param": 4.25, "family": "f"}
-        for i, (m, lab, v) in enumerate(values)
-    ])
-
-
-def test_sweep_difference_pairs_configs_present_in_both():
-    a = frontier_frame([("m1", "nf4", 0.50), ("m1", "nf4", 0.60), ("m2", "nf4", 0.70), ("m3", "nf4", 0.1)])
-    b = frontier_frame([("m1", "nf4", 0.58), ("m2", "nf4", 0.65)])
-    diff = compare.sweep_difference(a, b, lower=False)
-    got = {r.model: (round(r.a, 6), round(r.b, 6), round(r.delta, 6), r.better) for r in diff.itertuples()}
-    assert got == {"m1": (0.55, 0.58, 0.03, True), "m2": (0.70, 0.65, -0.05, False)}
-    lower = compare.sweep_difference(a, b, lower=True)
-    assert dict(zip(lower["model"], lower["better"])) == {"m1": False, "m2": True}
-    assert compare.sweep_difference(a, frontier_frame([("zz", "nf4", 0.1)]), lower=False).empty
