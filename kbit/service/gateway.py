@@ -99,16 +99,17 @@ class Progress(Counts):
     eta_s: float | None = Field(description="seconds left at the sweep's pace so far; None before a run is done")
 
 
-class SubmitReply(Progress):
+class _SweepCounts(Counts):
     sweep_id: int
     name: str
     team: str
 
 
-class SweepRow(Counts):
-    sweep_id: int
-    name: str
-    team: str
+class SubmitReply(_SweepCounts, Progress):
+    pass
+
+
+class SweepRow(_SweepCounts):
     status: str
     priority: int
     submitter: str | None = None
@@ -172,22 +173,27 @@ class TokenBuckets:
                 del self._buckets[key]
 
 
-class _BodyGuard:
-    """ASGI middleware: a request whose Content-Length is not a number, or says more than `max_bytes`,
-    is answered 400 before its body is read; a body sent in chunks stops being read past `max_bytes`.
-    Every body is read as JSON, whatever its Content-Type says (`curl -d` says a form)."""
+class _RequestGuard:
+    """ASGI middleware: a request with more than `max_header_bytes` of headers, or whose
+    Content-Length is not a number or says more than `max_bytes`, is answered 400 before its body
+    is read; a body sent in chunks stops being read past `max_bytes`. (uvicorn's own header bound
+    holds only while headers are incomplete.) Every body is read as JSON, whatever its Content-Type
+    says (`curl -d` says a form)."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, max_header_bytes: int):
+        self.app, self.max_bytes, self.max_header_bytes = app, max_bytes, max_header_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
         scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
         length = dict(headers).get(b"content-length")
         problem = None
-        if length is not None and not length.strip().isdigit():
+        if header_bytes > self.max_header_bytes:
+            problem = f"the request's headers are {header_bytes:,} bytes; at most {self.max_header_bytes:,}"
+        elif length is not None and not length.strip().isdigit():
             problem = "Content-Length must be a number of bytes"
         elif length is not None and int(length) > self.max_bytes:
             problem = f"the request is {int(length):,} bytes; at most {self.max_bytes:,}"
@@ -356,7 +362,7 @@ def make_app(ops: ServiceAPI, limits: Limits = Limits()) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        if isinstance(exc.__cause__, errors.KbitError):  # raised while FastAPI read the body (_BodyGuard)
+        if isinstance(exc.__cause__, errors.KbitError):  # raised while FastAPI read the body (_RequestGuard)
             return _error_response(exc.__cause__)
         if exc.status_code in (HTTPStatus.NOT_FOUND, HTTPStatus.METHOD_NOT_ALLOWED):
             return _error_response(errors.NotFound(f"no such resource: {request.method} {request.url.path}"))
@@ -367,7 +373,7 @@ def make_app(ops: ServiceAPI, limits: Limits = Limits()) -> FastAPI:
         log.error("gateway error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": type(exc).__name__, "message": "internal error"}, status_code=500)
 
-    app.add_middleware(_BodyGuard, max_bytes=limits.max_body_bytes)
+    app.add_middleware(_RequestGuard, max_bytes=limits.max_body_bytes, max_header_bytes=limits.max_header_bytes)
     return app
 
 

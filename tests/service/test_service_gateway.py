@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,8 +48,17 @@ def serving(ops, limits: Limits = QUICK):
         thread.join(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory):
+    """A database with the schema, made once: each test starts from a copy (migrating takes longest)."""
+    path = tmp_path_factory.mktemp("template") / "kbit.db"
+    connect(f"sqlite:///{path}").dispose()
+    return path
+
+
 @pytest.fixture
-def database(tmp_path):
+def database(tmp_path, migrated):
+    shutil.copy(migrated, tmp_path / "kbit.db")
     engine = connect(f"sqlite:///{tmp_path / 'kbit.db'}")
     with session_scope(engine) as s:
         tokens = {"nlp": teams.create_team(s, "nlp"), "vision": teams.create_team(s, "vision")}
@@ -166,6 +176,32 @@ def test_a_negative_or_non_numeric_content_length_is_refused_at_once(gateway, le
     answer = raw(address, b"POST /sweeps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
                           b"Content-Length: " + length + b"\r\n\r\n{}")
     assert 400 <= status_of(answer) < 500 and time.monotonic() - start < 1.0
+
+
+def test_oversized_headers_and_an_oversized_chunked_body_are_refused(gateway):
+    address, *_ = gateway
+    answer = raw(address, b"GET /sweeps HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    assert status_of(answer) == 400 and b"at most 16,384" in answer
+    chunk = b"a" * 600_000
+    body = b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n"
+    answer = raw(address, b"POST /sweeps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert status_of(answer) == 400 and b"over 1,000,000 bytes" in answer
+
+
+class BrokenOperations(Operations):
+    def progress(self, sweep_id: int) -> dict:
+        raise RuntimeError("a bug")
+
+
+def test_a_bug_is_a_500_that_says_so_and_the_gateway_keeps_serving(database):
+    engine, _ = database
+    with serving(BrokenOperations(engine)) as address:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(address + "/sweeps/1", timeout=5)
+        assert info.value.code == 500
+        assert json.loads(info.value.read()) == {"error": "RuntimeError", "message": "internal error"}
+        assert timed_get(address + "/sweeps") < 1.0
 
 
 def test_a_url_encoded_team_name_is_decoded(gateway):
