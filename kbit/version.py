@@ -40,19 +40,10 @@ def numerics_files(package: Path = PACKAGE) -> list[str]:
     return sorted(found - set(NOT_NUMERICS))
 
 
-def numerics_version(package: Path | None = None) -> str:
+def numerics_version(package: Path = PACKAGE) -> str:
     """'numerics-1a2b3c4d5e6f7a8b': sha256 over each numerics file's relative path and the sha256 of its
-    bytes, in sorted order (first 16 hex digits). This process's package once (the code it runs),
-    or another copy of the package, read now."""
-    return _installed_numerics() if package is None else _numerics_hash(Path(package))
-
-
-@functools.lru_cache(maxsize=1)
-def _installed_numerics() -> str:
-    return _numerics_hash(PACKAGE)
-
-
-def _numerics_hash(package: Path) -> str:
+    bytes, in sorted order (first 16 hex digits). Read from the files now (a few hundred KB), so an
+    edit shows at the next submit; `package`: another copy of the kbit package."""
     digest = hashlib.sha256()
     for name in numerics_files(package):
         digest.update(name.encode() + b"\0" + hashlib.sha256((package / name).read_bytes()).digest())

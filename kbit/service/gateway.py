@@ -18,10 +18,11 @@ Each route's OpenAPI operationId is the operation's name. Errors come back as {"
 "message": one line} with a 4xx status (`STATUS`). What protects the service from a client (the
 numbers in `Limits`): a request's headers and body must arrive within `request_timeout_s` of its
 first byte (else the connection is closed: a client trickling a byte a second holds nothing for
-long), concurrent requests for the same read share one database call, headers are at most `max_header_bytes` and a body `max_body_bytes` (a bad Content-Length is a
-400, read no further), the operations run on at most `workers` threads, at most `max_connections`
-connections are served at once (beyond, 503), and each token may make `write_burst` writes at
-once, then `write_per_s` a second (beyond, 429 with Retry-After).
+long); headers are at most `max_header_bytes` and a body `max_body_bytes` (a bad Content-Length
+is a 400, read no further); the operations run on at most `workers` threads, and concurrent
+requests for the same read share one database call; at most `max_connections` connections are
+served at once (beyond, 503); each token may make `write_burst` writes at once, then
+`write_per_s` a second (beyond, 429 with Retry-After).
 """
 
 from __future__ import annotations
@@ -377,7 +378,8 @@ def make_app(ops: ServiceAPI, limits: Limits = Limits()) -> FastAPI:
     return app
 
 
-def make_server(ops: ServiceAPI, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> uvicorn.Server:
+def make_server(ops: ServiceAPI, host: str = "127.0.0.1", port: int = 8000,
+                limits: Limits = Limits()) -> uvicorn.Server:
     """The gateway as a uvicorn server on host:port (port 0: a free one); `.run()` serves until
     interrupted, or set `.should_exit` from another thread."""
     protocol = type("GatewayProtocol", (_DeadlineH11,), {"request_timeout_s": limits.request_timeout_s})

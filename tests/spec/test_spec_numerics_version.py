@@ -15,8 +15,8 @@ from kbit.spec import parse_sweep
 from kbit.spec.expand import expand_runs
 from kbit.version import NOT_NUMERICS, PACKAGE, code_version, numerics_files, numerics_version
 
-SWEEP = ("name: n\nmodels: [m/a, m/b]\ngrid: {bits: [3, 4], dtypes: [nf, int], blocksizes: [64], methods: [rtn, gptq]}\n"
-         "tasks: [x]\n")
+SWEEP = ("name: n\nmodels: [m/a, m/b]\n"
+         "grid: {bits: [3, 4], dtypes: [nf, int], blocksizes: [64], methods: [rtn, gptq]}\ntasks: [x]\n")
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def package(tmp_path):
     return tmp_path / "kbit"
 
 
-def keys(package) -> list[str]:
+def keys(package=PACKAGE) -> list[str]:
     sweep = parse_sweep(SWEEP, family_members=lambda f: [])
     return [run["cache_key"] for run in expand_runs(sweep, numerics_version(package))]
 
@@ -38,13 +38,14 @@ def touch(path) -> None:
 
 def test_a_copy_outside_git_has_the_installed_version(package):
     assert numerics_version(package) == numerics_version()
-    assert keys(package) == keys(None) and len(set(keys(package))) == 18
+    assert keys(package) == keys() and len(set(keys(package))) == 18
 
 
 def test_it_covers_kernels_quantization_and_evaluation_only():
     files = numerics_files()
-    assert {"kernels/blockwise.py", "kernels/codebooks.py", "kernels/gptq.py", "workers/run.py", "workers/lmeval.py",
-            "workers/bundled/tasks/kbit_tasks.py", "workers/bundled/tasks/kbit_choice.yaml", "spec/evalspec.py"} <= set(files)
+    assert {"kernels/blockwise.py", "kernels/codebooks.py", "kernels/gptq.py", "workers/run.py",
+            "workers/lmeval.py", "workers/bundled/tasks/kbit_tasks.py", "workers/bundled/tasks/kbit_choice.yaml",
+            "spec/evalspec.py"} <= set(files)
     assert not [f for f in files if f.split("/")[0] in ("cli", "dashboard", "db", "service", "cluster", "analysis")]
     assert not set(NOT_NUMERICS) & set(files)
 
