@@ -54,11 +54,12 @@ def evaluate_configs(
         return
     batch_size = eval_spec.batch_size
     calibrate = GroupCalibration(calibration or Calibration(), loaded)
+    reuse = lmeval.GroupReuse()
     try:
         for i, cfg in enumerate(configs):
             if i and should_stop():
                 return
-            result, batch_size = _run_one(loaded, tasks, cfg, eval_spec, batch_size, calibrate)
+            result, batch_size = _run_one(loaded, tasks, cfg, eval_spec, batch_size, calibrate, reuse)
             yield result
     finally:
         restore_model_(loaded.model)
@@ -141,7 +142,8 @@ class GroupCalibration:
 
 
 def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec, batch_size: int,
-             calibrate: Callable[[QuantConfig], list | None] = lambda cfg: None):
+             calibrate: Callable[[QuantConfig], list | None] = lambda cfg: None,
+             reuse: lmeval.GroupReuse | None = None):
     """(result, batch size for the next config: smaller if memory ran out here)."""
     started = time.perf_counter()
     device = device_name(loaded.device)
@@ -150,7 +152,8 @@ def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec,
     try:
         report = quantize_model_(loaded.model, cfg, calibration=calibrate(cfg))
         raw, batch_size = evaluate_with_retry(
-            lambda b: lmeval.evaluate_model(loaded.model, loaded.tokenizer, tasks, batch_size=b, limit=spec.limit, seed=spec.seed),
+            lambda b: lmeval.evaluate_model(loaded.model, loaded.tokenizer, tasks, batch_size=b, limit=spec.limit,
+                                            seed=spec.seed, reuse=reuse),
             batch_size, on_gpu=loaded.device.type == "cuda", device=device,
         )
         result = RunResult(

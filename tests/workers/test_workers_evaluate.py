@@ -83,6 +83,30 @@ def test_baseline_equals_the_unquantized_model(group):
     assert fresh == baseline
 
 
+def test_later_configs_of_a_group_score_exactly_what_they_score_alone(group):
+    """Configs after the first reuse the group's requests and tokenizations (lmeval.GroupReuse):
+    each scores what it scores in a group of its own, every metric and document score to the last digit."""
+    for cfg, grouped in zip(CONFIGS[1:3], group[0][1:3]):
+        alone = next(evaluate_configs(ModelSpec(MODEL), [cfg], EvalSpec(limit=40, batch_size=16, log_samples=True)))
+        assert alone.metrics == grouped.metrics and alone.scores == grouped.scores
+        assert alone.samples == grouped.samples
+
+
+def test_a_group_builds_its_requests_and_tokenizes_each_string_once(micro, monkeypatch):
+    from lm_eval.api.task import Task
+
+    builds, encodes = [], []
+    real_build = Task.build_all_requests
+    monkeypatch.setattr(Task, "build_all_requests", lambda self, **kw: builds.append(self) or real_build(self, **kw))
+    lm_class = lmeval._group_lm_class()
+    real_encode = lm_class.__mro__[1].tok_encode
+    monkeypatch.setattr(lm_class.__mro__[1], "tok_encode", lambda self, *a, **kw: encodes.append(a[0]) or real_encode(self, *a, **kw))
+    results = list(evaluate_configs(ModelSpec(MODEL), CONFIGS[:3], EvalSpec(limit=5, batch_size=16)))
+    assert [r.status for r in results] == ["done"] * 3
+    assert len(builds) == len(FAST.tasks)  # once per task, not once per config
+    assert encodes and len(encodes) == len(set(encodes))  # no string tokenized twice
+
+
 def test_lower_bits_are_not_better_on_perplexity(group):
     bpb = {r.config["bits"]: (r.metric("kbit_heldout", "bits_per_byte"),
                               next(m["stderr"] for m in r.metrics if m["metric"] == "bits_per_byte")) for r in group[0]}
