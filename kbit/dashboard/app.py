@@ -11,13 +11,14 @@ from kbit.dashboard.ui import common, compare_page, frontier_page, queue_page, r
 from kbit.spec.errors import DatabaseError, DatabaseUnreachable
 
 PAGES = {
-    "frontier": ("Frontier", frontier_page), "scaling": ("Scaling by data type and block size", scaling_page),
+    # Short names: the sidebar's page picker cuts longer ones.
+    "frontier": ("Frontier", frontier_page), "scaling": ("Scaling", scaling_page),
     "queue": ("Queue", queue_page), "compare": ("Compare", compare_page), "run": ("Run", run_page),
 }
 
 
 def main() -> None:
-    st.set_page_config(page_title="kbit: k-bit scaling frontier", page_icon="📉", layout="wide")
+    st.set_page_config(page_title="kbit", page_icon="📉", layout="wide")
     st.sidebar.title("kbit")
     page = common.pick_one("page", "page", list(PAGES), fallback="frontier", fmt=lambda p: PAGES[p][0])
     for problem in common.url_problems():

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kbit.analysis import Findings, verdict_text
+from kbit.analysis import Findings, format_bits, verdict_text
+
+MARGINS = ("margin", "margin_low", "margin_high")
 
 
 def equal_bits_table(found: Findings) -> pd.DataFrame:
@@ -32,3 +34,12 @@ def findings_table(found: Findings) -> pd.DataFrame:
             rows.append({"finding": name, "verdict": word, "margin": margin.value if margin else None,
                          "margin_low": margin.low if margin else None, "margin_high": margin.high if margin else None})
     return pd.DataFrame(rows, columns=["finding", "verdict", "margin", "margin_low", "margin_high"])
+
+
+def display_formats(table: pd.DataFrame) -> dict:
+    """How the Frontier page shows these tables, as `kbit report` does: budgets in bits (633.76
+    kbit), margins signed (+0.0056); other number columns take the dashboard's default."""
+    formats = {c: "{:+.4f}" for c in MARGINS if c in table}
+    if "budget_bits" in table:
+        formats["budget_bits"] = format_bits
+    return formats

@@ -200,7 +200,14 @@ CHART_PROBE = """
     }
     out.push({canvas: !!canvas, width, height, drawn, symbols, lines, rects});
   }
+  // Tables cut by the page, so that they scroll inside: a dataframe wider than its box, or an
+  // st.table (meant to be shown whole) wider or taller than its box.
+  const overflows = (e, tall) => e.scrollWidth > e.clientWidth + 1 || (tall && e.scrollHeight > e.clientHeight + 1);
+  const cut = [...document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller')].filter(e => overflows(e, false))
+    .concat([...document.querySelectorAll('[data-testid="stTable"], [data-testid="stTable"] > div')].filter(e => overflows(e, true)));
   return {charts: out, exceptions: document.querySelectorAll('[data-testid="stException"]').length,
+          title: document.title, cut: cut.length,
+          tables: document.querySelectorAll('[data-testid="stDataFrame"], [data-testid="stTable"]').length,
           running: !!document.querySelector('[data-testid="stStatusWidgetRunningIcon"]'),
           text: document.body ? document.body.innerText.slice(0, 20000) : ''};
 })()

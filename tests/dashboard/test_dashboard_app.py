@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "kbit" / "dashboard" / "app.py")
 PAGES = ("frontier", "scaling", "queue", "compare", "run")
+MARGINS = ("margin", "margin_low", "margin_high")
 
 
 def run_app(monkeypatch, url: str, **params) -> AppTest:
@@ -45,9 +48,9 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
-def test_frontier_page_default_view(monkeypatch, seeded_db):
+def test_frontier_page_accuracy_view(monkeypatch, seeded_db):
     url, _ = seeded_db
-    at = run_app(monkeypatch, url)
+    at = run_app(monkeypatch, url, metric="mean_zero_shot/acc")
     [(spec, rows)] = charts(at)
     [(_, fits)] = charts(at, fits=True)
     # 3 models x k in {3, 4, 8, 16}: repeats averaged, best config per (k, model)
@@ -63,15 +66,56 @@ def test_frontier_page_default_view(monkeypatch, seeded_db):
     layer_y = spec["layer"][1]["encoding"]["y"]
     assert layer_y["title"] == "mean_zero_shot / acc"
     # the equal-bits table: a verdict per budget, a winner only where its interval excludes zero
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert len(table) >= 3 and {"3-bit", "4-bit", "verdict", "margin_low", "margin_high"} <= set(table.columns)
     named = table[~table["verdict"].str.startswith("undecided")]
     assert (named["margin_low"] > 0).all()
-    findings = at.dataframe[1].value
+    findings = at.table[1].value
     assert findings["finding"].iloc[0].startswith("4-bit is almost always optimal")
     assert "left out" in texts(at.caption)  # the repeat sweep's run without a bit report
     assert at.query_params["page"] == "frontier" and at.query_params["metric"] == "mean_zero_shot/acc"
     assert len(at.get("download_button")) == 4
+
+
+def test_the_default_metric_is_bits_per_byte_as_in_readme(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url)
+    assert at.sidebar.selectbox(key="w_metric").value == "kbit_heldout/bits_per_byte"
+    assert at.query_params["metric"] == "kbit_heldout/bits_per_byte"
+    [(spec, _)] = charts(at)
+    assert spec["layer"][1]["encoding"]["y"]["title"] == "kbit_heldout / bits_per_byte (lower is better)"
+    assert not at.warning
+
+
+def test_a_metric_the_database_lacks_is_reported_not_silently_replaced(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, metric="nope/x")
+    assert texts(at.warning) == ("Link: metric nope/x not found in the database; showing kbit_heldout/bits_per_byte "
+                                 "instead.")
+    assert at.query_params["metric"] == "kbit_heldout/bits_per_byte"
+    at.sidebar.selectbox(key="w_metric").set_value("mean_zero_shot/acc").run()
+    assert not at.warning  # said once, not again on every rerun
+
+
+def displayed(table) -> pd.DataFrame:
+    """What an st.table shows: its cells as the browser gets them (the Styler's display values)."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(table.proto.arrow_data.styler.display_values).read_all().to_pandas()
+
+
+def test_frontier_tables_are_shown_whole_with_one_number_format_per_column(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url)
+    assert len(at.table) == 2  # st.table: every row shown, no scrolling inside; the points stay a dataframe
+    budgets, findings = displayed(at.table[0]), displayed(at.table[1])
+    assert len(budgets) == len(at.table[0].value) and len(findings) == len(at.table[1].value)
+    assert all(re.fullmatch(r"\d+\.\d\d [kM]bit", b) for b in budgets["budget_bits"]), budgets["budget_bits"]
+    for frame, columns in ((budgets, ["3-bit", "4-bit", "8-bit", "16-bit"]), (budgets, MARGINS), (findings, MARGINS)):
+        for column in columns:
+            signed = r"[+-]" if column in MARGINS else ""
+            assert all(re.fullmatch(signed + r"\d+\.\d{4}", v) or v == "–" for v in frame[column]), frame[column]
+    assert not findings.isna().any().any() and "None" not in findings.to_string()
 
 
 def test_frontier_filters_and_facets_from_the_url(monkeypatch, seeded_db):
@@ -111,7 +155,7 @@ def test_frontier_no_runs_match(monkeypatch, seeded_db):
     url, _ = seeded_db
     at = run_app(monkeypatch, url, team="vision", dtype="int")  # vision's only int run failed
     assert not charts(at)
-    assert "No finished run has mean_zero_shot/acc under these filters" in texts(at.info)
+    assert "No finished run has kbit_heldout/bits_per_byte under these filters" in texts(at.info)
 
 
 def test_link_to_values_not_in_the_database(monkeypatch, seeded_db):
@@ -142,6 +186,13 @@ def test_scaling_page_one_line_per_dtype(monkeypatch, seeded_db):
     assert at.dataframe[0].value["dtype"].tolist() == ["nf", "int"]
 
 
+def in_order(node):
+    """Every element under `node` (an AppTest tree), in the order the page shows them."""
+    for child in getattr(node, "children", {}).values():
+        yield child
+        yield from in_order(child)
+
+
 def test_queue_page(monkeypatch, seeded_db):
     url, _ = seeded_db
     at = run_app(monkeypatch, url, page="queue")
@@ -149,7 +200,23 @@ def test_queue_page(monkeypatch, seeded_db):
     assert counts == {"queued": "3", "running": "2", "done": "47", "failed": "1", "cancelled": "0", "cached": "1"}
     [bar] = at.get("progress")
     assert "#3 live (nlp): 1/6 finished, 2 running, 3 queued; ETA" in bar.proto.text
+    # under "In progress" only the live sweep; the chart of every sweep (finished ones too) under "Sweeps"
+    page = [e for e in in_order(at.main) if e.type in ("subheader", "progress", "vega_lite_chart", "dataframe")]
+    kinds = [e.value if e.type == "subheader" else e.type for e in page]
+    assert kinds[:5] == ["In progress (1)", "progress", "Sweeps", "vega_lite_chart", "dataframe"], kinds
+    [(spec, _)] = charts(at)
+    assert spec["encoding"]["color"]["legend"]["orient"] == "top"  # a legend beside one bar is clipped
+    sweeps = at.dataframe[0]
+    assert list(sweeps.value.columns) == ["sweep", "team", "status", "progress", "runs", "priority", "submitter",
+                                          "created"]
+    live = sweeps.value.set_index("sweep").loc["#3 live"]
+    assert live["runs"] == "3 queued, 2 running, 1 done of 6" and live["status"].startswith("running, ETA")
+    progress = json.loads(sweeps.proto.columns)["progress"]["type_config"]
+    assert progress["type"] == "progress" and progress["color"] == "#2ca02c"  # the chart's colour of done runs
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", c) for c in sweeps.value["created"])
     failed = at.dataframe[1].value
+    assert list(failed.columns) == ["run", "sweep_id", "model", "label", "attempts", "error_type", "error", "finished"]
+    assert failed["run"].str.fullmatch(r"\?page=run&run=\d+").all()
     assert failed["error"].tolist() == ["CUDA out of memory while quantizing; lower batch_size"]
     assert failed["error_type"].tolist() == ["out_of_memory"]
 
@@ -158,7 +225,7 @@ def test_queue_page_for_one_team(monkeypatch, seeded_db):
     url, _ = seeded_db
     at = run_app(monkeypatch, url, page="queue", team="vision")
     sweeps = at.dataframe[0].value
-    assert sweeps["name"].tolist() == ["repeat"]
+    assert sweeps["sweep"].str.endswith(" repeat").tolist() == [True]
     assert at.query_params["team"] == "vision"
 
 
@@ -199,6 +266,10 @@ def test_run_page(monkeypatch, seeded_db):
     assert {m.label for m in at.metric} == {"total bits", "bits / param", "params", "quantized params"}
     assert at.json[0].value and json.loads(at.json[0].value)["bits"] == 3
     assert "0.1.0+test" in at.json[2].value
+    assert json.loads(at.json[3].value)["peak_memory_bytes"] == "9.54 MiB (10,000,000 bytes)"
+    metrics_table = at.dataframe[0]
+    formats = {c: v.get("type_config", {}).get("format") for c, v in json.loads(metrics_table.proto.columns).items()}
+    assert formats == {"value": "%.4f", "stderr": "%.4f", "_index": None} and metrics_table.proto.placeholder == "–"
 
 
 def test_run_page_failed_and_missing_runs(monkeypatch, seeded_db):
@@ -225,6 +296,14 @@ def test_every_page_on_an_empty_database(monkeypatch, empty_db_url, page):
         assert "kbit demo" in shown
     if page == "queue":
         assert "No sweeps yet" in shown
+
+
+def test_the_page_picker_names_fit_the_sidebar(monkeypatch, seeded_db):
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="scaling")
+    picker = at.sidebar.selectbox(key="w_page")
+    assert picker.options == ["Frontier", "Scaling", "Queue", "Compare", "Run"] and picker.value == "scaling"
+    assert max(map(len, picker.options)) <= 12
 
 
 def test_bad_link_values_are_reported(monkeypatch, seeded_db):
@@ -274,10 +353,14 @@ def _y_encodings(spec):
 def test_no_table_shows_none_and_no_axis_title_is_cut(monkeypatch, seeded_db, params):
     url, _ = seeded_db
     at = run_app(monkeypatch, url, **params)
-    frames = [element.value for element in at.dataframe]
-    assert frames, "the page shows no table"
-    for frame in frames:
-        assert not frame.isna().any().any(), frame[frame.isna().any(axis=1)].head()
+    assert len(at.dataframe) + len(at.table), "the page shows no table"
+    for element in at.dataframe:  # a missing number is shown as the placeholder, a missing text as ""
+        frame = element.value
+        assert element.proto.placeholder == "–" or not frame.isna().any().any()
+        text = frame.select_dtypes(exclude="number")
+        assert not text.isna().any().any(), text[text.isna().any(axis=1)].head()
+    for element in at.table:
+        assert not displayed(element).isna().any().any()
     for spec, _ in charts(at):
         for y in _y_encodings(spec):
             assert y["axis"]["titleLimit"] >= 1000, y

@@ -33,6 +33,8 @@ def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
     assert probe["exceptions"] == 0
     assert chart["canvas"] or (chart["symbols"] == N_POINTS and chart["lines"] >= 5)  # 4 k lines + the frontier
     assert "Which precision wins at equal bits" in probe["text"] and "The paper's findings" in probe["text"]
+    assert probe["title"] == "kbit"  # the browser tab, not "Streamlit"
+    assert probe["tables"] >= 2 and probe["cut"] == 0  # both analysis tables whole, nothing scrolls inside
     assert "Scaling frontier" in probe["text"]
 
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)
@@ -44,7 +46,7 @@ def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
 # page -> (query, a heading the page shows once drawn, whether it draws a chart)
 PAGES = {
     "scaling": ("?page=scaling", "Scaling", True),
-    "queue": ("?page=queue", "Sweeps", True),
+    "queue": ("?page=queue", "Failed runs", True),
     "compare": ("?page=compare&group=sweep&items=1,2", "Difference between two sweeps", True),
     "run": ("?page=run&run=1", "Metrics", False),
 }
@@ -58,6 +60,8 @@ def test_every_other_page_renders_in_chromium(seeded_db, tmp_path):
                  for name, (query, heading, chart) in PAGES.items()}
     for name, (probe, shot) in shots.items():
         assert probe["exceptions"] == 0, name
+        assert probe["title"] == "kbit", name
+        assert probe["cut"] == 0, f"a table on the {name} page is cut and scrolls inside"
         assert "Traceback" not in probe["text"], name
         image = np.asarray(Image.open(shot).convert("L"), dtype=float)
         assert image.std() > 10 and (image < 200).mean() > 0.01, f"the {name} page looks blank"

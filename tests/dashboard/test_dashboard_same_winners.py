@@ -59,7 +59,7 @@ def dashboard_winners(url, sweep_id, task, metric, monkeypatch):
     at.query_params.update({"page": "frontier", "metric": f"{task}/{metric}", "sweep": str(sweep_id)})
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    table = at.dataframe[0].value
+    table = at.table[0].value
     return list(table["verdict"])
 
 

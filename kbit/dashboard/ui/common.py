@@ -3,6 +3,7 @@ widgets and the export buttons. Thin: the work is in kbit.dashboard.data / front
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -87,20 +88,26 @@ def pick_many(label: str, key: str, choices: list, fmt=str, help: str | None = N
 
 
 def pick_one(label: str, key: str, choices: list, fallback=None, fmt=str, where=None, **kwargs):
-    """A selectbox starting at the URL's value (`key`), else `fallback`, else the first choice."""
+    """A selectbox starting at the URL's value (`key`), else `fallback` (a value, or a list of them
+    in order of preference), else the first choice. A URL value that is not a choice is reported."""
     where = where or st.sidebar
     if not choices:
         return None
     start = view().get(key)
     if start not in choices:
-        start = fallback if fallback in choices else choices[0]
+        preferred = [v for v in (fallback if isinstance(fallback, (list, tuple)) else [fallback]) if v in choices]
+        shown = preferred[0] if preferred else choices[0]
+        if start is not None and st.session_state.get(f"w_{key}") is None:
+            st.warning(f"Link: {label} {start} not found in the database; showing {fmt(shown)} instead.")
+        start = shown
     return where.selectbox(label, choices, index=choices.index(start), format_func=fmt, key=f"w_{key}", **kwargs)
 
 
 def metric_picker(metrics: list[str], where=None) -> str | None:
-    """Which task/metric the page plots (mean zero-shot accuracy by default)."""
+    """Which task/metric the page plots: by default the first of urlstate.DEFAULT_METRICS the
+    database has (held-out bits per byte, as in README's picture, else mean zero-shot accuracy)."""
     return pick_one(
-        "metric", "metric", metrics, fallback=urlstate.DEFAULT_METRIC, where=where,
+        "metric", "metric", metrics, fallback=urlstate.DEFAULT_METRICS, where=where,
         help="task/metric; perplexity and bits-per-byte are lower-is-better",
     )
 
@@ -135,25 +142,63 @@ def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
     return url_view, filters
 
 
+# One format per number column, so a column never mixes 0.005 with 0.0049: (st.column_config
+# format, the same in Python for st.table). Whole numbers get thousands separators.
+DECIMALS = ("%.4f", "{:.4f}")
+WHOLE = ("localized", "{:,.0f}")
+SIGNED = ("%+.4f", "{:+.4f}")  # margins: the sign is the point
+MISSING = "–"
+
+
+def number_format(values: pd.Series) -> tuple[str, str]:
+    """DECIMALS, or WHOLE for a column of whole numbers (counts, bits) or of numbers of 1000 and up."""
+    finite = values[np.isfinite(values.astype(float))]
+    if len(finite) and ((finite == finite.round()).all() or finite.abs().max() >= 1000):
+        return WHOLE
+    return DECIMALS
+
+
 def for_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as a table shows it: a missing value is an empty cell ('–' in number columns),
-    never Streamlit's grey "None". Number columns without gaps stay numbers (sortable)."""
+    """The frame as a table shows it: a missing value in a text column is an empty cell, never
+    Streamlit's grey "None" (number columns keep their gaps: `table` shows them as '–')."""
     out = frame.copy()
     for column in out.columns:
         values = out[column]
-        if not values.isna().any():
-            continue
-        if pd.api.types.is_float_dtype(values):
-            out[column] = [("–" if pd.isna(v) else f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}") for v in values]
-        else:
+        if values.isna().any() and not pd.api.types.is_numeric_dtype(values):
             out[column] = [("" if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v)
                            for v in values.astype(object)]
     return out
 
 
-def table(frame: pd.DataFrame, **kwargs) -> None:
-    """st.dataframe of for_display(frame), without the index."""
-    st.dataframe(for_display(frame), hide_index=True, **kwargs)
+def number_columns(frame: pd.DataFrame, column_config: dict | None = None) -> dict:
+    """column_config with a NumberColumn of one format (number_format) for every float column the
+    caller did not configure."""
+    config = dict(column_config or {})
+    for column in frame.columns:
+        if column not in config and pd.api.types.is_float_dtype(frame[column]):
+            config[column] = st.column_config.NumberColumn(format=number_format(frame[column])[0])
+    return config
+
+
+def table(frame: pd.DataFrame, column_config: dict | None = None, **kwargs) -> None:
+    """st.dataframe of for_display(frame), without the index, each number column in one format
+    and a missing number shown as '–'."""
+    st.dataframe(for_display(frame), hide_index=True, column_config=number_columns(frame, column_config),
+                 placeholder=MISSING, **kwargs)
+
+
+def whole_table(frame: pd.DataFrame, formats: dict | None = None) -> None:
+    """A table shown whole (every row and column, long text wrapped; no scrolling inside it):
+    st.table, each number column in one format (`formats`: column -> format string or function;
+    else number_format), a missing value shown as '–'."""
+    formats = {c: f for c, f in (formats or {}).items() if c in frame}
+    # a column given a number format is numbers (an all-None column comes as objects)
+    frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in formats})
+    for column in frame.columns:
+        if column not in formats and pd.api.types.is_float_dtype(frame[column]):
+            formats[column] = number_format(frame[column])[1]
+    styled = for_display(frame).style.format(formats, na_rep=MISSING).hide(axis="index")
+    st.table(styled)
 
 
 def downloads(frame: pd.DataFrame, name: str, where=None) -> None:

@@ -58,10 +58,11 @@ def render(url: str | None, opts: dict) -> dict:
         "whatever the facets."
     )
     table = tables.equal_bits_table(found)
-    common.table(table, column_config={"budget_bits": st.column_config.NumberColumn(format="compact")})
+    common.whole_table(table, tables.display_formats(table))
     common.downloads(table, "equal_bits")
     st.subheader("The paper's findings")
-    common.table(tables.findings_table(found))
+    findings = tables.findings_table(found)
+    common.whole_table(findings, tables.display_formats(findings))
     with st.expander(f"The {len(points):,} points on the chart"):
         common.table(common.with_run_links(points), column_config={"run": common.run_link_column()})
         common.downloads(points, "frontier_points")

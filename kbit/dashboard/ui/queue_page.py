@@ -25,8 +25,43 @@ def eta_text(seconds) -> str:
     return "ETA " + str(dt.timedelta(seconds=round(seconds)))
 
 
-SWEEP_COLUMNS = ("sweep_id", "name", "team", "progress", *STATE_COLUMNS, "total", "eta", "status", "priority",
-                 "submitter", "created_at")
+# What the Sweeps table shows, narrow enough that the page never cuts it at the right: the runs by
+# state as one text ("1 done, 2 running, 3 queued of 6"); every count is in the chart above it and
+# in the CSV / JSON downloads.
+SWEEP_COLUMNS = ("sweep", "team", "status", "progress", "runs", "priority", "submitter", "created")
+
+
+def runs_text(row) -> str:
+    """'1 done, 2 running, 3 queued of 6': the states a sweep has runs in, and its total."""
+    parts = [f"{int(row[s])} {s}" for s in STATE_COLUMNS if row[s]]
+    return f"{', '.join(parts) or 'no runs'} of {int(row['total'])}"
+
+
+def status_text(row) -> str:
+    """The sweep's status, with its ETA while runs are queued or running."""
+    active = row["queued"] + row["running"]
+    return f"{row['status']}, {eta_text(row['eta_s'])}" if active else str(row["status"])
+
+
+def sweeps_shown(sweeps):
+    """The Sweeps table: SWEEP_COLUMNS of every sweep."""
+    return sweeps.assign(
+        runs=[runs_text(r) for _, r in sweeps.iterrows()], status=[status_text(r) for _, r in sweeps.iterrows()],
+        created=minutes(sweeps["created_at"]),
+    )[list(SWEEP_COLUMNS)]
+
+
+def minutes(times):
+    """'2026-11-28 23:20': a time column to the minute, as a table shows it."""
+    return times.astype(str).str.replace("T", " ", regex=False).str.slice(0, 16).where(times.notna(), "")
+
+
+# The Failed runs table, as narrow as the Sweeps one: the run link first, the error given the room.
+FAILED_COLUMNS = ("run", "sweep_id", "model", "label", "attempts", "error_type", "error", "finished")
+
+
+def failed_shown(failed):
+    return common.with_run_links(failed).assign(finished=minutes(failed["finished_at"]))[list(FAILED_COLUMNS)]
 
 
 def render(url: str | None, opts: dict) -> dict:
@@ -59,12 +94,12 @@ def live(url: str | None, team: str | None) -> None:
         finished = row.done + row.cached + row.failed + row.cancelled
         st.progress(float(row.progress), text=f"{row.sweep} ({row.team}): {finished}/{row.total} finished, "
                                               f"{row.running} running, {row.queued} queued; {eta_text(row.eta_s)}")
-    st.altair_chart(charts.progress_chart(sweeps.head(40)))
     st.subheader("Sweeps")
-    # Counts first, so the narrow page never cuts one off; raw seconds and the label column left out.
-    shown = sweeps.assign(eta=[eta_text(s) for s in sweeps["eta_s"]])[list(SWEEP_COLUMNS)]
-    common.table(shown, column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)})
-    common.downloads(shown, "sweeps")
+    st.altair_chart(charts.progress_chart(sweeps.head(40)))
+    # The bar is the share of runs finished, in the colour the chart gives done runs.
+    bar = st.column_config.ProgressColumn("finished", min_value=0, max_value=1, color=charts.STATE_COLORS["done"])
+    common.table(sweeps_shown(sweeps), column_config={"progress": bar})
+    common.downloads(sweeps.drop(columns=["sweep"]), "sweeps")
 
     with_failures = tuple(sweeps.loc[sweeps["failed"] > 0, "sweep_id"].head(FAILED_SWEEPS_SHOWN))
     st.subheader("Failed runs")
@@ -72,5 +107,8 @@ def live(url: str | None, team: str | None) -> None:
         st.caption("No failed runs.")
         return
     failed = common.cached_failed(url, with_failures)
-    common.table(common.with_run_links(failed), column_config={"run": common.run_link_column()})
+    common.table(failed_shown(failed), column_config={
+        "run": common.run_link_column(), "sweep_id": st.column_config.NumberColumn("sweep"),
+        "error": st.column_config.TextColumn(width=340, help="the first lines; the run's page has all of it"),
+    })
     common.downloads(failed, "failed_runs")

@@ -10,6 +10,18 @@ from kbit.dashboard import export
 from kbit.dashboard.ui import common
 
 
+def format_bytes(n) -> str | None:
+    """'9.54 MiB (10,000,000 bytes)': binary units, the exact count beside them; None stays None."""
+    if n is None:
+        return None
+    size, unit = float(n), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{int(n):,} bytes" if unit == "bytes" else f"{size:.2f} {unit} ({int(n):,} bytes)"
+
+
 def render(url: str | None, opts: dict) -> dict:
     st.header("Run")
     start = common.view().get("run")
@@ -53,8 +65,10 @@ def render(url: str | None, opts: dict) -> dict:
     right.markdown("**Provenance**")
     right.json(detail.get("provenance") or {})
     right.markdown("**Timings**")
-    right.json({k: detail.get(k) for k in ("created_at", "started_at", "finished_at", "wall_time_s",
-                                            "peak_memory_bytes", "device", "worker", "attempts", "max_attempts")})
+    timings = {k: detail.get(k) for k in ("created_at", "started_at", "finished_at", "wall_time_s",
+                                          "peak_memory_bytes", "device", "worker", "attempts", "max_attempts")}
+    timings["peak_memory_bytes"] = format_bytes(timings["peak_memory_bytes"])
+    right.json(timings)
     st.download_button(f"run_{run_id}.json", export.detail_to_json(detail), file_name=f"run_{run_id}.json",
                        mime="application/json")
     if not metrics.empty:
