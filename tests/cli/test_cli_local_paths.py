@@ -9,12 +9,10 @@ from kbit.cli.main import main
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("KBIT_HOME", str(tmp_path / "home"))
-    for var in ("KBIT_DATABASE_URL", "KBIT_RAY_ADDRESS", "KBIT_TOKEN", "KBIT_TEAM"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def home(kbit_env, monkeypatch):
+    """KBIT_HOME (tests/cli/conftest.py) as the working folder, where the sweeps' relative paths point."""
+    monkeypatch.chdir(kbit_env)
+    return kbit_env
 
 
 def check(home, capsys, models: str, extra: str = "", methods: str = "rtn") -> tuple[int, str, str]:

@@ -10,23 +10,12 @@ import pytest
 
 from kbit.cli.demo import demo_team
 from kbit.cli.main import main
-from kbit.db import connect, session_scope, teams
+from kbit.db import session_scope, teams
 from kbit.service import Operations
 from kbit.spec.errors import AuthError
 from kbit.spec.reader import parse_sweep
 
 SWEEP = "name: t\nmodels: [m/a]\ngrid: {bits: [4], dtypes: [nf], blocksizes: [64]}\ntasks: [x]\n"
-
-
-@pytest.fixture
-def engine(tmp_path, monkeypatch):
-    """An embedded KBIT_HOME (SQLite), no token or team in the environment."""
-    monkeypatch.setenv("KBIT_HOME", str(tmp_path))
-    for var in ("KBIT_DATABASE_URL", "KBIT_RAY_ADDRESS", "KBIT_TOKEN", "KBIT_TEAM"):
-        monkeypatch.delenv(var, raising=False)
-    engine = connect()
-    yield engine
-    engine.dispose()
 
 
 def printed_token(out: str) -> str:

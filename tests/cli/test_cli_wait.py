@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from kbit.cli.commands import failed_exit, finish
-from kbit.db import connect, queue, session_scope, teams
+from kbit.db import queue, session_scope, teams
 from kbit.service import Operations
 from kbit.service.grouprun import noop_evaluate, run_group
 from kbit.spec.reader import parse_sweep
@@ -32,13 +32,11 @@ def evaluate_failing_below(bits_ok: int, error: str):
 
 
 @pytest.fixture
-def ops(tmp_path):
-    url = f"sqlite:///{tmp_path / 'kbit.db'}"
-    engine = connect(url)
+def ops(engine):
+    """(Operations on KBIT_HOME's database (tests/cli/conftest.py), its URL, team nlp's token)."""
     with session_scope(engine) as s:
         token = teams.create_team(s, "nlp")
-    yield Operations(engine), url, token
-    engine.dispose()
+    return Operations(engine), engine.url.render_as_string(hide_password=False), token
 
 
 def run_sweep(ops, evaluate) -> int:
