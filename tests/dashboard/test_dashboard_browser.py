@@ -47,7 +47,7 @@ def test_frontier_page_renders_in_chromium(seeded_db, tmp_path):
 PAGES = {
     "scaling": ("?page=scaling", "Scaling", True),
     "queue": ("?page=queue", "Failed runs", True),
-    "compare": ("?page=compare&group=sweep&items=1,2", "Difference between two sweeps", True),
+    "compare": ("?page=compare&group=sweep&items=1,2", "Side by side", True),
     "run": ("?page=run&run=1", "Metrics", False),
 }
 
