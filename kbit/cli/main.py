@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kbit.cli import exportmodel
 from kbit.spec import settings
 from kbit.spec.errors import KbitError
 
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--database-url", metavar="URL", help="the database (default: $KBIT_DATABASE_URL, else SQLite under $KBIT_HOME)")
+
+    exportmodel.add_parser(sub)
 
     p = sub.add_parser("serve", help="start the scheduler on a running cluster (used on the head, e.g. by docker compose)")
     p.add_argument("--address", default="auto", help="cluster address to join as a driver (default: auto)")

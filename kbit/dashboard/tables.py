@@ -43,3 +43,28 @@ def display_formats(table: pd.DataFrame) -> dict:
     if "budget_bits" in table:
         formats["budget_bits"] = format_bits
     return formats
+
+
+EXPORTABLE = ("done", "cached")
+
+
+def export_command(run_id: int, label: str) -> str:
+    """The command that writes a run's k-bit model as a loadable checkpoint (`kbit export`)."""
+    return f"kbit export {int(run_id)} --output {label}-run{int(run_id)}"
+
+
+def with_export_commands(table: pd.DataFrame, runs: pd.DataFrame, x_bits: pd.Series) -> pd.DataFrame:
+    """The equal-bits table with an `export` column: per budget, the command for the run of the
+    winning config whose bits (`x_bits`, the table's axis) are nearest the budget (log scale)."""
+    import numpy as np
+
+    commands = []
+    for budget, label in zip(table["budget_bits"], table["config"]):
+        mine = runs.index[runs["label"] == label] if isinstance(label, str) else []
+        if len(mine) == 0:
+            commands.append(None)
+            continue
+        distance = (np.log2(x_bits.loc[mine].astype(float)) - np.log2(float(budget))).abs()
+        run = runs.loc[distance.idxmin()]
+        commands.append(export_command(run["run_id"], label))
+    return table.assign(export=commands)

@@ -1,5 +1,6 @@
 """k-bit weight quantization: configs, codebooks, blockwise (de)quantization, packing, Triton
-kernels with plain-torch references, the quantized Linear and whole-model quantization.
+kernels with plain-torch references, the quantized Linear, whole-model quantization and the
+checkpoint format (`save_quantized` / `load_quantized`).
 
 `QuantConfig` imports without torch; every other name loads torch on first use.
 """
@@ -18,6 +19,9 @@ _LAZY = {
     "BitReport": "kbit.kernels.model",
     "CoverageError": "kbit.kernels.model",
     "gptq_quantize": "kbit.kernels.gptq",
+    "save_quantized": "kbit.kernels.checkpoint",
+    "load_quantized": "kbit.kernels.checkpoint",
+    "CheckpointError": "kbit.kernels.checkpoint",
 }
 
 __all__ = ["QuantConfig", *_LAZY]

@@ -85,12 +85,43 @@ class QuantLinear(nn.Module):
         if tuple(qt.shape) != tuple(weight.shape):
             raise ValueError(f"QuantLinear: the given quantized weight has shape {tuple(qt.shape)}, the layer's "
                              f"(outlier columns removed) is {tuple(weight.shape)}")
+        self._hold(qt, None if linear.bias is None else linear.bias.detach().clone())
+
+    def _hold(self, qt: QuantizedTensor, bias: torch.Tensor | None) -> None:
         self.register_buffer("codes", qt.codes)
         self.register_buffer("absmax", qt.absmax)
         self.register_buffer("codebook", qt.codebook)
         self._shape, self._dtype = qt.shape, qt.dtype
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self._dense: torch.Tensor | None = None
+
+    @classmethod
+    def from_packed(cls, cfg: QuantConfig, qtensor: QuantizedTensor, in_features: int, *,
+                    outlier_idx: torch.Tensor | None = None, outlier_weight: torch.Tensor | None = None,
+                    bias: torch.Tensor | None = None, backend: str = "auto") -> "QuantLinear":
+        """A QuantLinear from stored parts (kbit.kernels.checkpoint): the packed weight without its
+        outlier columns, the outlier columns' indices and 16-bit values, the bias. It has no 16-bit
+        original, so `restore_model_` refuses it."""
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        n_out = int(qtensor.shape[0])
+        n_outliers = 0 if outlier_idx is None else outlier_idx.numel()
+        if len(qtensor.shape) != 2 or int(qtensor.shape[1]) + n_outliers != in_features:
+            raise ValueError(f"QuantLinear.from_packed: a packed weight of shape {tuple(qtensor.shape)} with "
+                             f"{n_outliers} outlier columns does not make {in_features} input features")
+        self.out_features, self.in_features = n_out, in_features
+        self.config, self.backend = cfg, backend
+        object.__setattr__(self, "original", None)
+        if n_outliers:
+            keep = torch.ones(in_features, dtype=torch.bool, device=outlier_idx.device)
+            keep[outlier_idx.long()] = False
+            self.register_buffer("outlier_idx", outlier_idx.to(torch.int32))
+            self.register_buffer("keep_idx", keep.nonzero().squeeze(1).to(torch.int32))
+            self.register_buffer("outlier_weight", outlier_weight)
+        else:
+            self.outlier_idx = self.keep_idx = self.outlier_weight = None
+        self._hold(qtensor, bias)
+        return self
 
     @property
     def qtensor(self) -> QuantizedTensor:

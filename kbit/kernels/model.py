@@ -127,6 +127,10 @@ def check_coverage(model: nn.Module, targets: list[str], skip: tuple[str, ...], 
 def restore_model_(model: nn.Module) -> int:
     """Put the original layers (nn.Linear or Conv1D) back (bit-identical weights); returns how many."""
     names = [name for name, m in model.named_modules() if isinstance(m, QuantLinear)]
+    loaded = [name for name in names if model.get_submodule(name).original is None]
+    if loaded:
+        raise ValueError(f"{len(loaded)} QuantLinear layers ({loaded[0]}, ...) were loaded from a kbit checkpoint "
+                         "and have no 16-bit weights to restore; load the 16-bit model to quantize it differently")
     for name in names:
         _set_module(model, name, model.get_submodule(name).original)
     return len(names)

@@ -7,8 +7,15 @@ from __future__ import annotations
 import streamlit as st
 
 from kbit.analysis import frontier
-from kbit.dashboard import charts, tables, urlstate
+from kbit.analysis.equalbits import x_bits
+from kbit.dashboard import charts, data, tables, urlstate
 from kbit.dashboard.ui import common
+
+
+@st.cache_data(ttl=common.TTL, show_spinner=False)
+def cached_runs(url, task, metric, filters: tuple):
+    """The filtered finished runs (run id, label, bits) the winners' export commands point at."""
+    return data.frontier(url, task, metric, **dict(filters))
 
 
 def render(url: str | None, opts: dict) -> dict:
@@ -58,6 +65,8 @@ def render(url: str | None, opts: dict) -> dict:
         "whatever the facets."
     )
     table = tables.equal_bits_table(found)
+    runs = cached_runs(url, task, name, filters)
+    table = tables.with_export_commands(table, runs, x_bits(runs, found.x_axis))
     common.whole_table(table, tables.display_formats(table))
     common.downloads(table, "equal_bits")
     st.subheader("The paper's findings")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from kbit.analysis import format_bits
-from kbit.dashboard import export
+from kbit.dashboard import export, tables
 from kbit.dashboard.ui import common
 
 
@@ -51,6 +51,10 @@ def render(url: str | None, opts: dict) -> dict:
     else:
         st.caption("No bit report (the run has not finished, or failed before quantizing).")
 
+    if detail["status"] in tables.EXPORTABLE and detail.get("bits") != 16:
+        st.markdown("**Take it home**: this run's k-bit model as a checkpoint (packed codes, scales, tokenizer, "
+                    "manifest) that `kbit.kernels.load_quantized` loads; `--check` reproduces the scores below")
+        st.code(tables.export_command(run_id, detail["label"]), language="bash")
     st.markdown("**Metrics**")
     metrics = pd.DataFrame(detail["metrics"], columns=["task", "metric", "value", "stderr"])
     if metrics.empty:
