@@ -27,6 +27,7 @@ NUMERICS_SOURCES = (
     "workers/bundled/*.py",
     "workers/bundled/tasks/*.py",
     "workers/bundled/tasks/*.yaml",
+    "workers/bundled/weights/*/*/kbit-build.json",  # each holds its weights' sha256: other weights, other keys
     "spec/evalspec.py",
 )
 # ... less those that only carry a finished result elsewhere (`kbit export`'s format and path).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kbit.cli import export, exportmodel, localcluster, progress
+from kbit.cli import export, exportmodel, familybuild, localcluster, progress
 from kbit.cluster.client import RayService
 from kbit.cluster.connect import resolve_address
 from kbit.db import mask_url
@@ -278,7 +278,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from kbit.cli.report import DEFAULT_METRICS, method_of, render_report, report_json, split_findings
+    from kbit.cli.report import DEFAULT_METRICS, analysed_sections, method_of, render_report, report_json
     from kbit.db import queries, session_scope
 
     if args.compare:
@@ -301,12 +301,7 @@ def cmd_report(args) -> int:
         if unknown:
             raise UsageError(f"no finished run has {unknown[0]}; metrics in the database: "
                              + (", ".join(sorted(available)) or "none yet (run `kbit demo`)"))
-        analysed = [
-            section
-            for task, metric in (m.split("/", 1) for m in wanted)
-            if f"{task}/{metric}" in available or (task, metric) == ("mean_zero_shot", "acc")
-            for section in split_findings(s, task, metric, args.sweep, x_axis=args.x_axis, only=args.method)
-        ]
+        analysed = analysed_sections(s, wanted, args.sweep, x_axis=args.x_axis, method=args.method)
     if as_json:
         if len(analysed) > 1:
             raise UsageError("these runs use several rounding methods; give --method "
@@ -385,5 +380,6 @@ COMMANDS = {
     "down": cmd_down,
     "serve": cmd_serve,
     "export": exportmodel.cmd_export,
+    "family": familybuild.cmd_family,
     "gateway": cmd_gateway,
 }

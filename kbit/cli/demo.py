@@ -8,6 +8,7 @@ the frontier summary: for each bit budget, the best k / data type / block size a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rich.table import Table
 from kbit.analysis import Interval, better_word, verdict_text
 from kbit.cli import progress
 from kbit.cli.commands import finish, kbit_command, save_token, token_file
-from kbit.cli.report import interval_text, load_findings
+from kbit.cli.report import DEFAULT_METRICS, analysed_sections, interval_text, load_findings, render_report
 from kbit.cluster.client import RayService
 from kbit.db import session_scope, teams
 from kbit.service import Operations
@@ -101,6 +102,31 @@ def summary_table(found, task: str = TASK, metric: str = METRIC) -> Table:
     return table
 
 
+def published_results() -> Path | None:
+    """docs/RESULTS.md of the checkout kbit runs from (an installed wheel has none)."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"
+    return path if path.is_file() else None
+
+
+def write_results(engine, sweep_id: int, out: Console, compare_with: Path | None) -> Path:
+    """$KBIT_HOME/RESULTS.md from this sweep's runs (what `kbit report` writes), and whether it is
+    identical to the published one: the same weights and code give the same file on every machine."""
+    with session_scope(engine) as s:
+        text = render_report(analysed_sections(s, DEFAULT_METRICS, sweeps=[sweep_id]))
+    path = settings.kbit_home() / "RESULTS.md"
+    path.write_text(text)
+    out.print(f"wrote the report: {path}")
+    if compare_with is not None:
+        theirs = compare_with.read_text().splitlines()
+        differing = [i for i, (a, b) in enumerate(itertools.zip_longest(text.splitlines(), theirs)) if a != b]
+        if differing:
+            out.print(f"it differs from {compare_with} in {len(differing)} of {len(theirs)} lines "
+                      f"(first at line {differing[0] + 1}): `diff {compare_with} {path}`")
+        else:
+            out.print(f"it is identical to {compare_with}, digit for digit")
+    return path
+
+
 def findings_lines(found) -> list[str]:
     return [f"{x.claim}: {x.verdict} (margin {interval_text(x.margin)})" for x in found.findings]
 
@@ -124,12 +150,14 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
         swept = time.perf_counter()
         summaries = [(task, metric, frontier_summary(local.engine, reply["sweep_id"], task, metric))
                      for task, metric in SUMMARY_METRICS]
-    for task, metric, found in summaries:
-        if not found.n_runs:
-            continue
-        out.print(summary_table(found, task, metric))
-        for line in findings_lines(found):
-            out.print(line)
+        for task, metric, found in summaries:
+            if not found.n_runs:
+                continue
+            out.print(summary_table(found, task, metric))
+            for line in findings_lines(found):
+                out.print(line)
+        # Only the default demo is what docs/RESULTS.md publishes.
+        write_results(local.engine, reply["sweep_id"], out, published_results() if not (sweep_path or family) else None)
     out.print(f"phases: model family {progress.format_seconds(built - started)}, "
               f"sweep {progress.format_seconds(swept - built)} (embedded Ray start included), "
               f"total {progress.format_seconds(time.perf_counter() - started)}")
@@ -137,7 +165,6 @@ def run_demo(sweep_path: str | None, family: str | None, out: Console) -> int:
     if not summaries[0][2].n_runs:
         out.print(f"no finished runs with a mean zero-shot accuracy: see `{kbit} status` for failures")
     out.print(f"open the dashboard on these results: {kbit} dashboard   (then http://127.0.0.1:8501)")
-    out.print(f"write the report: {kbit} report   ({settings.kbit_home() / 'RESULTS.md'})")
     out.print(f"submit more as team {team}: {kbit} submit examples/micro.yaml --wait   (with KBIT_TOKEN unset it "
               f"uses the token kept in {token_file(team)}; elsewhere: export KBIT_TOKEN=$(cat {token_file(team)}))")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kbit.cli import exportmodel
+from kbit.cli import exportmodel, familybuild
 from kbit.spec import settings
 from kbit.spec.errors import KbitError
 
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", metavar="URL", help="the database (default: $KBIT_DATABASE_URL, else SQLite under $KBIT_HOME)")
 
     exportmodel.add_parser(sub)
+    familybuild.add_parser(sub)
 
     p = sub.add_parser("serve", help="start the scheduler on a running cluster (used on the head, e.g. by docker compose)")
     p.add_argument("--address", default="auto", help="cluster address to join as a driver (default: auto)")

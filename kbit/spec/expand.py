@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from kbit.spec import settings
 from kbit.spec.evalspec import run_eval
 from kbit.spec.sweep import Sweep
 from kbit.kernels.config import QuantConfig
@@ -42,8 +43,11 @@ def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, n
 
 def expand_runs(sweep: Sweep, numerics_version: str | None = None) -> list[dict]:
     """One run dict per (model, config), in model order then grid order (the baseline first); their
-    cache keys hold `numerics_version` (default: this installation's)."""
+    cache keys hold `numerics_version` (default: this installation's; marked when the bundled
+    family is trained here rather than loaded from the shipped weights: other weights, other keys)."""
     code = numerics_version or current_numerics_version()
+    if settings.family_weights() == "build":
+        code += "+family-built-here"
     eval_spec = sweep.eval.to_dict()
     calibration = sweep.calibration.to_dict() if sweep.calibration is not None else None
     runs = []

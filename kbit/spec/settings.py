@@ -20,6 +20,7 @@ nothing of kbit but `errors`, so every part may use it.
 | KBIT_WORKER_IDLE_S | a worker with nothing to do for this long gives its GPU share back | 60 |
 | KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
 | KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
+| KBIT_FAMILY_WEIGHTS | bundled models: `shipped` (the 16-bit weights inside the package, the same on every machine) or `build` (trained here under KBIT_HOME) | shipped |
 | KBIT_DEBUG | show tracebacks of unexpected errors | off |
 """
 
@@ -43,7 +44,7 @@ SCHEDULER_NAME = "kbit-scheduler"
 
 # What worker processes need to find the same models, caches and timings as the service that
 # started them (a Ray worker does not inherit the driver's environment).
-FORWARDED_ENV = ("KBIT_HOME", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+FORWARDED_ENV = ("KBIT_HOME", "KBIT_FAMILY_WEIGHTS", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
                  "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_TASK", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING",
                  "KBIT_GPU_MEMORY_GB", "KBIT_WORKER_CACHE_GB", "KBIT_WORKER_IDLE_S")
 WORKER_PREFIX = "kbit-worker"  # worker actors are named f"{WORKER_PREFIX}:{scheduler name}:{n}"
@@ -141,6 +142,14 @@ def dashboard_ttl_seconds() -> float:
 
 def dashboard_refresh_seconds() -> float:
     return _number("KBIT_DASHBOARD_REFRESH_S", 5.0)
+
+
+def family_weights() -> str:
+    """Where bundled models come from: 'shipped' (the package's own weights) or 'build' (trained here)."""
+    value = _text("KBIT_FAMILY_WEIGHTS") or "shipped"
+    if value not in ("shipped", "build"):
+        raise UsageError(f"KBIT_FAMILY_WEIGHTS={value!r} must be 'shipped' or 'build'; unset it for the shipped weights")
+    return value
 
 
 def forwarded_env() -> dict:

@@ -92,3 +92,13 @@ def test_the_code_version_names_the_commit_and_local_changes(tmp_path):
     (tmp_path / "kbit.py").write_text("x = 2\n")
     code_version.cache_clear()
     assert code_version(tmp_path) == f"{__version__}+g{sha}.dirty"
+
+
+def test_other_family_weights_give_other_keys(package, monkeypatch):
+    """The shipped weights' markers (their sha256) are numerics; a family trained here is other weights."""
+    assert any(name.startswith("workers/bundled/weights/") for name in numerics_files())
+    before = keys(package)
+    touch(next((package / "workers" / "bundled" / "weights").glob("*/*/kbit-build.json")))
+    assert not set(keys(package)) & set(before)
+    monkeypatch.setenv("KBIT_FAMILY_WEIGHTS", "build")
+    assert not set(keys()) & set(before) and not set(keys()) & set(keys(package))

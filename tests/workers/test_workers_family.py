@@ -52,13 +52,13 @@ def test_built_models_load_with_transformers_and_are_reused(micro):
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
 
 
-def test_a_stale_build_is_rebuilt_identically(micro, monkeypatch):
-    """Deterministic given the seed (on one device and thread count): a rebuild forced by a recipe
-    change gives the same weights. Both builds run here: the session's first build may have run in a
-    Ray worker with another thread count."""
-    path = micro["kbit/micro/m1"]
-    monkeypatch.setattr(family, "RECIPE_VERSION", family.RECIPE_VERSION + 1)
-    family.ensure_model("kbit/micro/m1")
+def test_a_stale_build_is_rebuilt_identically(monkeypatch, tmp_path):
+    """Built here (KBIT_FAMILY_WEIGHTS=build): deterministic given the seed (on one device and thread
+    count), so a rebuild forced by a recipe change gives the same weights."""
+    monkeypatch.setenv("KBIT_FAMILY_WEIGHTS", "build")
+    monkeypatch.setenv("KBIT_HOME", str(tmp_path))
+    path = family.ensure_model("kbit/micro/m1")
+    assert path == family.model_dir("kbit/micro/m1") and family.build_info("kbit/micro/m1")["recipe"] == family.recipe("micro", "m1")
     before = AutoModelForCausalLM.from_pretrained(path).state_dict()
     monkeypatch.setattr(family, "RECIPE_VERSION", family.RECIPE_VERSION + 1)
     stamp = (path / "model.safetensors").stat().st_mtime_ns

@@ -1,11 +1,14 @@
 """The bundled model families: `micro` (seconds to build, for tests) and `demo` (four sizes that
-show scaling). Ids are `kbit/<family>/<size>`; each model is built on first use under
-`$KBIT_HOME/models/<family>/<size>` (a `save_pretrained` folder with its tokenizer), behind a file
-lock so two processes never build the same model at once, and written atomically.
+show scaling). Ids are `kbit/<family>/<size>`. Every member ships inside the package as 16-bit
+weights with checksums (`shipped.py`), so every machine evaluates the same model; with
+KBIT_FAMILY_WEIGHTS=build (or when no shipped copy matches the recipe) it is trained on first use
+under `$KBIT_HOME/models/<family>/<size>` (a `save_pretrained` folder with its tokenizer), behind a
+file lock so two processes never build the same model at once, and written atomically.
 
     family_members("demo")           -> ["kbit/demo/s1", ..., "kbit/demo/s4"]
-    ensure_model("kbit/demo/s2")     -> Path of the built model (builds it if missing)
-    ensure_family("micro", home)     -> the built paths of every member (tests and demos)
+    ensure_model("kbit/demo/s2")     -> Path of the model (the shipped one, or built here if needed)
+    ensure_family("micro", home)     -> the paths of every member (tests and demos)
+    build_model("kbit/demo/s2")      -> Path of the model trained here (`kbit family build`)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from filelock import FileLock
 
 from kbit.spec import settings
 from kbit.spec.modelids import bundled_parts
+from kbit.workers.bundled import shipped
 
 RECIPE_VERSION = 4  # bump when a recipe changes so stale builds are rebuilt
 MARKER = "kbit-build.json"
@@ -126,7 +130,14 @@ def recipe(family: str, size: str) -> dict:
 
 
 def build_info(model: str, home: str | os.PathLike | None = None) -> dict | None:
-    """The stored build marker (recipe and training figures) of a built model, else None."""
+    """The build marker (recipe and training figures) of the model `ensure_model` gives, else None."""
+    if _shipped(model) is not None:
+        return shipped.marker(model)
+    return built_info(model, home)
+
+
+def built_info(model: str, home: str | os.PathLike | None = None) -> dict | None:
+    """The build marker of the model trained here under KBIT_HOME, else None."""
     path = model_dir(model, home) / MARKER
     try:
         return json.loads(path.read_text())
@@ -134,13 +145,26 @@ def build_info(model: str, home: str | os.PathLike | None = None) -> dict | None
         return None
 
 
+def _shipped(model: str) -> Path | None:
+    if settings.family_weights() != "shipped":
+        return None
+    return shipped.shipped_model(model, recipe(*parse_bundled(model)))
+
+
 def _is_current(model: str, home) -> bool:
-    info = build_info(model, home)
+    info = built_info(model, home)
     return info is not None and info.get("recipe") == recipe(*parse_bundled(model))
 
 
 def ensure_model(model: str, home: str | os.PathLike | None = None) -> Path:
-    """The folder of bundled model `model`, built first if it is missing or stale."""
+    """The folder of bundled model `model`: the shipped one (checksums verified), else the one built
+    here, built first if it is missing or stale."""
+    found = _shipped(model)
+    return found if found is not None else build_model(model, home)
+
+
+def build_model(model: str, home: str | os.PathLike | None = None) -> Path:
+    """The folder of bundled model `model` trained here, trained first if it is missing or stale."""
     target = model_dir(model, home)
     if _is_current(model, home):
         return target
