@@ -1,4 +1,5 @@
-"""The export command the Run page and the Frontier page's winners table show for a run."""
+"""The export command the Run page and the Frontier page's winners table show for a run (the
+Frontier page itself, with the column, runs in test_dashboard_app.py)."""
 
 import pandas as pd
 
@@ -18,3 +19,12 @@ def test_the_winners_table_points_each_budget_at_the_winning_configs_nearest_run
 def test_the_command_shown_is_one_the_cli_accepts():
     args = build_parser().parse_args(export_command(42, "nf3-b64-gptq").split()[1:])
     assert (args.command, args.run_id, args.output, args.force) == ("export", 42, "nf3-b64-gptq-run42", False)
+
+
+def test_the_run_page_shows_the_export_command(monkeypatch, seeded_db):
+    from tests.dashboard.test_dashboard_app import run_app
+
+    url, _ = seeded_db
+    at = run_app(monkeypatch, url, page="run", run="1")
+    [code] = [c.value for c in at.code if c.value.startswith("kbit export")]
+    assert code.startswith("kbit export 1 --output ") and code.endswith("-run1")
