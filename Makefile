@@ -8,7 +8,7 @@ VENV_DIR := $(KBIT_VENV_CACHE)/$(DEPS_HASH)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench gpu-check clean-venv
+.PHONY: install demo test test-fast bench gpu-check clean-venv
 
 # pip's own output goes to $(VENV_DIR)/install.log; it is shown only when the install fails.
 PIP_LOG = $(VENV_DIR)/install.log
@@ -31,6 +31,10 @@ demo: install
 
 test: install
 	bash scripts/test.sh
+
+# The inner loop: everything but the tests that start Ray, drive a browser or take Postgres away.
+test-fast: install
+	bash scripts/test.sh -m "not ray and not browser and not outage"
 
 bench: install
 	$(BIN)/python -m benchmarks.kernels

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -48,3 +49,17 @@ def offline_env(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _ray_tests_are_marked(request):
+    """`make test-fast` selects by marker: a test that starts Ray must say so (@pytest.mark.ray)."""
+    def ray_up() -> bool:
+        ray = sys.modules.get("ray")
+        return ray is not None and ray.is_initialized()
+
+    before = ray_up()
+    yield
+    if not before and ray_up() and request.node.get_closest_marker("ray") is None:
+        pytest.fail("this test started Ray in this process: mark it @pytest.mark.ray (make test-fast leaves those out)",
+                    pytrace=False)

@@ -1,8 +1,12 @@
 """`kbit demo` on the micro family through the real CLI entry point (embedded Ray, SQLite), with
-its printed frontier summary checked against the database."""
+its printed frontier summary checked against the database, and the RESULTS.md it writes checked
+against the committed one digit for digit (the shipped weights make it the same on every machine;
+after a change to the numerics or the report, regenerate it: `KBIT_HOME=$(mktemp -d) kbit demo
+--sweep examples/micro.yaml` and copy its RESULTS.md to tests/cluster/expected/micro-demo-RESULTS.md)."""
 
 from __future__ import annotations
 
+import pytest
 import os
 import re
 import subprocess
@@ -12,6 +16,10 @@ from clustertest_helpers import REPO
 
 from kbit.cli.demo import frontier_summary
 from kbit.db import connect, queries, session_scope
+
+EXPECTED = REPO / "tests" / "cluster" / "expected" / "micro-demo-RESULTS.md"
+
+pytestmark = pytest.mark.ray
 
 
 def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_env, tmp_path):
@@ -43,3 +51,6 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
         assert cells[-2] == verdict
         assert cells[-1].startswith(f"{entry['margin']:+.4f} [")
     assert re.search(r"^4-bit is almost always optimal for a fixed total of model bits: (agrees|differs|undecided) ", out, re.M)
+    written = (tmp_path / "RESULTS.md").read_text()
+    assert f"wrote the report: {tmp_path / 'RESULTS.md'}" in " ".join(out.split())
+    assert written == EXPECTED.read_text(), f"the micro demo's RESULTS.md differs from {EXPECTED}: diff it with {tmp_path / 'RESULTS.md'}"

@@ -13,6 +13,8 @@ import pytest
 from kbit.cli.main import main
 from kbit.db import connect, queries, session_scope, teams
 
+pytestmark = pytest.mark.ray
+
 
 @pytest.fixture(scope="module")
 def team(ray_head):

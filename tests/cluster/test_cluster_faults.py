@@ -16,6 +16,8 @@ from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
 from kbit.cli.progress import wait_for_sweep
 from kbit.cluster.client import RayService
 
+pytestmark = pytest.mark.ray
+
 ray.cloudpickle.register_pickle_by_value(clustertest_helpers)  # the cluster cannot import test modules
 
 

@@ -4,6 +4,7 @@ is charged an attempt for the outage."""
 
 from __future__ import annotations
 
+import pytest
 import time
 
 import clustertest_helpers
@@ -17,6 +18,8 @@ from kbit.cluster.actor import stop_scheduler
 from kbit.cluster.client import RayService
 from kbit.db import connect, session_scope, teams
 from kbit.service import Operations
+
+pytestmark = [pytest.mark.ray, pytest.mark.outage]
 
 ray.cloudpickle.register_pickle_by_value(clustertest_helpers)
 

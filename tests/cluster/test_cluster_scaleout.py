@@ -5,6 +5,7 @@ ever holding more of it than fits."""
 
 from __future__ import annotations
 
+import pytest
 import contextlib
 import os
 import signal
@@ -18,6 +19,8 @@ from ray.cluster_utils import Cluster
 from kbit.cli.progress import wait_for_sweep
 from kbit.cluster.actor import stop_scheduler
 from kbit.cluster.client import RayService
+
+pytestmark = pytest.mark.ray
 
 ray.cloudpickle.register_pickle_by_value(clustertest_helpers)
 GIB = 2**30

@@ -4,12 +4,15 @@ not blank. The screenshots are kept under artifacts/dashboard/."""
 
 from __future__ import annotations
 
+import pytest
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from dashtest_browser import browsing, page_shot, shows
+
+pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 N_POINTS = 12  # 3 model sizes x k in {3, 4, 8, 16}: see test_dashboard_app.test_frontier_page_default_view
