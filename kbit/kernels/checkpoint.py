@@ -5,11 +5,12 @@ as safetensors: each quantized layer's packed k-bit codes, 16-bit block scales, 
 indices and 16-bit outlier columns, its bias, and its codebook when the codebook is data-dependent
 (`quantile`; the fixed codebooks of int, fp, nf and dynamic are constants of the format, rebuilt on
 load and checked against the sha256 the manifest keeps); every other tensor of the model as it is
-(the embeddings, norms and skipped layers; a tied tensor once). Beside them: the model's
-`config.json` (and generation config), the tokenizer when given, and `kbit-manifest.json`.
-The tensor bytes are the bits `BitReport.total_bits` charges (when the model's unquantized
-tensors are 16-bit, as on a GPU; a float32 model keeps its rest in float32, as it computed), plus
-at most k - 1 bytes of packing padding per layer.
+(the embeddings, norms and skipped layers; a tied tensor once; a float32 tensor whose values are
+all 16-bit values in 16 bits, widened back on load). Beside them: the model's `config.json` (and
+generation config), the tokenizer when given, and `kbit-manifest.json`. The tensor bytes are the
+bits `BitReport.total_bits` charges, plus at most k - 1 bytes of packing padding per layer, when
+the unquantized tensors hold 16-bit values (a 16-bit checkpoint, loaded in 16 bit or in float32);
+float32 values that no 16-bit type holds stay float32, so the model computes as it did.
 
 `load_quantized(folder)` checks the manifest's own sha256, the format and numerics versions, and
 every file's sha256, then builds the transformers model from its config and puts each quantized
@@ -154,6 +155,24 @@ def checkpoint_tensors(model: nn.Module, cfg: QuantConfig) -> tuple[dict[str, to
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, meta, tied
 
 
+def narrow_exact(tensors: dict[str, torch.Tensor], keep: set[str] = frozenset()) -> dict[str, str]:
+    """Store each float32 tensor whose every value is a float16 (or else bfloat16) value in that
+    16-bit type, in place; {name: "float32"} of those narrowed (widened back on load, exactly). A
+    model held in float32 but made of 16-bit weights (the shipped bundled family; any 16-bit
+    checkpoint loaded in float32 on a CPU) then takes the 16 bits per parameter it is charged.
+    Names in `keep` stay as they are."""
+    narrowed = {}
+    for name, t in tensors.items():
+        if t.dtype != torch.float32 or not t.numel() or name in keep:
+            continue
+        for half in (torch.float16, torch.bfloat16):
+            small = t.to(half)
+            if torch.equal(small.to(torch.float32), t):
+                tensors[name], narrowed[name] = small, "float32"
+                break
+    return narrowed
+
+
 def check_output(folder: Path, force: bool) -> None:
     """OutputExists unless `folder` is new or empty (or `force`)."""
     if folder.exists() and not folder.is_dir():
@@ -181,6 +200,7 @@ def save_quantized(model: nn.Module, folder, *, tokenizer=None, info: dict | Non
                               "quantize_model_ first (or pass config= for a 16-bit baseline)")
     cfg = _model_config(layers, config)
     tensors, meta, tied = checkpoint_tensors(model, cfg)
+    narrowed = narrow_exact(tensors, keep={f"{name}.codebook" for name in meta})  # a codebook is charged 32 bits
     report = bit_report(model, cfg)
     fixed = _fixed_codebook(cfg)
     model_dtype = getattr(model, "dtype", None) or next(model.parameters()).dtype
@@ -200,7 +220,7 @@ def save_quantized(model: nn.Module, folder, *, tokenizer=None, info: dict | Non
             "model_dtype": _dtype_name(model_dtype),
             "bits": {k: report.to_dict()[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")},
             "tensor_bytes": sum(t.numel() * t.element_size() for t in tensors.values()),
-            "layers": meta, "tied": tied,
+            "layers": meta, "tied": tied, "narrowed": narrowed,
             "fixed_codebook_sha256": None if fixed is None else _sha256_tensor(fixed),
             "files": files,
             **(info or {}),
@@ -311,6 +331,8 @@ def load_quantized(folder, *, device: str | torch.device = "auto", backend: str 
                               f"checkpoint was written with (kbit {manifest.get('kbit_version')}); load it with that "
                               "version")
     tensors = load_file(str(folder / TENSORS))
+    for name, wide in manifest.get("narrowed", {}).items():
+        tensors[name] = tensors[name].to(_DTYPES[wide])
     model = _skeleton(folder, _DTYPES[manifest["model_dtype"]])
     for name, meta in manifest["layers"].items():
         _set_module(model, name, quantized_layer(name, meta, tensors, cfg, backend))

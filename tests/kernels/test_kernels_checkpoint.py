@@ -99,14 +99,31 @@ def test_a_saved_model_loads_as_quantlinear_with_the_same_logits_and_the_charged
     assert manifest["bits"] == {k: report.to_dict()[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")}
     assert manifest["label"] == cfg.label() and manifest["run"] == {"run_id": 7}
     assert read_manifest(tmp_path / "ckpt") == json.loads((tmp_path / "ckpt" / MANIFEST).read_text())
-    rest = report.n_params - report.n_quantized  # embeddings (tied with lm_head: stored once), norms
-    extra = rest * (torch.finfo(dtype).bits - 16) / 8  # a float32 model keeps its rest as it computed: 32 bits
+    stored = load_file(str(tmp_path / "ckpt" / TENSORS))  # embeddings (tied with lm_head: stored once), norms
+    extra = sum(2 * t.numel() for k, t in stored.items()  # float32 values no 16-bit type holds stay float32
+                if t.dtype == torch.float32 and not k.endswith(".codebook"))
+    assert (extra > 0) == (dtype == torch.float32)
     on_disk = (tmp_path / "ckpt" / TENSORS).stat().st_size
     assert manifest["tensor_bytes"] <= on_disk < manifest["tensor_bytes"] + 16_000  # + the safetensors JSON header
     assert report.total_bits / 8 + extra <= manifest["tensor_bytes"] <= 1.01 * (report.total_bits / 8 + extra)
     assert loaded.generate(IDS[:1, :4], max_new_tokens=3, do_sample=False).shape == (1, 7)
     with pytest.raises(ValueError, match="loaded from a kbit checkpoint"):
         restore_model_(loaded)
+
+
+def test_a_float32_model_of_16_bit_weights_is_written_in_16_bit_and_read_back_exactly(tmp_path):
+    """The bundled family (shipped in float16) and any 16-bit checkpoint loaded in float32 on a CPU."""
+    tiny_llama(torch.float16).save_pretrained(tmp_path / "base16")
+    model = from_base(tmp_path / "base16", torch.float32)
+    report = quantize_model_(model, QuantConfig(4, "quantile", 64, outlier_fraction=0.05))
+    manifest = save_quantized(model, tmp_path / "ckpt")
+    assert manifest["model_dtype"] == "float32" and manifest["narrowed"]
+    assert not any(name.endswith(".codebook") for name in manifest["narrowed"])  # charged at 32 bits: kept
+    assert report.total_bits / 8 <= manifest["tensor_bytes"] <= 1.01 * report.total_bits / 8
+    loaded = load_quantized(tmp_path / "ckpt")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    with torch.no_grad():
+        assert torch.equal(loaded(IDS).logits, model(IDS).logits)
 
 
 @pytest.fixture
