@@ -1,6 +1,11 @@
 """Fixtures every test folder shares: one offline environment per session, and fresh databases
 on a real PostgreSQL server.
 
+TRITON_INTERPRET=1 is set here, before any test module is imported: triton decides at import
+whether its own language functions (tl.max, ...) are interpreted, and torch, transformers and
+lm-eval import triton on the way, so a test module of another part collected before tests/kernels
+would otherwise fix it compiled for the whole session. KBIT_TEST_GPU=1 leaves it unset (compiled kernels).
+
 Postgres comes from $KBIT_TEST_POSTGRES_URL, else from scripts/ensure_postgres.sh (which starts a
 throwaway server when none answers). It never skips: no Postgres is a loud failure.
 """
@@ -12,9 +17,12 @@ import os
 import subprocess
 import sys
 
-import pytest
+if os.environ.get("KBIT_TEST_GPU") != "1":
+    os.environ["TRITON_INTERPRET"] = "1"
 
-from benchmarks.db import fresh_postgres, postgres_server
+import pytest  # noqa: E402 - after TRITON_INTERPRET
+
+from benchmarks.db import fresh_postgres, postgres_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")

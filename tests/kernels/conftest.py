@@ -1,20 +1,15 @@
 """Kernel tests run the Triton kernels in the interpreter on CPU.
 
-TRITON_INTERPRET must be set before a kernel is decorated; kbit.kernels imports triton lazily
-(only in kbit.kernels.triton_kernels), so setting it here, at collection, is early enough even in
-one pytest process with other parts' tests. With a GPU, KBIT_TEST_GPU=1 runs them compiled on CUDA (and
-test_kernels_triton.py widens its grid: every k x data type x input dtype).
+TRITON_INTERPRET=1 is set by tests/conftest.py before any test module is imported (triton fixes at
+its import whether its language functions are interpreted, and other parts' imports load it). With
+a GPU, KBIT_TEST_GPU=1 runs them compiled on CUDA (and test_kernels_triton.py widens its grid: every
+k x data type x input dtype).
 """
-
-import os
 
 import pytest
 import torch
 
 from kernels_helpers import compiled_on_gpu
-
-if not compiled_on_gpu():
-    os.environ["TRITON_INTERPRET"] = "1"
 
 
 @pytest.fixture(scope="session")
