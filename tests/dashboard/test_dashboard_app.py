@@ -107,8 +107,11 @@ def displayed(table) -> pd.DataFrame:
 def test_frontier_tables_are_shown_whole_with_one_number_format_per_column(monkeypatch, seeded_db):
     url, _ = seeded_db
     at = run_app(monkeypatch, url)
-    assert len(at.table) == 2  # st.table: every row shown, no scrolling inside; the points stay a dataframe
+    assert len(at.table) == 3  # st.table: every row shown, no scrolling inside; the points stay a dataframe
     budgets, findings = displayed(at.table[0]), displayed(at.table[1])
+    exports = displayed(at.table[2])  # the winners' export commands, beside their budgets
+    assert list(exports["budget_bits"]) == list(budgets["budget_bits"]) and list(exports.columns) == ["budget_bits", "config", "export"]
+    assert all(e == "–" or e.startswith("kbit export ") for e in exports["export"])
     assert len(budgets) == len(at.table[0].value) and len(findings) == len(at.table[1].value)
     assert all(re.fullmatch(r"\d+\.\d\d [kM]bit", b) for b in budgets["budget_bits"]), budgets["budget_bits"]
     for frame, columns in ((budgets, ["3-bit", "4-bit", "8-bit", "16-bit"]), (budgets, MARGINS), (findings, MARGINS)):

@@ -19,8 +19,10 @@ N_POINTS = 12  # 3 model sizes x k in {3, 4, 8, 16}: see test_dashboard_app.test
 
 
 def frontier_drawn(probe: dict) -> bool:
+    """The chart drawn and the page's tables there (they come after the chart: "running" can read
+    false between two of the script's messages, so wait on what is asserted, not on the flag)."""
     charts = probe["charts"]
-    if probe["running"] or not charts:
+    if probe["running"] or not charts or probe["tables"] < 3:
         return False
     chart = charts[0]
     return chart["symbols"] >= N_POINTS if not chart["canvas"] else chart["drawn"] > 2000

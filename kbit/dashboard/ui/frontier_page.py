@@ -66,12 +66,17 @@ def render(url: str | None, opts: dict) -> dict:
     )
     table = tables.equal_bits_table(found)
     runs = cached_runs(url, task, name, filters)
-    table = tables.with_export_commands(table, runs, x_bits(runs, found.x_axis))
     common.whole_table(table, tables.display_formats(table))
     common.downloads(table, "equal_bits")
     st.subheader("The paper's findings")
     findings = tables.findings_table(found)
     common.whole_table(findings, tables.display_formats(findings))
+    st.subheader("Take a winner home")
+    # The commands in a narrow table of their own: as a column they would cut the equal-bits table.
+    exports = tables.with_export_commands(table, runs, x_bits(runs, found.x_axis))[["budget_bits", "config", "export"]]
+    st.caption("Per budget, `kbit export` of the winning config's run nearest the budget: its packed k-bit "
+               "checkpoint, loadable with `kbit.kernels.load_quantized` (README, \"Take the winner home\").")
+    common.whole_table(exports, tables.display_formats(exports))
     with st.expander(f"The {len(points):,} points on the chart"):
         common.table(common.with_run_links(points), column_config={"run": common.run_link_column()})
         common.downloads(points, "frontier_points")
