@@ -149,20 +149,21 @@ def placed_evaluate(model, revision, configs, eval_spec, should_stop, cache=None
             }
 
 
-def gated_evaluate(gate: str):
-    """placed_evaluate whose groups, after each config, wait until the file `gate` exists: a test
-    holds every group running across an event (a scheduler restart) and then lets them finish."""
+def gated(evaluate, gate: str):
+    """`evaluate` whose groups, after each config, wait until the file `gate` exists: a test holds
+    every group running across an event (a scheduler restart, a worker killed) and then lets them
+    finish, so the event certainly lands mid-group."""
 
-    def evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
+    def gated_evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
         import os
         import time
 
-        for result in placed_evaluate(model, revision, configs, eval_spec, should_stop, cache):
+        for result in evaluate(model, revision, configs, eval_spec, should_stop, cache):
             yield result
             while not os.path.exists(gate) and not should_stop():
                 time.sleep(0.05)
 
-    return evaluate
+    return gated_evaluate
 
 
 def provenances(engine, sweep_id) -> list[dict]:

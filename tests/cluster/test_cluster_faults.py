@@ -9,7 +9,7 @@ import signal
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import (group_task_pids, hang_at_8_bits, make_sweep, results_per_run, slow_evaluate, submit,
+from clustertest_helpers import (gated, group_task_pids, hang_at_8_bits, make_sweep, results_per_run, slow_evaluate, submit,
                                  wait_for_free_cpus, wait_until)
 
 from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
@@ -22,24 +22,30 @@ ray.cloudpickle.register_pickle_by_value(clustertest_helpers)  # the cluster can
 
 
 @pytest.fixture
-def scheduler(ray_head, db, request):
-    """A scheduler of its own (own name, own database, the slow evaluator, short leases)."""
+def scheduler(ray_head, db, request, tmp_path):
+    """A scheduler of its own (own name, own database, short leases) running the slow evaluator,
+    whose groups wait after each config until the test opens the gate (`tmp_path / "gate"`)."""
     name = f"kbit-test-{request.node.name[:30]}"
-    svc = RayService(ray_head["address"], db_url=db[1], evaluate=slow_evaluate,
+    gate = tmp_path / "gate"
+    svc = RayService(ray_head["address"], db_url=db[1], evaluate=gated(slow_evaluate, str(gate)),
                      scheduler_options={"lease_seconds": 5.0, "poll_s": 0.2}, scheduler_name=name)
     wait_for_free_cpus()
-    yield svc, name
+    yield svc, name, gate
+    gate.touch()
     stop_scheduler(name)
     svc.close()
 
 
 def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):
-    svc, _ = scheduler
+    svc, _, gate = scheduler
     engine = db[0]
     reply = submit(db, make_sweep(name="kill-worker", models=("m/a", "m/b"), bits=(3, 4, 8)))  # 2 x 7 runs
-    wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 2)
-    pids = wait_until(group_task_pids)
-    os.kill(pids[0], signal.SIGKILL)
+    # Groups hold after each config until the gate opens: the killed worker is certainly mid-group
+    # (a 2.8 s group used to end now and then between finding its process and killing it).
+    wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 1)
+    busy = wait_until(lambda: [w["pid"] for w in ray.get(svc.actor.workers.remote()) if w["state"] == "busy" and w["pid"]])
+    os.kill(busy[0], signal.SIGKILL)
+    gate.touch()
     final = wait_for_sweep(svc, reply["sweep_id"], poll_s=0.3, timeout_s=120)
     assert final["done"] == final["total"] == 14
     assert set(results_per_run(engine, reply["sweep_id"]).values()) == {1}
@@ -50,7 +56,8 @@ def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):
 
 
 def test_a_killed_scheduler_is_restarted_and_resumes_from_the_database(scheduler, db):
-    svc, name = scheduler
+    svc, name, gate = scheduler
+    gate.touch()  # no event to hold groups across: they run freely
     engine = db[0]
     reply = submit(db, make_sweep(name="kill-scheduler", models=("m/a",), bits=(3, 4, 5, 8)))  # 1 + 8 runs
     wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 2)

@@ -13,7 +13,7 @@ import time
 
 import clustertest_helpers
 import ray
-from clustertest_helpers import gated_evaluate, make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
+from clustertest_helpers import gated, make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
 from ray.cluster_utils import Cluster
 
 from kbit.cli.progress import wait_for_sweep
@@ -51,7 +51,7 @@ def test_the_scheduler_killed_mid_sweep_costs_no_attempt_and_workers_keep_their_
     gate = tmp_path / "gate"
     with gpu_cluster(nodes=2, gpus=2) as (cluster, _):
         name = "kbit-test-sigkill"
-        svc = service(cluster, db, name, evaluate=gated_evaluate(str(gate)))
+        svc = service(cluster, db, name, evaluate=gated(placed_evaluate, str(gate)))
         try:
             reply = submit(db, make_sweep(name="sigkill", models=("m/a", "m/b"), bits=(3, 4, 5, 8)))  # 2 x 9 runs
             wait_until(lambda: svc.progress(reply["sweep_id"])["done"] >= 2)
