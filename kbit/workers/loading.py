@@ -27,7 +27,7 @@ from huggingface_hub.errors import (
 )
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from kbit.workers.bundled import family
+from kbit.workers.bundled import family, shipped
 from kbit.workers.errors import (
     ModelGated, ModelNotFound, ModelUnavailable, ModelUnsupported, OutOfMemory, RunError, is_out_of_memory,
 )
@@ -73,7 +73,7 @@ def resolve_source(spec: ModelSpec) -> tuple[str, str | None]:
     if family.is_bundled(spec.model):
         try:
             return str(family.ensure_model(spec.model)), None
-        except family.UnknownBundledModel as exc:
+        except (family.UnknownBundledModel, shipped.ShippedWeightsCorrupt) as exc:
             raise ModelNotFound(str(exc)) from None
     path = Path(spec.model).expanduser()
     if path.exists():

@@ -45,6 +45,14 @@ def test_a_damaged_shipped_file_is_refused_with_the_fix(tmp_path, monkeypatch):
     with pytest.raises(shipped.ShippedWeightsCorrupt, match=r"do not match their checksums \(model.safetensors\); "
                        "reinstall kbit, or set KBIT_FAMILY_WEIGHTS=build"):
         family.ensure_model("kbit/micro/m1")
+    from kbit.spec.errors import KbitError
+    from kbit.spec.evalspec import ModelSpec
+    from kbit.workers import loading
+    from kbit.workers.errors import ModelNotFound
+
+    assert issubclass(shipped.ShippedWeightsCorrupt, KbitError)  # the CLI prints it as one line
+    with pytest.raises(ModelNotFound, match="do not match their checksums"):  # a worker fails the run with it
+        loading.resolve_source(ModelSpec("kbit/micro/m1"))
 
 
 def test_build_mode_or_another_recipe_trains_the_model_here(tmp_path, monkeypatch):

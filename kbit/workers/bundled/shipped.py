@@ -17,13 +17,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from kbit.spec.errors import KbitError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MARKER = "kbit-build.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-class ShippedWeightsCorrupt(RuntimeError):
-    """A shipped file does not match the checksum its marker records."""
+class ShippedWeightsCorrupt(KbitError, RuntimeError):
+    """A shipped file does not match the checksum its marker records (the CLI shows it as one line)."""
 
 
 def shipped_dir(model: str) -> Path:
