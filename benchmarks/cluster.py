@@ -44,8 +44,8 @@ def overhead(runs_per_task: int) -> dict:
 
     from kbit.cli.progress import wait_for_sweep
     from kbit.cluster.client import RayService
-    from kbit.spec.reader import parse_sweep
     from kbit.db import connect, session_scope, teams
+    from kbit.sweeps.reader import parse_sweep
 
     engine = connect()
     with session_scope(engine) as s:
@@ -55,7 +55,7 @@ def overhead(runs_per_task: int) -> dict:
                         family_members=lambda f: [])
     assert sweep.n_runs == 1000
     started = time.perf_counter()
-    with RayService(None, evaluate="noop", scheduler_options={"max_runs_per_task": runs_per_task},
+    with RayService(None, evaluate="noop", scheduler_options={"max_runs_per_group": runs_per_task},
                     scheduler_name=f"bench-{runs_per_task}") as svc:
         ready = time.perf_counter()
         reply = svc.submit(sweep.spec(), f"bench{runs_per_task}", token)
@@ -65,9 +65,9 @@ def overhead(runs_per_task: int) -> dict:
         info = get(svc.actor.ping.remote())
     assert final["done"] == 1000, final
     return {
-        "runs": 1000, "models": 8, "max_runs_per_task": runs_per_task, "startup_s": ready - started,
+        "runs": 1000, "models": 8, "max_runs_per_group": runs_per_task, "startup_s": ready - started,
         "submit_s": submitted - ready, "run_s": finished - submitted,
-        "overhead_ms_per_run": (finished - submitted) / 1000 * 1000, "tasks": info["tasks_launched"],
+        "overhead_ms_per_run": (finished - submitted) / 1000 * 1000, "tasks": info["groups_launched"],
     }
 
 

@@ -78,7 +78,7 @@ def demo_weight() -> tuple[str, torch.Tensor] | None:
     """(description, weight) of the largest decoder Linear weight of the largest built demo member."""
     from safetensors.torch import load_file
 
-    from kbit.workers.bundled.family import build_info, family_members, model_dir
+    from kbit.family.members import build_info, family_members, model_dir
 
     built = [m for m in family_members(DEMO_FAMILY) if build_info(m) is not None]
     if not built:

@@ -23,10 +23,10 @@ from sqlalchemy import insert, select, update
 from tqdm import tqdm
 
 from benchmarks.timing import timed
-from kbit.db import connect, queue, session_scope, teams
-from kbit.db.models import BitReport, Result, Run
 from kbit.analysis import findings, frontier
 from kbit.dashboard import charts, data
+from kbit.db import connect, queue, session_scope, teams
+from kbit.db.models import BitReport, Result, Run
 
 APP = Path(__file__).with_name("app.py")
 FAMILIES = [f"family{i}" for i in range(5)]

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from kbit.family import members, taskdata
 from kbit.kernels import QuantConfig
-from kbit.spec import EvalSpec, ModelSpec
+from kbit.sweeps import EvalSpec, ModelSpec
 from kbit.workers import evaluate_configs
-from kbit.workers.bundled import family, taskdata
 
 MEAN = "mean_zero_shot"
 ACC_TASKS = ("kbit_lastword", "kbit_choice")
@@ -27,11 +27,11 @@ ACC_TASKS = ("kbit_lastword", "kbit_choice")
 def build(name: str) -> list[dict]:
     """Build (or reuse) every member; per member its id, parameters, tokens and build seconds."""
     rows = []
-    for member in family.family_members(name):
+    for member in members.family_members(name):
         started = time.perf_counter()
-        family.ensure_model(member)
+        members.ensure_model(member)
         took = time.perf_counter() - started
-        train = family.build_info(member)["train"]
+        train = members.build_info(member)["train"]
         rows.append({"model": member, "params": train["n_params"], "tokens": train["tokens"],
                      "build_s": took if took > 1 else train["seconds"], "reused": took <= 1})
     return rows

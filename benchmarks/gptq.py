@@ -20,11 +20,10 @@ import time
 
 import torch
 
-from kbit.kernels import QuantConfig, quantize_model_, restore_model_
-from kbit.kernels import gptq
-from kbit.spec import ModelSpec
-from kbit.spec.evalspec import Calibration
-from kbit.workers.bundled import corpus, family, taskdata
+from kbit.family import corpus, members, taskdata
+from kbit.kernels import QuantConfig, gptq, quantize_model_, restore_model_
+from kbit.sweeps import ModelSpec
+from kbit.sweeps.evalspec import Calibration
 from kbit.workers.calibration import calibration_batches, model_context, tokenize
 from kbit.workers.loading import load_model
 
@@ -121,7 +120,7 @@ def summary(rows: list[dict], act_orders) -> list[str]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="local checkpoint folders or model ids (default: the --family)")
-    parser.add_argument("--family", default="micro", choices=sorted(family.FAMILIES))
+    parser.add_argument("--family", default="micro", choices=sorted(members.FAMILIES))
     parser.add_argument("--sizes", default="", help="comma-separated members of the family (default: all)")
     parser.add_argument("--dtypes", default="int,fp,nf")
     parser.add_argument("--bits", default="3,4")
@@ -130,7 +129,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--act-order", choices=("on", "off", "both"), default="on" if gptq.ACT_ORDER else "off")
     args = parser.parse_args(argv)
-    models = args.models or [m for m in family.family_members(args.family)
+    models = args.models or [m for m in members.family_members(args.family)
                              if not args.sizes or m.rsplit("/", 1)[1] in args.sizes.split(",")]
     act_orders = {"on": (True,), "off": (False,), "both": (True, False)}[args.act_order]
     calibration = Calibration(samples=args.samples, seq_len=args.seq_len)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
+from kbit.family.members import FAMILIES
 from kbit.kernels import QuantConfig, quantize_model_
-from kbit.workers.bundled.family import FAMILIES
 
 MODEL_CONFIGS = (
     QuantConfig(4, "nf", 64), QuantConfig(4, "fp", 64), QuantConfig(3, "int", 128), QuantConfig(3, "quantile", 64),

@@ -19,10 +19,10 @@ import pstats
 import time
 
 from kbit.cli.demo import default_sweep_path
-from kbit.spec import EvalSpec, ModelSpec
-from kbit.spec.reader import load_sweep
+from kbit.family import family_members
+from kbit.sweeps import EvalSpec, ModelSpec
+from kbit.sweeps.reader import load_sweep
 from kbit.workers import evaluate_configs
-from kbit.workers.bundled import family_members
 
 PHASES = {  # phase -> (file suffix, function name) of its owning function in the profile
     "quantize + restore": [("kernels/model.py", "quantize_model_"), ("kernels/model.py", "restore_model_")],

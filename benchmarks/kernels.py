@@ -105,7 +105,6 @@ def run(bits, shapes, batches, dtype, blocksize, backend, device, repeats, peak_
             rows.append(_row(n, k, m, b, cfg, impl, t_q, t_fp16, peak_gbps))
             if on_row is not None:
                 on_row(rows)
-        del w, x
     return rows
 
 

@@ -48,7 +48,7 @@ def kbit(home: Path, *args: str) -> str:
 def one_demo(root: Path, name: str, threads: int, family: str, metrics) -> dict:
     home = root / name
     started = time.perf_counter()
-    python(home, ["-c", f"from kbit.workers.bundled.family import ensure_family; ensure_family({family!r})"], threads)
+    python(home, ["-c", f"from kbit.family.members import ensure_family; ensure_family({family!r})"], threads)
     kbit(home, "demo", "--family", family)
     runs = json.loads(kbit(home, "results", "--format", "json"))
     reports = {m: json.loads(kbit(home, "report", "--format", "json", "--metric", m)) for m in metrics}

@@ -69,7 +69,7 @@ def sleepy_evaluate(seconds: float, load_s: float):
 
 def make_sweep(runs: int, models: int, tag: str):
     """One sweep of exactly `runs` runs over `models` models (runs must divide evenly)."""
-    from kbit.spec.reader import parse_sweep
+    from kbit.sweeps.reader import parse_sweep
 
     if runs % models:
         raise SystemExit(f"--runs {runs} must be a multiple of --models {models}")
@@ -173,7 +173,7 @@ def bench(args) -> dict:
     slots = args.nodes * args.gpus_per_node
     out = {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "slots": slots, "runs": args.runs,
            "models": args.models, "sleep_s": args.sleep, "load_s": args.load_s,
-           "max_runs_per_task": args.max_runs_per_task, "lease_s": args.lease,
+           "max_runs_per_group": args.max_runs_per_group, "lease_s": args.lease,
            "database": "postgres" if args.database_url else "sqlite", "kill_node": args.kill_node,
            "kill_scheduler": args.kill_scheduler}
     sweep = make_sweep(args.runs, args.models, tag=f"{args.nodes}x{args.gpus_per_node}")
@@ -195,7 +195,7 @@ def bench(args) -> dict:
             t1 = time.perf_counter()
             svc = RayService(cluster.address, db_url=url, evaluate=sleepy_evaluate(args.sleep, args.load_s),
                              scheduler_options={"lease_seconds": args.lease, "poll_s": args.poll,
-                                                "max_runs_per_task": args.max_runs_per_task},
+                                                "max_runs_per_group": args.max_runs_per_group},
                              scheduler_name=name)
             out["scheduler_start_s"] = time.perf_counter() - t1
             assert svc.info["capacity"] == slots, svc.info
@@ -252,8 +252,8 @@ def bench(args) -> dict:
                 "runs_per_s": args.runs / (finished - started),
                 "ideal_s": args.runs * args.sleep / slots,
                 "overhead_ms_per_run": (finished - started - args.runs * args.sleep / slots) / args.runs * 1000,
-                "groups": info["tasks_launched"] - (before["tasks_launched"] if not args.kill_scheduler else 0),
-                "tasks_failed": info["tasks_failed"], "model_loads": model_loads(svc) - loads_before,
+                "groups": info["groups_launched"] - (before["groups_launched"] if not args.kill_scheduler else 0),
+                "groups_failed": info["groups_failed"], "model_loads": model_loads(svc) - loads_before,
                 "min_loads": args.models, "groups_adopted": info["groups_adopted"],
                 "runs_released_on_restart": info["runs_released_on_restart"],
                 "runs_lost_with_node": info["runs_lost_with_node"], "memory_busy": peak_memory,
@@ -294,13 +294,13 @@ def _lost_all_done(engine, sweep_id: int) -> bool:
 def report(r: dict) -> str:
     lines = [
         f"{r['nodes']} nodes x {r['gpus_per_node']} GPUs = {r['slots']} slots, {r['runs']} runs over "
-        f"{r['models']} models, {r['sleep_s']} s per run, {r['database']}, cap {r['max_runs_per_task']} runs/task",
+        f"{r['models']} models, {r['sleep_s']} s per run, {r['database']}, cap {r['max_runs_per_group']} runs/group",
         f"  cluster start {r['cluster_start_s']:.1f} s, scheduler start {r['scheduler_start_s']:.1f} s, "
         f"pool of {r['workers_started']} workers started in {r['pool_start_s']:.1f} s, submit {r['submit_s']:.2f} s",
         f"  wall {r['wall_s']:.1f} s (ideal {r['ideal_s']:.1f} s): {r['runs_per_s']:.1f} runs/s, "
         f"dispatch overhead {r['overhead_ms_per_run']:.1f} ms/run",
         f"  groups {r['groups']}, model loads {r['model_loads']} (minimum {r['min_loads']}), "
-        f"groups failed {r['tasks_failed']}",
+        f"groups failed {r['groups_failed']}",
         f"  every run done exactly once: {r['exactly_once']} ({r['db']})",
         f"  extra attempts charged: {r['extra_attempts_charged']}",
     ]
@@ -339,7 +339,7 @@ def main(argv=None) -> None:
     parser.add_argument("--load-s", type=float, default=0.0, help="seconds a model 'load' takes on a cache miss")
     parser.add_argument("--lease", type=float, default=10.0, help="lease seconds (KBIT_LEASE_SECONDS; 120 in production)")
     parser.add_argument("--poll", type=float, default=0.5, help="scheduler poll seconds (KBIT_POLL_SECONDS default)")
-    parser.add_argument("--max-runs-per-task", type=int, default=16, help="KBIT_MAX_RUNS_PER_TASK default")
+    parser.add_argument("--max-runs-per-group", type=int, default=16, help="KBIT_MAX_RUNS_PER_GROUP default")
     parser.add_argument("--check-s", type=float, default=0.25, help="how often this driver polls progress")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", help="append the figures as one JSON line to this file")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from kbit.family import members
 from kbit.kernels import QuantConfig
-from kbit.spec import EvalSpec, ModelSpec
+from kbit.sweeps import EvalSpec, ModelSpec
 from kbit.workers import evaluate_configs
-from kbit.workers.bundled import family
 
 PARSE = {"16": QuantConfig(16)}
 
@@ -39,12 +39,12 @@ def main(argv=None) -> None:
     spec = EvalSpec(limit=args.limit, batch_size=args.batch_size)
 
     started = time.perf_counter()
-    family.ensure_family(args.family)
+    members.ensure_family(args.family)
     print(f"family {args.family} ready in {time.perf_counter() - started:.1f} s (0 if it was already built)\n")
     print("| model | params | train tokens | train time (s) | config | held-out bpb | lastword acc | choice acc | choice acc_norm | eval time (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for member in family.family_members(args.family):
-        train = family.build_info(member)["train"]
+    for member in members.family_members(args.family):
+        train = members.build_info(member)["train"]
         for r in evaluate_configs(ModelSpec(member), configs, spec):
             if r.status != "done":
                 print(f"| {member} | {r.config} failed: {r.error} |")

@@ -24,11 +24,11 @@ PACKAGE = Path(__file__).resolve().parent
 NUMERICS_SOURCES = (
     "kernels/*.py",
     "workers/*.py",
-    "workers/bundled/*.py",
-    "workers/bundled/tasks/*.py",
-    "workers/bundled/tasks/*.yaml",
-    "workers/bundled/weights/*/*/kbit-build.json",  # each holds its weights' sha256: other weights, other keys
-    "spec/evalspec.py",
+    "family/*.py",
+    "family/tasks/*.py",
+    "family/tasks/*.yaml",
+    "family/weights/*/*/kbit-build.json",  # each holds its weights' sha256: other weights, other keys
+    "sweeps/evalspec.py",
 )
 # ... less those that only carry a finished result elsewhere (`kbit export`'s format and path).
 NOT_NUMERICS = ("kernels/checkpoint.py", "workers/export.py")

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run the whole test suite: a real PostgreSQL (a throwaway initdb cluster under /tmp if none
+# Run ruff, then the whole test suite: a real PostgreSQL (a throwaway initdb cluster under /tmp if none
 # answers), headless Chromium for the browser tests (installed from Debian's packages if missing,
 # unless KBIT_NO_SYSTEM_INSTALL=1), offline Hugging Face caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Lint first (seconds): pyflakes, pycodestyle errors and import order, as configured in pyproject.toml.
+.venv/bin/ruff check kbit tests benchmarks scripts
 if [ -z "${KBIT_TEST_POSTGRES_URL:-}" ]; then
   KBIT_TEST_POSTGRES_URL=$(bash scripts/ensure_postgres.sh)
   export KBIT_TEST_POSTGRES_URL

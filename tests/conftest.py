@@ -59,6 +59,20 @@ def offline_env(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session")
+def offline_home(offline_env):
+    """The session's temporary KBIT_HOME (see offline_env)."""
+    return offline_env["KBIT_HOME"]
+
+
+@pytest.fixture(scope="session")
+def micro(offline_home):
+    """The micro family, ready once for the session: {model id: folder}."""
+    from kbit.family.members import ensure_family, family_members
+
+    return dict(zip(family_members("micro"), ensure_family("micro", offline_home)))
+
+
 @pytest.fixture(autouse=True)
 def _ray_tests_are_marked(request):
     """`make test-fast` selects by marker: a test that starts Ray must say so (@pytest.mark.ray)."""

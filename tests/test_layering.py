@@ -6,30 +6,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "kbit"
-PARTS = ("kernels", "spec", "analysis", "workers", "db", "service", "cluster", "cli", "dashboard")
+PARTS = ("kernels", "sweeps", "analysis", "family", "workers", "db", "service", "cluster", "cli", "dashboard")
+# modules at the top of the package that every part may import; they import only each other
+LEAVES = ("kbit", "kbit.settings", "kbit.errors", "kbit.version")
 # part -> kbit parts it may import (docs/DESIGN.md, "Layout")
 ALLOWED_PARTS = {
     "kernels": set(),
-    "spec": {"kernels"},
+    "sweeps": {"kernels"},
     "analysis": set(),
-    "workers": {"kernels", "spec"},
-    "db": {"spec"},
-    "service": {"spec", "db"},
-    "cluster": {"service", "workers", "spec", "db"},
-    "cli": {"kernels", "spec", "analysis", "workers", "db", "service", "cluster"},
-    "dashboard": {"spec", "db", "analysis"},
+    "family": {"sweeps"},
+    "workers": {"kernels", "sweeps", "family"},
+    "db": set(),
+    "service": {"sweeps", "db"},
+    "cluster": {"service", "workers", "sweeps", "db"},
+    "cli": {"kernels", "sweeps", "analysis", "family", "workers", "db", "service", "cluster"},
+    "dashboard": {"sweeps", "db", "analysis"},
 }
 # where a part may import only some modules of another part: the leaves every part shares
 ONLY_MODULES = {
-    ("spec", "kernels"): {"kbit.kernels.config"},
-    ("db", "spec"): {"kbit.spec.settings", "kbit.spec.errors"},
+    ("sweeps", "kernels"): {"kbit.kernels.config"},
+    ("family", "sweeps"): {"kbit.sweeps.modelids"},
 }
 _SERVICE_LIBS = {"torch", "triton", "ray", "transformers", "lm_eval", "streamlit", "altair"}
 # third-party top-level modules a part must not import
 FORBIDDEN_LIBS = {
     "kernels": {"ray", "sqlalchemy", "alembic", "lm_eval", "streamlit", "altair", "transformers", "psycopg", "pandas"},
-    "spec": _SERVICE_LIBS | {"sqlalchemy", "alembic", "psycopg", "pandas"},
+    "sweeps": _SERVICE_LIBS | {"sqlalchemy", "alembic", "psycopg", "pandas"},
     "analysis": _SERVICE_LIBS | {"sqlalchemy", "alembic", "psycopg"},
+    "family": {"ray", "sqlalchemy", "alembic", "streamlit", "altair", "psycopg"},
     "workers": {"ray", "sqlalchemy", "alembic", "streamlit", "altair", "psycopg"},
     "db": _SERVICE_LIBS,
     "service": _SERVICE_LIBS,
@@ -97,14 +101,90 @@ def test_only_cluster_imports_ray_and_only_dashboard_imports_streamlit():
         assert ("streamlit" in libs) == (part == "dashboard"), part
 
 
+def test_leaves_import_only_leaves():
+    for name in LEAVES:
+        path = ROOT.parent / (name.replace(".", "/") + ("/__init__.py" if name == "kbit" else ".py"))
+        inner = {m for m in imported_modules(path) if m.split(".")[0] == "kbit"}
+        assert inner <= set(LEAVES), f"{path.name} imports {sorted(inner - set(LEAVES))}"
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """kbit module -> the kbit modules it imports anywhere in its source (inside functions too);
+    `from kbit.x import y` counts as importing the module kbit.x.y when there is one, else kbit.x."""
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in modules else node.module)
+        graph[name] = {e for e in edges if e in modules and e != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    assert cycles(import_graph()) == []
+
+
+def test_a_cycle_through_a_function_local_import_is_seen(tmp_path):
+    pkg = tmp_path / "kbit"
+    (pkg / "cli").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli" / "__init__.py").write_text("")
+    (pkg / "cli" / "commands.py").write_text("from kbit.cli import demo\n")
+    (pkg / "cli" / "demo.py").write_text("def run():\n    from kbit.cli.commands import main\n")
+    assert cycles(import_graph(pkg)) == [["kbit.cli.commands", "kbit.cli.demo"]]
+
+
 def test_every_module_is_in_a_part():
-    loose = sorted(p.name for p in ROOT.glob("*.py") if p.name not in ("__init__.py", "version.py"))
+    loose = sorted(p.name for p in ROOT.glob("*.py") if f"kbit.{p.stem}" not in LEAVES and p.name != "__init__.py")
     folders = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert loose == [] and folders == sorted(PARTS), (loose, folders)
 
 
 def test_no_environment_variable_is_read_outside_settings():
-    """KBIT_* variables are read in kbit/spec/settings.py only."""
+    """KBIT_* variables are read in kbit/settings.py only."""
     import re
 
     # reads: os.environ.get("KBIT_..."), os.getenv("KBIT_..."), os.environ["KBIT_..."] not followed by "="

@@ -5,28 +5,24 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
+from kbit import settings
 from kbit.cli import export, exportmodel, familybuild, localcluster, progress
+from kbit.cli.demo import run_demo
+from kbit.cli.output import console, write_output
+from kbit.cli.progress import failed_exit, finish
+from kbit.cli.tokens import require_token, save_token, token_file
 from kbit.cluster.client import RayService
 from kbit.cluster.connect import resolve_address
 from kbit.db import mask_url
+from kbit.errors import UsageError
+from kbit.family import family_members
 from kbit.service import Operations
 from kbit.service.gateway_client import HttpService
-from kbit.spec import settings
-from kbit.spec.errors import UsageError
-from kbit.spec.modelids import is_local_path
-from kbit.spec.reader import load_sweep
-from kbit.workers.bundled import family_members
-
-
-def console() -> Console:
-    # Piped output (logs, tests) gets long lines instead of wrapping at 80 columns.
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+from kbit.sweeps.modelids import is_local_path
+from kbit.sweeps.reader import load_sweep
 
 
 def require_team(args, sweep=None) -> str:
@@ -34,41 +30,6 @@ def require_team(args, sweep=None) -> str:
     if not team:
         raise UsageError("no team given; pass --team NAME, set `team:` in the sweep file, or export KBIT_TEAM")
     return team
-
-
-def token_file(team: str) -> Path:
-    """Where a team's token may be kept on this machine ($KBIT_HOME/<team>-token); `kbit demo`
-    keeps the demo team's there, and commands read it when KBIT_TOKEN is not set."""
-    return settings.kbit_home() / f"{team}-token"
-
-
-def require_token(team: str) -> str:
-    """$KBIT_TOKEN, else the team's token file (saying so on stderr), else a UsageError naming both
-    and the command that issues a new token."""
-    token = settings.token()
-    if token:
-        return token
-    path = token_file(team)
-    try:
-        token = path.read_text().strip()
-    except OSError:
-        token = ""
-    if token:
-        print(f"kbit: KBIT_TOKEN is not set; using team {team}'s token from {path}", file=sys.stderr)
-        return token
-    raise UsageError(
-        f"no token for team {team!r}; export KBIT_TOKEN=<the token `kbit team create {team}` printed>, or keep it "
-        f"in {path}; lost it? `kbit team rotate {team}` prints a new one (the old one stops working)"
-    )
-
-
-def save_token(team: str, token: str) -> Path:
-    """Write a team's token file, readable by this user only."""
-    path = token_file(team)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(token)
-    path.chmod(0o600)
-    return path
 
 
 def cluster_address(args) -> str | None:
@@ -92,36 +53,11 @@ def reader(args):
     return service_at(cluster_address(args))
 
 
-def kbit_command() -> str:
-    """How to run kbit from here: `kbit` when that is on PATH, else the path this one was started
-    by (e.g. .venv/bin/kbit after `make demo`)."""
-    started = Path(sys.argv[0])
-    if started.name != "kbit":
-        return f"{sys.executable} -m kbit.cli.main"
-    on_path = shutil.which("kbit")
-    if on_path and Path(on_path).resolve() == started.resolve():
-        return "kbit"
-    return os.path.relpath(started) if not started.is_absolute() or Path.cwd() in started.parents else str(started)
-
-
-def write_output(text: str, output: str | None) -> None:
-    """To stdout, or to a file written whole (a temp file renamed into place)."""
-    if not output or output == "-":
-        sys.stdout.write(text)
-        return
-    path = Path(output)
-    if path.parent and not path.parent.exists():
-        raise UsageError(f"cannot write {output}: the folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 # -- commands ----------------------------------------------------------------------------------
 
 
 def missing_local_paths(sweep) -> list[str]:
-    """The sweep's local model folders and calibration file (kbit.spec.modelids.is_local_path)
+    """The sweep's local model folders and calibration file (kbit.sweeps.modelids.is_local_path)
     that do not exist on this machine."""
     paths = [m.model for m in sweep.models]
     if sweep.calibration is not None and sweep.calibration.is_file:
@@ -159,26 +95,6 @@ def cmd_submit(args) -> int:
             return failed_exit(reply["sweep_id"], final, failures)
         out.print(f"follow it with: kbit status {reply['sweep_id']}" + (f" --address {args.address}" if args.address else ""))
     return 0
-
-
-def finish(svc, sweep_id: int, out: Console) -> tuple[dict, list[dict]]:
-    """Follow a sweep to its end and print its counts and failed runs; returns (the final counts,
-    the failed runs with their errors)."""
-    final = progress.follow(svc, sweep_id, out)
-    out.print(progress.counts_table(final, f"sweep {sweep_id}"))
-    failures = svc.failures(sweep_id) if final["failed"] else []
-    if failures:
-        out.print(progress.failures_table(failures))
-    return final, failures
-
-
-def failed_exit(sweep_id: int, final: dict, failures: list[dict], shown: int = 3) -> int:
-    """The exit status of a command that waited for a sweep: 1 when runs failed, after one line on
-    stderr saying how many and why (the first line of each different error, most common first)."""
-    if not final.get("failed"):
-        return 0
-    print(f"kbit submit: {progress.failed_summary(sweep_id, final, failures, shown)}", file=sys.stderr)
-    return 1
 
 
 def cmd_status(args) -> int:
@@ -227,7 +143,7 @@ def import_results(args) -> int:
     """`kbit results import FILE`: check every row, then write them all as one new sweep, or nothing."""
     from kbit.db import importruns, session_scope, teams
     from kbit.db.newruns import sha256_hex
-    from kbit.spec import resultsfile
+    from kbit.sweeps import resultsfile
 
     if not args.file:
         raise UsageError("no file given; use `kbit results import FILE --team NAME`")
@@ -272,8 +188,6 @@ def cmd_team(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from kbit.cli.demo import run_demo
-
     return run_demo(args.sweep, args.family, console())
 
 

@@ -15,19 +15,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from kbit import errors, settings
 from kbit.analysis import Interval, better_word, verdict_text
 from kbit.cli import progress
-from kbit.cli.commands import finish, kbit_command, save_token, token_file
+from kbit.cli.output import kbit_command
+from kbit.cli.progress import finish
 from kbit.cli.report import DEFAULT_METRICS, analysed_sections, interval_text, load_findings, render_report
+from kbit.cli.tokens import save_token, token_file
 from kbit.cluster.client import RayService
 from kbit.db import session_scope, teams
+from kbit.errors import SweepError
+from kbit.family import family_members
 from kbit.service import Operations
-from kbit.spec import errors, settings
-from kbit.spec.errors import SweepError
-from kbit.spec.modelids import bundled_parts
-from kbit.spec.reader import load_sweep
-from kbit.spec.sweep import family_entries
-from kbit.workers.bundled import family_members
+from kbit.sweeps.modelids import bundled_parts
+from kbit.sweeps.reader import load_sweep
+from kbit.sweeps.sweep import family_entries
 
 DEMO_TEAM = "demo"
 TASK, METRIC = "mean_zero_shot", "acc"
@@ -72,7 +74,7 @@ def with_family(sweep, family: str):
 def build_families(sweep, out: Console) -> None:
     """Build the bundled models here, before the sweep starts, so parallel workers find them ready
     (and the build shows its progress here, not in a worker's log)."""
-    from kbit.workers.bundled import ensure_model
+    from kbit.family import ensure_model
 
     for model in (m.model for m in sweep.models if bundled_parts(m.model)):
         started = time.perf_counter()

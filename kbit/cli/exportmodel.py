@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
 
 def cmd_export(args) -> int:
     from kbit.db import queries, session_scope
+    from kbit.errors import ExportError
     from kbit.service import Operations
-    from kbit.spec.errors import ExportError
     from kbit.workers import export
 
     with Operations.open() as local, session_scope(local.engine) as s:

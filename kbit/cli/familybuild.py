@@ -16,22 +16,22 @@ def add_parser(sub) -> None:
                               "6 min on 2 cores); a member already built here with the current recipe is reused.")
     p.add_argument("names", nargs="*", default=["demo"], metavar="NAME", help="families to build (default: demo)")
     p.add_argument("--ship", action="store_true",
-                   help="write the result into the package (kbit/workers/bundled/weights/) as float16 safetensors "
+                   help="write the result into the package (kbit/family/weights/) as float16 safetensors "
                    "with checksums; commit it, and update docs/RESULTS.md from a fresh `kbit demo`")
 
 
 def cmd_family(args) -> int:
-    from kbit.spec.errors import UsageError
-    from kbit.workers.bundled import family, shipped
+    from kbit.errors import UsageError
+    from kbit.family import members, shipped
 
-    unknown = [n for n in args.names if n not in family.FAMILIES]
+    unknown = [n for n in args.names if n not in members.FAMILIES]
     if unknown:
-        raise UsageError(f"no bundled family {', '.join(map(repr, unknown))}; use one of {', '.join(family.FAMILIES)}")
+        raise UsageError(f"no bundled family {', '.join(map(repr, unknown))}; use one of {', '.join(members.FAMILIES)}")
     for name in args.names:
-        for model in family.family_members(name):
+        for model in members.family_members(name):
             started = time.perf_counter()
-            path = family.build_model(model)
-            info = family.built_info(model)
+            path = members.build_model(model)
+            info = members.built_info(model)
             print(f"{model}: built at {path} ({info['train']['n_params']:,} parameters, "
                   f"{time.perf_counter() - started:.0f} s)")
             if args.ship:

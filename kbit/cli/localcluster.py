@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from kbit import settings
 from kbit.db import connect, mask_url, resolve_url
-from kbit.spec import settings
-from kbit.spec.errors import ServiceError
+from kbit.errors import ServiceError
 
 STATE_FILE = "service.json"
 

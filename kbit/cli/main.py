@@ -1,15 +1,15 @@
 """The `kbit` command line: parser, help texts, and the wrapper that turns every user error into
 one clear line and a non-zero exit (the commands themselves live in commands.py; the environment
-variables in kbit.spec.settings)."""
+variables in kbit.settings)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from kbit import settings
 from kbit.cli import exportmodel, familybuild
-from kbit.spec import settings
-from kbit.spec.errors import KbitError
+from kbit.errors import KbitError
 
 EPILOG = """\
 examples:
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow progress until the sweep finishes, then summarize")
     p.add_argument("--check", action="store_true", help="only validate the file and print what would run")
 
-    p = sub.add_parser("status", help="sweeps with their run counts and, on a cluster, its workers per node (GPU share, model, runs, loaded models); or one sweep's progress and failures")
+    p = sub.add_parser("status", help="sweeps with their run counts and, on a cluster, its workers per node "
+                       "(GPU share, model, runs, loaded models); or one sweep's progress and failures")
     p.add_argument("sweep", nargs="?", type=int, help="sweep id (default: list all sweeps)")
     p.add_argument("--team", help="only this team's sweeps")
     _address_arg(p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 
@@ -9,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kbit.spec.settings import RUN_STATES as STATES
+from kbit.settings import RUN_STATES as STATES
 
 
 def is_finished(progress: dict) -> bool:
@@ -176,3 +177,23 @@ def workers_table(workers: list[dict]) -> Table:
             ", ".join(model for model, _ in w["loaded"]), str(w["groups"]), "" if w["loads"] is None else str(w["loads"]),
         )
     return table
+
+
+def finish(svc, sweep_id: int, out: Console) -> tuple[dict, list[dict]]:
+    """Follow a sweep to its end and print its counts and failed runs; returns (the final counts,
+    the failed runs with their errors)."""
+    final = follow(svc, sweep_id, out)
+    out.print(counts_table(final, f"sweep {sweep_id}"))
+    failures = svc.failures(sweep_id) if final["failed"] else []
+    if failures:
+        out.print(failures_table(failures))
+    return final, failures
+
+
+def failed_exit(sweep_id: int, final: dict, failures: list[dict], shown: int = 3) -> int:
+    """The exit status of a command that waited for a sweep: 1 when runs failed, after one line on
+    stderr saying how many and why (the first line of each different error, most common first)."""
+    if not final.get("failed"):
+        return 0
+    print(f"kbit submit: {failed_summary(sweep_id, final, failures, shown)}", file=sys.stderr)
+    return 1

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from kbit.analysis import (FINDINGS, Findings, Interval, better_word, findings, format_bits, k_of, rows_to_frame,
-                           verdict_text)
+from kbit.analysis import FINDINGS, Findings, Interval, better_word, findings, format_bits, k_of, rows_to_frame, verdict_text
 from kbit.analysis.frontier import by_method
 from kbit.analysis.resample import DOCUMENTS, NO_NOISE, STDERR
 from kbit.analysis.teams import row_interval
@@ -407,7 +406,7 @@ def compare_report(session, args) -> str:
     arguments: the metrics as `kbit report` picks them, each compared between the two sides."""
     from kbit.analysis.teams import parse_sides
     from kbit.db import queries
-    from kbit.spec.errors import UsageError
+    from kbit.errors import UsageError
 
     try:
         a, b = parse_sides(args.compare)

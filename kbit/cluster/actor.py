@@ -17,17 +17,17 @@ import threading
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from kbit.cluster.launcher import WorkerPool
+from kbit import settings
+from kbit.cluster.pool import WorkerPool
 from kbit.db import connect, mask_url, resolve_url
 from kbit.service import Operations, Scheduler
-from kbit.spec import settings
 
 
 def scheduler_options(options: dict | None) -> dict:
     """Explicit options over the environment's (spec.settings)."""
     merged = {
         "lease_seconds": settings.lease_seconds(),
-        "max_runs_per_task": settings.max_runs_per_task(),
+        "max_runs_per_group": settings.max_runs_per_group(),
         "poll_s": settings.poll_seconds(),
         "team_quota": settings.team_max_running(),
     }
@@ -50,7 +50,7 @@ class SchedulerActor:
         self.pool = WorkerPool(self.db_url, evaluate, lease, settings.forwarded_env(), scheduler_name=name)
         self.core = Scheduler(
             self.ops.engine, self.pool, name=name, lease_seconds=lease,
-            max_runs_per_task=int(options["max_runs_per_task"]), team_quota=options["team_quota"],
+            max_runs_per_group=int(options["max_runs_per_group"]), team_quota=options["team_quota"],
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -125,7 +125,7 @@ def find_scheduler(name: str = settings.SCHEDULER_NAME):
 
 def stop_scheduler(name: str = settings.SCHEDULER_NAME, timeout_s: float = 60.0) -> bool:
     """Stop the scheduler and its workers for good; False when there was none."""
-    from kbit.cluster.workers import kill_workers
+    from kbit.cluster.worker_actors import kill_workers
 
     actor = find_scheduler(name)
     if actor is None:

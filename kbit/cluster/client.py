@@ -5,17 +5,17 @@ each answered by the scheduler actor.
         reply = svc.submit(sweep.spec(), team="nlp", token=token)
         svc.progress(reply["sweep_id"])
 
-A user error raised on the actor (`kbit.spec.errors`) is re-raised here as the same class with
+A user error raised on the actor (`kbit.errors`) is re-raised here as the same class with
 its own message; Ray's wrapper (and its remote traceback) is dropped, so the CLI shows one line.
 """
 
 from __future__ import annotations
 
+from kbit import settings
 from kbit.cluster.connect import connect_ray, disconnect
 from kbit.db import connect, resolve_url
+from kbit.errors import KbitError, SchedulerUnavailable
 from kbit.service.retry import transient
-from kbit.spec import settings
-from kbit.spec.errors import KbitError, SchedulerUnavailable
 
 CALL_ATTEMPTS = 5
 
@@ -82,7 +82,7 @@ class RayService:
         return self._call("failures", sweep_id, limit)
 
     def workers(self) -> list[dict]:
-        """The cluster's worker actors (kbit.cluster.launcher.WorkerPool.describe)."""
+        """The cluster's worker actors (kbit.cluster.pool.WorkerPool.describe)."""
         return self._call("workers")
 
     def _call(self, method: str, *args):

@@ -14,9 +14,9 @@ from urllib.parse import urlparse
 
 import ray
 
+from kbit import settings
+from kbit.errors import ClusterUnreachable
 from kbit.service.retry import transient
-from kbit.spec import settings
-from kbit.spec.errors import ClusterUnreachable
 
 NAMESPACE = settings.RAY_NAMESPACE
 

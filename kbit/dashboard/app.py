@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kbit.dashboard.ui import common, compare_page, frontier_page, queue_page, run_page, scaling_page
-from kbit.spec.errors import DatabaseError, DatabaseUnreachable
+from kbit.errors import DatabaseError, DatabaseUnreachable
 
 PAGES = {
     # Short names: the sidebar's page picker cuts longer ones.

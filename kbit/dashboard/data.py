@@ -14,8 +14,8 @@ import pandas as pd
 from kbit.analysis import Findings, findings
 from kbit.analysis.frontier import rows_to_frame
 from kbit.db import connect_reader, queries, queue, session_scope
-from kbit.spec.errors import NotFound
-from kbit.spec.settings import RUN_STATES as STATE_COLUMNS
+from kbit.errors import NotFound
+from kbit.settings import RUN_STATES as STATE_COLUMNS
 
 
 @functools.lru_cache(maxsize=8)

@@ -17,9 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-import kbit.spec.settings as settings
-from kbit.spec.errors import DatabaseUnreachable, SchemaMissing
+from kbit import settings
 from kbit.db.migrate import current_revision, head_revision, upgrade_to_head
+from kbit.errors import DatabaseUnreachable, SchemaMissing
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10

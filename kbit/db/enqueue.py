@@ -6,11 +6,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from kbit.db.models import Run, Sweep
-from kbit.db.newruns import run_problems, run_row
-from kbit.db.teams import get_team
 from kbit.db.clock import db_now
-from kbit.db.newruns import canonical_json, sha256_hex
+from kbit.db.models import Run, Sweep
+from kbit.db.newruns import canonical_json, run_problems, run_row, sha256_hex
+from kbit.db.teams import get_team
 
 CHUNK = 2000  # keys per IN (...) list: well under SQLite's bound-parameter limit
 

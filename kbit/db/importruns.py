@@ -1,4 +1,4 @@
-"""`kbit results import`, the writing half: checked runs (kbit.spec.resultsfile) into a new sweep
+"""`kbit results import`, the writing half: checked runs (kbit.sweeps.resultsfile) into a new sweep
 of a team, in one transaction, all or nothing.
 
 The runs become `done` runs of the sweep with their metrics and bit report. An imported run has
@@ -16,7 +16,7 @@ from kbit.db.clock import db_now
 from kbit.db.models import BitReport, Result, Run, Sweep
 from kbit.db.newruns import canonical_json, sha256_hex
 from kbit.db.teams import get_team
-from kbit.spec.errors import Conflict
+from kbit.errors import Conflict
 
 
 def import_runs(session: Session, team: str, name: str, runs: list[dict], file_hash: str, source: str = "") -> int:

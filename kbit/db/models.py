@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from kbit.spec.settings import RUN_STATES, SWEEP_STATES
+from kbit.settings import RUN_STATES, SWEEP_STATES
 
 
 def _one_of(states) -> str:

@@ -1,4 +1,4 @@
-"""Checks a submitted run dict (`kbit.spec.expand_runs` makes them) and turns it into a `runs`
+"""Checks a submitted run dict (`kbit.sweeps.expand_runs` makes them) and turns it into a `runs`
 row: the config copied into the columns the dashboard filters on.
 
 The database stores QuantConfig as plain data (db imports no torch and no kernels): the label

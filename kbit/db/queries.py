@@ -9,10 +9,10 @@ import datetime as dt
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from kbit.spec.errors import NotFound
 from kbit.db.models import BitReport, DocumentScore, Result, Run, Sweep, Team
 from kbit.db.scorecodec import decode_scores
-from kbit.spec.settings import RUN_STATES as STATES
+from kbit.errors import NotFound
+from kbit.settings import RUN_STATES as STATES
 
 # The run whose results a run shows: itself, or the run it was cached from.
 SOURCE = func.coalesce(Run.cached_from_id, Run.id)

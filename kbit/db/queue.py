@@ -25,8 +25,8 @@ from kbit.db.clock import db_now, now_value
 from kbit.db.enqueue import enqueue_sweep
 from kbit.db.models import BitReport, DocumentScore, Result, Run, Sample, Sweep, Team
 from kbit.db.scorecodec import encode_scores
-from kbit.spec.errors import NotFound, PermissionDenied
-from kbit.spec.settings import IN_FLIGHT_STATES, RUN_STATES
+from kbit.errors import NotFound, PermissionDenied
+from kbit.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
     "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "count_queued", "heartbeat", "mark_started", "complete_run", "fail_run",

@@ -10,10 +10,10 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import kbit.spec.settings as settings
-from kbit.spec.errors import AuthError, Conflict, NotFound, PermissionDenied
-from kbit.db.models import Team
+from kbit import settings
 from kbit.db.clock import utcnow
+from kbit.db.models import Team
+from kbit.errors import AuthError, Conflict, NotFound, PermissionDenied
 
 TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -7,16 +7,13 @@ runs only under TRITON_INTERPRET=1 (the interpreter the tests use).
 from __future__ import annotations
 
 import importlib.util
-import os
 from types import ModuleType
 
 import torch
 
+from kbit.kernels.interpreter import interpreting
+
 BACKENDS = ("auto", "triton", "torch")
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def triton_available() -> bool:

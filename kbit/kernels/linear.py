@@ -2,7 +2,8 @@
 in GPT-2) holding a packed k-bit weight; `is_quantizable` says which layers it replaces.
 
 A Conv1D stores its weight transposed, (in, out), and computes x W + b: its weight is transposed
-once at quantization time, so both become the same (out, in) QuantLinear. The forward runs the fused dequantize-matmul (Triton on CUDA). With outlier handling, the weight's
+once at quantization time, so both become the same (out, in) QuantLinear. The forward runs the
+fused dequantize-matmul (Triton on CUDA). With outlier handling, the weight's
 outlier input columns are cut out and kept in 16 bit; the rest is quantized as an (N, K - |J|)
 matrix, so the stored size is the paper's k + 16/B + p(16 - k) bits per weight.
 """

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kbit.kernels.backend import interpreting
+from kbit.kernels.interpreter import interpreting
 from kbit.kernels.packing import packed_nbytes
 from kbit.kernels.reference import block_scales, midpoints
 

@@ -1,6 +1,6 @@
 """The service without Ray: the declared API (`ServiceAPI`) and its operations (`Operations`), the
 submit gateway over HTTP (`gateway`, `gateway_client`), the scheduler's logic
-(`Scheduler`, launching through a `Launcher` protocol) and the body of one worker task
+(`Scheduler`, launching through a `Launcher` protocol) and the body of one worker's group
 (`run_group`). Ray shells around these live in `kbit.cluster`."""
 
 from kbit.service.api import ServiceAPI

@@ -24,7 +24,7 @@ from typing import Protocol
 class ServiceAPI(Protocol):
     """submit, cancel, progress, sweeps, results, failures: what a team can ask of kbit.
 
-    User errors are `kbit.spec.errors` classes, raised as the same class by every implementation."""
+    User errors are `kbit.errors` classes, raised as the same class by every implementation."""
 
     def submit(self, spec: dict, team: str, token: str, submitter: str | None = None) -> dict:
         """Queue a sweep (its plain `Sweep.spec()`) for `team`, whose token it must carry; the reply

@@ -49,9 +49,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from kbit import __version__
+from kbit import __version__, errors
 from kbit.service.api import ServiceAPI
-from kbit.spec import errors
 
 log = logging.getLogger("kbit.gateway")
 STATUS = {
@@ -139,7 +138,7 @@ class CancelRequest(BaseModel):
 
 
 class ErrorReply(BaseModel):
-    error: str = Field(description="the kbit.spec.errors class")
+    error: str = Field(description="the kbit.errors class")
     message: str
 
 

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from kbit.spec import errors
+from kbit import errors
 
 
 class HttpService:
@@ -66,7 +66,7 @@ class HttpService:
 
 
 def _error(exc: urllib.error.HTTPError) -> errors.KbitError:
-    """The gateway's error as the same kbit.spec.errors class (its message as sent)."""
+    """The gateway's error as the same kbit.errors class (its message as sent)."""
     try:
         body = json.loads(exc.read())
         name, message = body["error"], body["message"]

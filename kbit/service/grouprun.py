@@ -1,4 +1,4 @@
-"""One group of claimed runs (one model) evaluated by one worker: the body of the scheduler's Ray task.
+"""One group of claimed runs (one model) evaluated by one worker: what a worker actor runs for the scheduler.
 
 Plain function, no Ray: it opens the database, keeps the runs' leases alive from a heartbeat
 thread, evaluates the configs in order, and stores each result the moment it arrives. A run whose

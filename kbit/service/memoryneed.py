@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kbit.spec.modelids import bundled_parts, is_local_path
+from kbit.sweeps.modelids import bundled_parts, is_local_path
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2}
 WORKSPACE = 1.1

@@ -6,14 +6,14 @@ has the same ones, remotely), the gateway as HTTP routes (`kbit.service.gateway`
 `HttpService`); `tests/service/test_service_api.py` checks all of them against `ServiceAPI`. The
 CLI uses an `Operations` of its own when it can open the database itself. Submitting rebuilds the `Sweep` from its plain spec (the same validation as
 `kbit submit --check`), checks the team's token, and writes the sweep and all its runs in one
-transaction, or nothing. User errors are `kbit.spec.errors` classes.
+transaction, or nothing. User errors are `kbit.errors` classes.
 """
 
 from __future__ import annotations
 
 from kbit.db import connect, queries, queue, session_scope, teams
-from kbit.spec.expand import expand_runs
-from kbit.spec.sweep import Sweep
+from kbit.sweeps.expand import expand_runs
+from kbit.sweeps.sweep import Sweep
 from kbit.version import code_version
 
 FAILURE_FIELDS = ("run_id", "model", "label", "attempts", "error_type", "error")

@@ -4,7 +4,7 @@
         with attempt:
             write()
 
-Used for the database writes of a worker task (a finished result waits for the database to come
+Used for the database writes of a worker's group (a finished result waits for the database to come
 back, within its lease), a call to the scheduler actor while Ray restarts it, and a Ray client
 connect. A permanent error is never retried: only the exception types given are.
 """
@@ -15,10 +15,15 @@ import logging
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from tenacity import (
-    Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential,
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
 )
 
-from kbit.spec.errors import DatabaseUnreachable
+from kbit.errors import DatabaseUnreachable
 
 log = logging.getLogger("kbit.retry")
 

@@ -1,7 +1,7 @@
 """The scheduler's logic, without Ray: claim queued runs group by group for each free worker slot
 (preferring a model the worker holds loaded), launch them, and turn dead groups into retried runs.
 
-A `Launcher` does the launching (long-lived Ray worker actors in `kbit.cluster.launcher`; a thread
+A `Launcher` does the launching (long-lived Ray worker actors in `kbit.cluster.pool`; a thread
 pool in tests). The database is the scheduler's only memory: on its first round a scheduler adopts
 the groups its workers are still running from an earlier instance (`Launcher.adopt`) and puts the
 other runs that instance leased back in the queue at no attempt's cost; every round returns runs
@@ -14,18 +14,18 @@ import logging
 import math
 import threading
 import time
-from collections import Counter
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kbit.db import queries, queue, session_scope
 from kbit.service.memoryneed import estimate_need_bytes
-from kbit.spec.evalspec import run_memory_bytes, split_run_eval
-from kbit.spec.sweep import RUN_TIMEOUT_S
+from kbit.sweeps.evalspec import run_memory_bytes, split_run_eval
+from kbit.sweeps.sweep import RUN_TIMEOUT_S
 
 log = logging.getLogger("kbit.scheduler")
-LIMITS_EVERY_S = 1.0  # how often time limits and orphaned tasks are looked for
+LIMITS_EVERY_S = 1.0  # how often time limits and orphaned groups are looked for
 LEARNED_TTL_S = 60.0  # how long a model's measured memory need is reused before asking again
 LEARNED_MARGIN = 1.2  # a measured peak, plus room for a longer document than any seen so far
 UNHELD_GRACE_S = 5.0  # a group holding no run is stopped after this long (see enforce_limits)
@@ -50,10 +50,10 @@ class Launcher(Protocol):
         enough for `need_bytes`, else on a new one; return a handle."""
 
     def wait(self, handles: list, timeout: float) -> list[tuple[object, dict | None, BaseException | None]]:
-        """Finished tasks among `handles` (waiting at most `timeout` s): (handle, summary, error)."""
+        """Finished groups among `handles` (waiting at most `timeout` s): (handle, summary, error)."""
 
     def cancel(self, handle) -> None:
-        """Stop a task now, even in the middle of a config (its process is killed)."""
+        """Stop a group now, even in the middle of a config (its process is killed)."""
 
     # Optional (a launcher without them has capacity() anonymous slots, adopts nothing, loses no node):
     #   free_slots() -> list[Slot]: idle workers, then room for new ones
@@ -62,17 +62,17 @@ class Launcher(Protocol):
 
 
 @dataclass
-class TaskInfo:
+class GroupInfo:
     worker: str
     run_ids: list[int]
     model: str
     launched_at: float = field(default_factory=time.monotonic)
-    cancelled: str | None = None  # why this scheduler cancelled the task
+    cancelled: str | None = None  # why this scheduler cancelled the group
 
 
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    # Ray wraps a task's death in a long multi-line message; the cause is on its first lines.
+    # Ray wraps a worker's death in a long multi-line message; the cause is on its first lines.
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
 
@@ -87,23 +87,23 @@ class Scheduler:
         *,
         name: str = "kbit-scheduler",
         lease_seconds: float = 120.0,
-        max_runs_per_task: int = 16,
+        max_runs_per_group: int = 16,
         team_quota: int | None = None,
     ):
         self.engine = engine
         self.launcher = launcher
         self.lease_seconds = lease_seconds
-        self.max_runs_per_task = max_runs_per_task
+        self.max_runs_per_group = max_runs_per_group
         self.team_quota = team_quota
         self.instance = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.inflight: dict[object, TaskInfo] = {}
-        self.stats = {"tasks_launched": 0, "runs_claimed": 0, "tasks_failed": 0, "tasks_cancelled": 0,
+        self.inflight: dict[object, GroupInfo] = {}
+        self.stats = {"groups_launched": 0, "runs_claimed": 0, "groups_failed": 0, "groups_cancelled": 0,
                       "runs_requeued": 0, "runs_timed_out": 0, "ticks": 0, "groups_adopted": 0,
                       "runs_released_on_restart": 0, "runs_lost_with_node": 0}
         self.name = name
         self._limits_checked_at = 0.0
         self._adopted = False
-        self._unheld_since: dict[str, float] = {}  # task -> when it was first seen holding no run
+        self._unheld_since: dict[str, float] = {}  # group -> when it was first seen holding no run
         self._claimed_models: dict[str, float] = {}  # model -> when a group of it was last claimed
         self._learned: dict[tuple[str, str], tuple[float, int | None]] = {}
         self._estimated: dict[tuple, tuple[float, int | None]] = {}
@@ -133,7 +133,7 @@ class Scheduler:
         uncharged. Nothing is stopped and no attempt is counted."""
         adopted = getattr(self.launcher, "adopt", list)()
         for handle, worker, run_ids, model in adopted:
-            self.inflight[handle] = TaskInfo(worker, list(run_ids), model)
+            self.inflight[handle] = GroupInfo(worker, list(run_ids), model)
         held = {run_id for _, _, run_ids, _ in adopted for run_id in run_ids}
         with session_scope(self.engine) as s:
             leases = queue.leases_of(s, f"{self.name}-")
@@ -152,34 +152,34 @@ class Scheduler:
         self._adopted = True
 
     def harvest(self, wait_s: float) -> None:
-        """Collect finished tasks; the unfinished runs of a dead task go back to the queue."""
+        """Collect finished groups; the unfinished runs of a dead group go back to the queue."""
         if not self.inflight:
             return
         for handle, summary, error in self.launcher.wait(list(self.inflight), wait_s):
             info = self.inflight.pop(handle)
             if error is not None:
                 lost = info.cancelled is None and getattr(self.launcher, "lost", lambda h, e: False)(handle, error)
-                self.stats["tasks_cancelled" if info.cancelled else "tasks_failed"] += 1
+                self.stats["groups_cancelled" if info.cancelled else "groups_failed"] += 1
                 if info.cancelled:
-                    message, error_type = f"worker task for {info.model} was stopped: {info.cancelled}", "stopped"
+                    message, error_type = f"group of {info.model} was stopped: {info.cancelled}", "stopped"
                 elif lost:
                     message, error_type = f"the node of the worker for {info.model} left the cluster", "node_lost"
                 else:
-                    message, error_type = f"worker task for {info.model} died: {first_line(error)}", "worker_died"
+                    message, error_type = f"group of {info.model} died: {first_line(error)}", "worker_died"
                 log.warning("%s (runs %s)", message, info.run_ids[:10])
-                # Runs of a task this scheduler stopped, or whose node went away, did nothing wrong:
+                # Runs of a group this scheduler stopped, or whose node went away, did nothing wrong:
                 # their attempt does not count.
                 released = self._release(info.worker, info.run_ids, message, charge=error_type == "worker_died",
                                          error_type=error_type)
                 if lost:
                     self.stats["runs_lost_with_node"] += released
             elif summary and summary.get("unfinished"):
-                self._release(info.worker, summary["unfinished"], f"worker task for {info.model} returned no result")
+                self._release(info.worker, summary["unfinished"], f"group of {info.model} returned no result")
 
     def enforce_limits(self) -> None:
-        """Runs past their sweep's time limit fail with `timeout` and their task is stopped (it hangs
-        in that run; its other runs go back to the queue); a task left holding no run (its runs
-        cancelled) is stopped rather than after its current config. A task is only taken for one
+        """Runs past their sweep's time limit fail with `timeout` and their group is stopped (it hangs
+        in that run; its other runs go back to the queue); a group left holding no run (its runs
+        cancelled) is stopped rather than after its current config. A group is only taken for one
         holding nothing after UNHELD_GRACE_S of it: a group that has just stored its last result
         ends on its own (and one whose runs were cancelled stops before its next config), while
         stopping it kills a worker with its loaded models."""
@@ -189,7 +189,7 @@ class Scheduler:
         if now - self._limits_checked_at < LIMITS_EVERY_S:
             return
         self._limits_checked_at = now
-        stop: dict[str, str] = {}  # worker -> why its task must stop now
+        stop: dict[str, str] = {}  # worker -> why its group must stop now
         with session_scope(self.engine) as s:
             for run_id, worker, limit in queue.overdue_runs(s, default_timeout_s=RUN_TIMEOUT_S):
                 queue.fail_run(s, run_id, error=f"the run took longer than its limit of {limit:.0f} s (run_timeout_s)",
@@ -209,10 +209,10 @@ class Scheduler:
                 self.launcher.cancel(handle)
 
     def renew_leases(self) -> None:
-        """Keep the leases of tasks Ray still runs (or has not started yet) alive.
+        """Keep the leases of groups the workers still run (or has not started yet) alive.
 
-        A task heartbeats its runs itself once it runs, but a worker process can take longer to
-        start than a lease lasts. Leases then only run out when this scheduler dies with its tasks,
+        A group heartbeats its runs itself once it runs, but a worker process can take longer to
+        start than a lease lasts. Leases then only run out when this scheduler dies with its groups,
         which is exactly when the runs must go back to the queue.
         """
         if not self.inflight or time.monotonic() - self._renewed_at < self.lease_seconds / 3:
@@ -272,22 +272,22 @@ class Scheduler:
             try:
                 handle = self.launcher.launch(worker, runs, slot=slot, need_bytes=self.memory_need(claimed))
             except Exception as exc:
-                self._release(worker, [r["run_id"] for r in runs], f"could not launch a worker task: {first_line(exc)}")
+                self._release(worker, [r["run_id"] for r in runs], f"could not launch a group: {first_line(exc)}")
                 raise
-            self.inflight[handle] = TaskInfo(worker, [r["run_id"] for r in runs], claimed[0].model)
+            self.inflight[handle] = GroupInfo(worker, [r["run_id"] for r in runs], claimed[0].model)
             if claimed[0].model not in own:
                 workers_on[claimed[0].model] += 1
             self._claimed_models[claimed[0].model] = now
-            self.stats["tasks_launched"] += 1
+            self.stats["groups_launched"] += 1
             self.stats["runs_claimed"] += len(runs)
 
     def group_size(self, slots: int) -> int:
-        """Runs per task: the queue split evenly over all the cluster's slots, capped at
-        max_runs_per_task. Splitting over all slots, not just the free ones, keeps the tail short:
+        """Runs per group: the queue split evenly over all the cluster's slots, capped at
+        max_runs_per_group. Splitting over all slots, not just the free ones, keeps the tail short:
         the last model's runs go to two workers, not to the one slot that happened to be free."""
         with session_scope(self.engine) as s:
             queued = queue.count_queued(s)
-        return max(1, min(self.max_runs_per_task, math.ceil(queued / max(slots, 1))))
+        return max(1, min(self.max_runs_per_group, math.ceil(queued / max(slots, 1))))
 
     def memory_need(self, group: list[queue.ClaimedRun]) -> int | None:
         """Bytes one worker needs for this group: the larger of the peak measured on earlier runs
@@ -324,7 +324,7 @@ class Scheduler:
     def run_forever(self, stop: threading.Event, poll_s: float = 0.5) -> None:
         while not stop.is_set():
             try:
-                # With tasks in flight, wait on them (they finish on their own clock); else on a wake-up.
+                # With groups in flight, wait on them (they finish on their own clock); else on a wake-up.
                 if self.inflight:
                     self.tick(wait_s=poll_s)
                 else:

@@ -4,7 +4,7 @@ and yield one result per config; `bundled/` holds the small model family and its
     from kbit.workers import RunResult, evaluate_configs, evaluate_group
 
 `RunResult` imports without torch; `evaluate_configs` / `evaluate_group` load torch, transformers
-and lm-eval on first use. The specs they take (`ModelSpec`, `EvalSpec`) live in `kbit.spec`.
+and lm-eval on first use. The specs they take (`ModelSpec`, `EvalSpec`) live in `kbit.sweeps`.
 """
 
 from kbit.workers.results import RunResult

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from kbit.spec.evalspec import BUNDLED_SOURCE, Calibration
+from kbit.sweeps.evalspec import BUNDLED_SOURCE, Calibration
 from kbit.workers.errors import CalibrationUnavailable
 
 BATCH_ROWS = 8  # windows per forward pass through the model
@@ -30,7 +30,7 @@ def model_context(model) -> int | None:
 
 
 def _bundled_text() -> str:
-    from kbit.workers.bundled import corpus
+    from kbit.family import corpus
 
     train, _ = corpus.split()  # never the held-out chapters the bundled tasks are made from
     return "\n\n".join(chapter.text for chapter in train)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from kbit.errors import ExportError
 from kbit.kernels import QuantConfig, quantize_model_
 from kbit.kernels.checkpoint import CheckpointError, check_output, load_quantized, read_manifest, save_quantized
-from kbit.spec.errors import ExportError
-from kbit.spec.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
+from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
 from kbit.version import code_version, numerics_version
 from kbit.workers import lmeval
 from kbit.workers.errors import RunError

@@ -21,7 +21,7 @@ import torch
 
 from kbit.workers.errors import TaskNotFound
 
-TASKS_DIR = Path(__file__).resolve().parent / "bundled" / "tasks"
+TASKS_DIR = Path(__file__).resolve().parent.parent / "family" / "tasks"
 BUNDLED_TASKS = tuple(sorted(p.stem for p in TASKS_DIR.glob("kbit_*.yaml")))
 # Perplexity stderrs are bootstrapped; lm-eval's default 100000 draws take minutes per config.
 BOOTSTRAP_ITERS = 1000

@@ -23,16 +23,26 @@ import transformers
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.errors import (
-    GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError,
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from kbit.workers.bundled import family, shipped
+from kbit.family import members, shipped
+from kbit.sweeps.evalspec import ModelSpec
+from kbit.sweeps.modelids import is_local_path
 from kbit.workers.errors import (
-    ModelGated, ModelNotFound, ModelUnavailable, ModelUnsupported, OutOfMemory, RunError, is_out_of_memory,
+    ModelGated,
+    ModelNotFound,
+    ModelUnavailable,
+    ModelUnsupported,
+    OutOfMemory,
+    RunError,
+    is_out_of_memory,
 )
-from kbit.spec.evalspec import ModelSpec
-from kbit.spec.modelids import is_local_path
 
 MODEL_LOADS: Counter[str] = Counter()
 
@@ -70,10 +80,10 @@ def pick_dtype(requested: str, device: str):
 
 def resolve_source(spec: ModelSpec) -> tuple[str, str | None]:
     """(folder or HF id, revision to pass): bundled ids are built if needed; folders take no revision."""
-    if family.is_bundled(spec.model):
+    if members.is_bundled(spec.model):
         try:
-            return str(family.ensure_model(spec.model)), None
-        except (family.UnknownBundledModel, shipped.ShippedWeightsCorrupt) as exc:
+            return str(members.ensure_model(spec.model)), None
+        except (members.UnknownBundledModel, shipped.ShippedWeightsCorrupt) as exc:
             raise ModelNotFound(str(exc)) from None
     path = Path(spec.model).expanduser()
     if path.exists():

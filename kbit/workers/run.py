@@ -16,14 +16,14 @@ from contextlib import ExitStack
 import torch
 
 from kbit.kernels import CoverageError, QuantConfig, quantize_model_, restore_model_
+from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
 from kbit.version import code_version
 from kbit.workers import lmeval
 from kbit.workers.calibration import calibration_batches, model_context
 from kbit.workers.errors import EvaluationError, NotQuantizable, OutOfMemory, RunError, is_out_of_memory
 from kbit.workers.loading import LoadedModel, load_model
-from kbit.workers.results import RunResult, document_scores, flatten_metrics, sample_records
 from kbit.workers.modelcache import ModelCache
-from kbit.spec.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
+from kbit.workers.results import RunResult, document_scores, flatten_metrics, sample_records
 
 
 def evaluate_configs(

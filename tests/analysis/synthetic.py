@@ -33,7 +33,9 @@ class Runs:
             "dtype": "none" if bits == 16 else dtype, "blocksize": None if bits == 16 else blocksize,
             "exponent_bits": None, "outlier_fraction": 0.0,
             "label": label or ("16bit" if bits == 16 else f"{dtype}{bits}-b{blocksize}"),
-            "bits_per_param": bits_per_param, "total_bits": n_params * (n_quantized_share * bits_per_param + (1 - n_quantized_share) * 16), "value": value, "stderr": stderr,
+            "bits_per_param": bits_per_param,
+            "total_bits": n_params * (n_quantized_share * bits_per_param + (1 - n_quantized_share) * 16),
+            "value": value, "stderr": stderr,
         })
         return run_id
 

@@ -14,13 +14,13 @@ import pytest
 
 from kbit.cli.main import main
 from kbit.db import connect, queries, queue, session_scope, teams
+from kbit.errors import ExportError
+from kbit.family import corpus, family_members
 from kbit.kernels.checkpoint import MANIFEST, TENSORS
 from kbit.service import Operations
 from kbit.service.grouprun import noop_evaluate, run_group
-from kbit.spec.errors import ExportError
-from kbit.spec.reader import parse_sweep
+from kbit.sweeps.reader import parse_sweep
 from kbit.workers import evaluate_group
-from kbit.workers.bundled import corpus, family_members
 from kbit.workers.export import evaluate_checkpoint
 
 EVAL = "baseline: false\ntasks: [kbit_lastword, kbit_heldout]\neval: {limit: 6, batch_size: 16, seed: 1234}\n"
@@ -61,7 +61,7 @@ def work_off_the_queue(engine, url, evaluate=evaluate_group) -> None:
 @pytest.fixture(scope="module")
 def m1(offline_env):
     """The folder of kbit/micro/m1, built under the session's KBIT_HOME (once a session)."""
-    from kbit.workers.bundled.family import ensure_model
+    from kbit.family.members import ensure_model
 
     return ensure_model("kbit/micro/m1")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from kbit.cli.commands import kbit_command
+from kbit.cli.output import kbit_command
 
 
 def test_a_kbit_not_on_path_is_named_by_the_path_it_was_started_by(tmp_path, monkeypatch):

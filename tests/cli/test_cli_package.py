@@ -28,6 +28,6 @@ def test_a_built_wheel_carries_the_demo_sweep_tasks_and_migrations(tmp_path):
     [wheel] = tmp_path.glob("kbit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "kbit/cli/demo.yaml" in names
-    assert {"kbit/workers/bundled/tasks/kbit_heldout.yaml", "kbit/db/alembic.ini"} <= names
+    assert {"kbit/family/tasks/kbit_heldout.yaml", "kbit/db/alembic.ini"} <= names
     assert any(n.startswith("kbit/db/migrations/versions/0001") for n in names)
     assert not any(n.startswith(("benchmarks/", "tests/")) for n in names)

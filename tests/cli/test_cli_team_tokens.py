@@ -11,9 +11,9 @@ import pytest
 from kbit.cli.demo import demo_team
 from kbit.cli.main import main
 from kbit.db import session_scope, teams
+from kbit.errors import AuthError
 from kbit.service import Operations
-from kbit.spec.errors import AuthError
-from kbit.spec.reader import parse_sweep
+from kbit.sweeps.reader import parse_sweep
 
 SWEEP = "name: t\nmodels: [m/a]\ngrid: {bits: [4], dtypes: [nf], blocksizes: [64]}\ntasks: [x]\n"
 

@@ -10,11 +10,11 @@ import dataclasses
 import pytest
 from rich.console import Console
 
-from kbit.cli.commands import failed_exit, finish
+from kbit.cli.progress import failed_exit, finish
 from kbit.db import queue, session_scope, teams
 from kbit.service import Operations
 from kbit.service.grouprun import noop_evaluate, run_group
-from kbit.spec.reader import parse_sweep
+from kbit.sweeps.reader import parse_sweep
 
 SWEEP = "name: w\nmodels: [m/a]\ngrid: {bits: [3, 4, 8], dtypes: [nf], blocksizes: [64]}\ntasks: [x]\n"
 

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from kbit.service import Operations
-from kbit.spec.reader import parse_sweep
+from kbit.sweeps.reader import parse_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from kbit.db import connect, session_scope, teams
@@ -23,9 +22,9 @@ def db(tmp_path):
 def ray_head(offline_env):
     """A real Ray head on 127.0.0.1 with the default scheduler, started like `kbit up` (which this
     also tests), on free ports; stopped with `kbit down` after the session."""
-    from clustertest_helpers import free_port
-
     import os
+
+    from clustertest_helpers import free_port
 
     from kbit.cli import localcluster
 

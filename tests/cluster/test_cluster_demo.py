@@ -6,12 +6,12 @@ after a change to the numerics or the report, regenerate it: `KBIT_HOME=$(mktemp
 
 from __future__ import annotations
 
-import pytest
 import os
 import re
 import subprocess
 import sys
 
+import pytest
 from clustertest_helpers import REPO
 
 from kbit.cli.demo import frontier_summary

@@ -60,7 +60,7 @@ def test_submit_through_the_ray_client_runs_everything_and_results_match(env, te
     with session_scope(engine) as s:
         rows = queries.results_rows(s, sweep_id=sweep_id)
         members = {r["model"] for r in rows}
-    from kbit.workers.bundled.family import family_members
+    from kbit.family.members import family_members
 
     assert members == set(family_members("micro"))
     assert len(rows) == len(members) * 5 and all(r["status"] == "done" for r in rows), rows
@@ -127,7 +127,7 @@ def test_cancel_through_the_cluster(env, team, tmp_path, capsys):
 
 def test_user_errors_cross_the_ray_client_as_their_own_class_and_one_line(env, team, tmp_path, capsys, monkeypatch):
     from kbit.cluster.client import RayService
-    from kbit.spec.errors import AuthError, NotFound, SweepError
+    from kbit.errors import AuthError, NotFound, SweepError
 
     with RayService(env) as svc:
         with pytest.raises(NotFound) as info:

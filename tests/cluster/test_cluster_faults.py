@@ -9,11 +9,20 @@ import signal
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import (gated, group_task_pids, hang_at_8_bits, make_sweep, results_per_run, slow_evaluate, submit,
-                                 wait_for_free_cpus, wait_until)
+from clustertest_helpers import (
+    gated,
+    group_task_pids,
+    hang_at_8_bits,
+    make_sweep,
+    results_per_run,
+    slow_evaluate,
+    submit,
+    wait_for_free_cpus,
+    wait_until,
+)
 
-from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
 from kbit.cli.progress import wait_for_sweep
+from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
 from kbit.cluster.client import RayService
 
 pytestmark = pytest.mark.ray
@@ -50,7 +59,7 @@ def test_a_worker_killed_mid_sweep_has_its_runs_retried(scheduler, db):
     assert final["done"] == final["total"] == 14
     assert set(results_per_run(engine, reply["sweep_id"]).values()) == {1}
     info = ray.get(svc.actor.ping.remote())
-    assert info["tasks_failed"] >= 1 and info["runs_requeued"] >= 1
+    assert info["groups_failed"] >= 1 and info["runs_requeued"] >= 1
     attempts = [r["attempts"] for r in svc.results(reply["sweep_id"])]
     assert max(attempts) == 2
 
@@ -89,7 +98,7 @@ def test_a_hung_run_times_out_and_its_ray_task_is_cancelled(ray_head, db):
         assert final["done"] == 2 and final["failed"] == 1
         assert (rows["nf8-b64"]["status"], rows["nf8-b64"]["error_type"]) == ("failed", "timeout")
         info = ray.get(svc.actor.ping.remote())
-        assert info["runs_timed_out"] == 1 and info["tasks_cancelled"] >= 1
+        assert info["runs_timed_out"] == 1 and info["groups_cancelled"] >= 1
         wait_until(lambda: not [p for p in group_task_pids()], timeout=30)  # no hung process left behind
     finally:
         stop_scheduler(name)

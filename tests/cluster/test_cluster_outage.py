@@ -4,10 +4,10 @@ is charged an attempt for the outage."""
 
 from __future__ import annotations
 
-import pytest
 import time
 
 import clustertest_helpers
+import pytest
 import ray
 from clustertest_helpers import make_sweep, results_per_run, slow_evaluate, wait_for_free_cpus
 from sqlalchemy.engine import make_url

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 from clustertest_helpers import make_sweep, submit
+from test_cluster_scheduling import WorkerCrashedError, drain, runs_of
 
-from kbit.cluster.launcher import gpu_share
+from kbit.cluster.pool import gpu_share
 from kbit.db import queue, session_scope
 from kbit.service.grouprun import noop_evaluate, run_group
 from kbit.service.scheduler import Scheduler, Slot
-from test_cluster_scheduling import WorkerCrashedError, drain, runs_of
 
 GIB = 2**30
 
@@ -80,7 +80,7 @@ def test_idle_workers_spread_over_the_models_instead_of_all_loading_the_oldest(d
     # Eight idle workers, each holding a model of an earlier sweep (no runs left: it must not count).
     slots = [Slot(worker=f"w{i}", holds=[(f"old/{i}", "main")]) for i in range(8)]
     pool = FakePool(url, slots=slots)
-    scheduler = Scheduler(engine, pool, lease_seconds=30, max_runs_per_task=4)
+    scheduler = Scheduler(engine, pool, lease_seconds=30, max_runs_per_group=4)
     scheduler.fill()
     assert sorted(next(iter(models)) for *_, models in pool.launched) == ["m/a", "m/a", "m/b", "m/b", "m/c", "m/c",
                                                                            "m/d", "m/d"]

@@ -5,13 +5,13 @@ ever holding more of it than fits."""
 
 from __future__ import annotations
 
-import pytest
 import contextlib
 import os
 import signal
 import time
 
 import clustertest_helpers
+import pytest
 import ray
 from clustertest_helpers import gated, make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
 from ray.cluster_utils import Cluster

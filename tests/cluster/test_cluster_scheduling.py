@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import pytest
 from clustertest_helpers import make_sweep, submit
 
+from kbit.db import queries, queue, session_scope, teams
+from kbit.errors import AuthError, PermissionDenied
 from kbit.service import Operations
 from kbit.service.grouprun import noop_evaluate, run_group
-from kbit.service.scheduler import Scheduler, TaskInfo
-from kbit.db import queries, queue, session_scope, teams
-from kbit.spec.errors import AuthError, PermissionDenied
+from kbit.service.scheduler import GroupInfo, Scheduler
 
 
 class WorkerCrashedError(RuntimeError):
@@ -101,9 +101,9 @@ def test_groups_by_model_up_to_capacity_and_every_run_done_once(db):
 def test_group_size_spreads_one_model_over_free_slots(db):
     engine, url, *_ = db
     submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8)))  # 1 + 14 runs of one model
-    scheduler = Scheduler(engine, ThreadLauncher(url, capacity=4), max_runs_per_task=64)
+    scheduler = Scheduler(engine, ThreadLauncher(url, capacity=4), max_runs_per_group=64)
     assert scheduler.group_size(4) == 4  # ceil(15 / 4)
-    assert Scheduler(engine, ThreadLauncher(url), max_runs_per_task=3).group_size(1) == 3
+    assert Scheduler(engine, ThreadLauncher(url), max_runs_per_group=3).group_size(1) == 3
 
 
 def test_the_last_model_is_split_over_the_cluster_not_given_to_the_one_free_slot(db):
@@ -112,8 +112,8 @@ def test_the_last_model_is_split_over_the_cluster_not_given_to_the_one_free_slot
     engine, url, *_ = db
     submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8)))  # 15 runs
     launcher = ThreadLauncher(url, capacity=2)
-    scheduler = Scheduler(engine, launcher, max_runs_per_task=64)
-    scheduler.inflight[object()] = TaskInfo("busy-worker", [], "m/other")
+    scheduler = Scheduler(engine, launcher, max_runs_per_group=64)
+    scheduler.inflight[object()] = GroupInfo("busy-worker", [], "m/other")
     scheduler.fill()
     assert [len(ids) for _, ids, _ in launcher.launched] == [8]  # ceil(15 / 2), not 15
 
@@ -130,10 +130,10 @@ def test_a_dead_worker_requeues_its_unfinished_runs_with_the_error_kept(db):
         return True
 
     scheduler = Scheduler(engine, ThreadLauncher(url, capacity=1, crash=crash_once), lease_seconds=30,
-                          max_runs_per_task=64)
+                          max_runs_per_group=64)
     scheduler.tick(wait_s=0)
     scheduler.harvest(wait_s=5)  # the crashed task
-    assert scheduler.stats["tasks_failed"] == 1
+    assert scheduler.stats["groups_failed"] == 1
     rows = runs_of(engine, reply["sweep_id"])
     done = [r for r in rows if r["status"] == "done"]
     queued = [r for r in rows if r["status"] == "queued"]
@@ -155,7 +155,7 @@ def test_retries_are_bounded_and_the_last_error_is_kept(db):
     rows = runs_of(engine, reply["sweep_id"])
     assert [r["status"] for r in rows] == ["failed", "failed"]
     assert all(r["attempts"] == 2 and "WorkerCrashedError" in r["error"] for r in rows)
-    assert scheduler.stats["tasks_failed"] == 2  # one task per attempt, then no more
+    assert scheduler.stats["groups_failed"] == 2  # one task per attempt, then no more
 
 
 def test_results_are_stored_as_they_arrive(db):
@@ -253,7 +253,7 @@ def test_a_transient_failure_goes_back_to_the_queue_until_its_attempts_are_spent
 def test_a_finished_result_waits_out_a_database_outage(db, monkeypatch):
     """The database drops while a result is being stored: the worker keeps the result and writes it
     when the database answers again, instead of dying and losing the finished work."""
-    from kbit.spec.errors import DatabaseUnreachable
+    from kbit.errors import DatabaseUnreachable
 
     engine, url, *_ = db
     submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("nf",)))
@@ -298,7 +298,7 @@ def test_a_hung_run_fails_with_timeout_and_its_task_is_stopped(db):
     reply = submit(db, make_sweep(models=("m/a",), bits=(4, 8), dtypes=("int", "nf"), extra="run_timeout_s: 1\n"))
     launcher = ThreadLauncher(url, capacity=1)
     launcher.evaluate = hanging_at(8, launcher)
-    scheduler = Scheduler(engine, launcher, lease_seconds=30, max_runs_per_task=16)
+    scheduler = Scheduler(engine, launcher, lease_seconds=30, max_runs_per_group=16)
     drain(scheduler, rounds=400)
     rows = {r["label"]: r for r in runs_of(engine, reply["sweep_id"])}
     assert {label: r["status"] for label, r in rows.items()} == {
@@ -306,7 +306,7 @@ def test_a_hung_run_fails_with_timeout_and_its_task_is_stopped(db):
     assert {rows[label]["error_type"] for label in ("int8-b64", "nf8-b64")} == {"timeout"}
     assert "longer than its limit of 1 s" in rows["int8-b64"]["error"]
     assert scheduler.stats["runs_timed_out"] == 2 and len(launcher.cancelled) == 2
-    assert scheduler.stats["tasks_failed"] == 0  # a task the scheduler stopped did not "die"
+    assert scheduler.stats["groups_failed"] == 0  # a task the scheduler stopped did not "die"
     # nf8 waited behind the hung int8 in the first task: that stop does not count as its attempt
     assert (rows["int8-b64"]["attempts"], rows["nf8-b64"]["attempts"]) == (1, 1)
 
@@ -316,7 +316,7 @@ def test_cancelling_a_sweep_stops_its_running_task_mid_config(db):
     reply = submit(db, make_sweep(models=("m/a",), bits=(8,), dtypes=("int", "nf")))
     launcher = ThreadLauncher(url, capacity=1)
     launcher.evaluate = hanging_at(8, launcher)
-    scheduler = Scheduler(engine, launcher, lease_seconds=30, max_runs_per_task=16)
+    scheduler = Scheduler(engine, launcher, lease_seconds=30, max_runs_per_group=16)
     for _ in range(100):
         scheduler.tick(wait_s=0.05)
         if any(r["status"] == "done" for r in runs_of(engine, reply["sweep_id"])):

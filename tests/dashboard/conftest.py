@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from dashtest_seed import seed
+
 from kbit.db import connect
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from dashtest_seed import EVAL, MODELS, TASKS, _finish_all, config, result, run
+
 from kbit.db import connect, queue, session_scope, teams
 
 GAIN = 0.05

@@ -4,13 +4,12 @@ not blank. The screenshots are kept under artifacts/dashboard/."""
 
 from __future__ import annotations
 
-import pytest
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
+import pytest
 from dashtest_browser import browsing, page_shot, shows
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from kbit.dashboard import charts
 from kbit.analysis import frontier as F
+from kbit.dashboard import charts
 
 
 def make_points(facets=()):

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import pytest
-
 from dashtest_seed import MODELS, _finish_all, config, result, run
+from test_dashboard_app import charts, run_app
+
 from kbit.dashboard import data, urlstate
 from kbit.db import connect, queue, session_scope, teams
-from test_dashboard_app import charts, run_app
 
 
 def gptq(bits: int) -> dict:

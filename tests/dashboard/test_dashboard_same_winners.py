@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kbit.analysis import verdict_text as verdict
 from kbit.cli.demo import frontier_summary
 from kbit.cli.main import main
-from kbit.analysis import verdict_text as verdict
 from kbit.db import connect
 
 APP = str(Path(__file__).resolve().parents[2] / "kbit" / "dashboard" / "app.py")

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from dashtest_teams_seed import GAIN, seed_teams
-from kbit.cli.main import main
 from test_dashboard_app import charts, run_app, texts
+
+from kbit.cli.main import main
 
 
 @pytest.fixture(autouse=True)

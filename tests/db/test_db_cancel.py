@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from dbtest_helpers import done_result, make_run
 from sqlalchemy import select
 
-from dbtest_helpers import done_result, make_run
 from kbit.db import queue, session_scope
-from kbit.spec.errors import NotFound, PermissionDenied
 from kbit.db.models import Run, Sweep
+from kbit.errors import NotFound, PermissionDenied
 
 
 def enqueue(engine, n, team="nlp", name="demo") -> int:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from dbtest_helpers import EVAL, done_result, make_run
 from sqlalchemy import select
 
-from dbtest_helpers import EVAL, done_result, make_run
 from kbit.db import queue, session_scope
-from kbit.db.models import Run
 from kbit.db.clock import utcnow
+from kbit.db.models import Run
 
 
 def enqueue(engine, runs, name="demo", priority=0, max_attempts=3) -> int:

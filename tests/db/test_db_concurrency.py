@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 
+from dbtest_helpers import claim_and_die, claim_until_empty, make_run
 from sqlalchemy import func, select
 
-from dbtest_helpers import claim_and_die, claim_until_empty, make_run
 from kbit.db import connect, queue, session_scope
-from kbit.db.models import Result, Run
 from kbit.db.clock import utcnow
+from kbit.db.models import Result, Run
 
 N_RUNS = 1000
 N_WORKERS = 4

@@ -7,13 +7,13 @@ import sys
 import textwrap
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from kbit.db import connect, session_scope, teams
 from kbit.db.engine import mask_url, resolve_url
-from kbit.spec.errors import DatabaseUnreachable
-from kbit.db.migrate import current_revision, alembic_config
-from alembic.script import ScriptDirectory
+from kbit.db.migrate import alembic_config, current_revision
+from kbit.errors import DatabaseUnreachable
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -133,7 +133,7 @@ def test_connection_lost_midway_is_unreachable_and_rolls_back(postgres_engine, p
 
 def test_a_reader_never_creates_or_migrates_the_schema(tmp_path):
     from kbit.db import connect_reader
-    from kbit.spec.errors import SchemaMissing
+    from kbit.errors import SchemaMissing
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     with pytest.raises(SchemaMissing, match="has no kbit schema yet.*`kbit demo`"):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from dbtest_helpers import CONFIGS, done_result, make_run
 from sqlalchemy import func, select
 
-from dbtest_helpers import CONFIGS, done_result, make_run
 from kbit.db import queries, queue, session_scope
-from kbit.spec.errors import NotFound
 from kbit.db.models import Run, Sweep
+from kbit.errors import NotFound
 
 
 def count(engine, model) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dbtest_helpers import CONFIGS, done_result, make_run
 from sqlalchemy import select
 
-from dbtest_helpers import CONFIGS, done_result, make_run
 from kbit.db import queries, queue, session_scope
 from kbit.db.models import Run
 

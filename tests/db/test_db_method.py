@@ -5,9 +5,9 @@ filter and a filter choice."""
 from __future__ import annotations
 
 from alembic import command
+from dbtest_helpers import CONFIGS, done_result, make_run
 from sqlalchemy import text
 
-from dbtest_helpers import CONFIGS, done_result, make_run
 from kbit.db import queries, queue, session_scope
 from kbit.db.migrate import alembic_config, upgrade_to_head
 

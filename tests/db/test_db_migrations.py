@@ -46,9 +46,9 @@ def test_processes_starting_together_upgrade_once(db_url):
     import multiprocessing
 
     from alembic.script import ScriptDirectory
+    from dbtest_helpers import connect_and_report
     from sqlalchemy import create_engine
 
-    from dbtest_helpers import connect_and_report
     from kbit.db import connect
 
     engine = connect(db_url)

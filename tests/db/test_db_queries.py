@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from dbtest_helpers import CONFIGS, done_result, make_run
+
 from kbit.db import queries, queue, session_scope
-from kbit.spec.errors import NotFound
+from kbit.errors import NotFound
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dbtest_helpers import done_result, make_run
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import IntegrityError
 
-from dbtest_helpers import done_result, make_run
 from kbit.db import queries, queue, session_scope
 from kbit.db.models import BitReport, DocumentScore, Result, Run, Sample
 from kbit.db.scorecodec import decode_scores, encode_scores

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from kbit.db import session_scope, teams
-from kbit.spec.errors import AuthError, Conflict, NotFound
+from kbit.errors import AuthError, Conflict, NotFound
 
 
 def test_token_verifies_and_is_stored_hashed(engine):

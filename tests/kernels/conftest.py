@@ -8,7 +8,6 @@ k x data type x input dtype).
 
 import pytest
 import torch
-
 from kernels_helpers import compiled_on_gpu
 
 

@@ -4,12 +4,11 @@ agreement with bitsandbytes, and clear errors."""
 import bitsandbytes.functional as bnbf
 import pytest
 import torch
+from kernels_helpers import heavy_tailed, sqnr_db
 
 from kbit.kernels import QuantConfig, codebook, dequantize, quantize
 from kbit.kernels.blockwise import matmul
 from kbit.kernels.packing import packed_nbytes
-
-from kernels_helpers import heavy_tailed, sqnr_db
 
 DTYPES = ("int", "fp", "nf", "quantile", "dynamic")
 

@@ -16,7 +16,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from kbit.kernels import QuantConfig, QuantLinear, load_quantized, quantize_model_, restore_model_, save_quantized
 from kbit.kernels.checkpoint import (
-    MANIFEST, TENSORS, ChecksumMismatch, NewerCheckpoint, OutputExists, checkpoint_tensors, quantized_layer,
+    MANIFEST,
+    TENSORS,
+    ChecksumMismatch,
+    NewerCheckpoint,
+    OutputExists,
+    checkpoint_tensors,
+    quantized_layer,
     read_manifest,
 )
 from kbit.kernels.packing import packed_nbytes

@@ -4,13 +4,12 @@
 import bitsandbytes.functional as bnbf
 import pytest
 import torch
+from kernels_helpers import heavy_tailed
 
 from benchmarks import codebooks as codebooks_bench
 from kbit.kernels import QuantConfig, codebook, dequantize, quantize
 from kbit.kernels.codebooks import nf_offset
 from kbit.kernels.config import default_exponent_bits
-
-from kernels_helpers import heavy_tailed
 
 NF4_TABLE = [
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,

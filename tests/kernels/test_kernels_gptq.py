@@ -6,13 +6,11 @@ QuantLinear layers with the same bits as round-to-nearest."""
 
 import pytest
 import torch
+from test_kernels_architectures import BUILDERS
 
-from kbit.kernels import QuantConfig, QuantLinear, dequantize, quantize, quantize_model_, restore_model_
-from kbit.kernels import gptq
+from kbit.kernels import QuantConfig, QuantLinear, dequantize, gptq, quantize, quantize_model_, restore_model_
 from kbit.kernels.gptq import HessianAccumulator, block_first_positions, gptq_quantize
 from kbit.kernels.packing import unpack
-
-from test_kernels_architectures import BUILDERS
 
 OUT, IN = 192, 256
 

@@ -7,13 +7,12 @@ import itertools
 
 import pytest
 import torch
+from kernels_helpers import compiled_on_gpu, heavy_tailed
 from torch import nn
 
 from kbit.kernels import QuantConfig, QuantLinear, dequantize, quantize
 from kbit.kernels import backend as backends
 from kbit.kernels.blockwise import matmul
-
-from kernels_helpers import compiled_on_gpu, heavy_tailed
 
 BITS = tuple(range(2, 9))
 DTYPES = ("int", "fp", "nf", "quantile", "dynamic")

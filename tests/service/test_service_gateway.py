@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from kbit import errors
 from kbit.cli.main import main
 from kbit.db import connect, queue, session_scope, teams
 from kbit.service import Operations
 from kbit.service.api import OPERATIONS
 from kbit.service.gateway import Limits, bound_port, make_server
 from kbit.service.gateway_client import HttpService
-from kbit.spec import errors, parse_sweep
+from kbit.sweeps import parse_sweep
 
 SWEEP = "name: g\nmodels: [m/a]\ngrid: {bits: [4], dtypes: [nf, int], blocksizes: [64]}\ntasks: [x]\n"
 QUICK = Limits(request_timeout_s=1.0, keep_alive_s=2)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from kbit.errors import DatabaseUnreachable
 from kbit.service.retry import DATABASE_ERRORS, transient
-from kbit.spec.errors import DatabaseUnreachable
 
 
 def test_a_transient_error_is_retried_until_it_passes():

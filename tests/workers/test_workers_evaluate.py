@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kbit.kernels import QuantConfig
-from kbit.spec import EvalSpec, ModelSpec
+from kbit.sweeps import EvalSpec, ModelSpec
 from kbit.workers import evaluate_configs, lmeval, loading, run
 
 MODEL = "kbit/micro/m2"
@@ -280,7 +280,7 @@ def test_out_of_memory_becomes_a_typed_result_and_the_next_config_runs(micro, mo
 
 def test_a_fractional_limit_evaluates_that_share_of_each_tasks_documents(micro):
     """`eval: {limit: 0.5}` passes `kbit submit --check`; the worker must run it, on half the documents."""
-    from kbit.workers.bundled.taskdata import load_docs
+    from kbit.family.taskdata import load_docs
 
     spec = EvalSpec(tasks=("kbit_choice",), limit=0.5, batch_size=16, log_samples=True)
     [result] = evaluate_configs(ModelSpec("kbit/micro/m1"), [QuantConfig(16)], spec)

@@ -6,11 +6,11 @@ its method recorded; a calibration source that cannot be read fails only the GPT
 import pytest
 import torch
 
+from kbit.family import corpus, taskdata
 from kbit.kernels import QuantConfig, quantize_model_, restore_model_
-from kbit.spec import EvalSpec, ModelSpec
-from kbit.spec.evalspec import Calibration, run_eval
+from kbit.sweeps import EvalSpec, ModelSpec
+from kbit.sweeps.evalspec import Calibration, run_eval
 from kbit.workers import evaluate_configs, evaluate_group, loading
-from kbit.workers.bundled import corpus, taskdata
 from kbit.workers.calibration import BATCH_ROWS, calibration_batches, model_context, tokenize
 
 FAST = EvalSpec(tasks=("kbit_heldout",), limit=4, batch_size=16)

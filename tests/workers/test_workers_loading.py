@@ -9,14 +9,22 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from torch import nn
 from transformers import (
-    BloomConfig, BloomForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-    LlamaForCausalLM, OPTConfig, OPTForCausalLM,
+    BloomConfig,
+    BloomForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
 )
 
+from kbit.family.tokenizer import train_tokenizer
 from kbit.kernels import QuantConfig
-from kbit.spec import EvalSpec, ModelSpec
+from kbit.sweeps import EvalSpec, ModelSpec
 from kbit.workers import evaluate_configs, evaluate_group, loading
-from kbit.workers.bundled.tokenizer import train_tokenizer
 
 VOCAB, HIDDEN, HEADS, POSITIONS = 320, 64, 4, 512
 FAST = EvalSpec(tasks=("kbit_choice",), limit=4, batch_size=8)
@@ -152,7 +160,7 @@ def test_bad_paths_each_with_its_message(tmp_path, monkeypatch, tokenizer, offli
     monkeypatch.chdir(tmp_path)
     cases = [
         (ModelSpec(str(tmp_path / "absent")), "does not exist; check the path"),
-        (ModelSpec("models/absent/m"), "does not exist; check the path"),  # a path by kbit.spec.modelids' rule
+        (ModelSpec("models/absent/m"), "does not exist; check the path"),  # a path by kbit.sweeps.modelids' rule
         (ModelSpec(str(tmp_path / "no-config")), "has no config.json; point at a save_pretrained folder"),
         (ModelSpec("here", revision="v2"), "'here' is a local folder, so revision 'v2' cannot apply"),
     ]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kbit.spec import EvalSpec, ModelSpec
+from kbit.sweeps import EvalSpec, ModelSpec
 from kbit.workers import RunResult
 
 

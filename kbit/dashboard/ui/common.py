@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from kbit import settings
 from kbit.analysis import frontier
 from kbit.dashboard import data, export, urlstate
-from kbit.spec import settings
 
 # Seconds a cached query stays fresh: short, so new results appear without a restart.
 TTL = settings.dashboard_ttl_seconds()

@@ -7,8 +7,8 @@ import datetime as dt
 
 import streamlit as st
 
+from kbit import settings
 from kbit.dashboard import charts
-from kbit.spec import settings
 from kbit.dashboard.data import STATE_COLUMNS
 from kbit.dashboard.ui import common
 

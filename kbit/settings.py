@@ -1,0 +1,158 @@
+"""Every environment variable kbit reads, its default, and the names every part shares.
+
+Nothing else in kbit reads `KBIT_*` variables: call these functions (they read the environment
+each time, so a test or a worker that sets a variable sees it at once). This module imports
+nothing of kbit but `errors`, so every part may use it.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| KBIT_HOME | data folder: SQLite database, bundled models, logs, `kbit up`'s state | ~/.kbit |
+| KBIT_DATABASE_URL | SQLAlchemy URL of the results database | sqlite:///$KBIT_HOME/kbit.db |
+| KBIT_RAY_ADDRESS | ray://HOST:PORT of a cluster | `kbit up`'s service, else embedded |
+| KBIT_TEAM / KBIT_TOKEN | the caller's team and its API token | none |
+| KBIT_LEASE_SECONDS | how long a worker holds a run without renewing it | 120 |
+| KBIT_MAX_RUNS_PER_GROUP | most runs one group (one worker, one model) takes | 16 |
+| KBIT_POLL_SECONDS | the scheduler's round interval | 0.5 |
+| KBIT_MAX_RUNS_PER_SWEEP | most runs one sweep may expand to (an operator's limit) | 20000 |
+| KBIT_TEAM_MAX_RUNNING | most runs one team may have running at once (an operator's quota) | no quota |
+| KBIT_GPU_MEMORY_GB | memory of one GPU, used to pack models onto GPUs before a worker has measured it | 80 |
+| KBIT_WORKER_CACHE_GB | models a worker keeps loaded beside the one it evaluates | half its GPU share; 4 on CPU |
+| KBIT_WORKER_IDLE_S | a worker with nothing to do for this long gives its GPU share back | 60 |
+| KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
+| KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
+| KBIT_FAMILY_WEIGHTS | bundled models: `shipped` (16-bit weights in the package, the same everywhere) or `build` (trained here) | shipped |
+| KBIT_DEBUG | show tracebacks of unexpected errors | off |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kbit.errors import UsageError
+
+# Run states, in the order tables show them. FINAL: a run in one of these never changes again.
+RUN_STATES = ("queued", "running", "done", "cached", "failed", "cancelled")
+IN_FLIGHT_STATES = ("queued", "running")
+FINAL_STATES = ("done", "cached", "failed", "cancelled")
+SWEEP_STATES = ("active", "cancelled")
+
+PRIORITIES = (-10, 10)  # sweep priorities: bounded, so no team can starve the others by outbidding them
+
+RAY_NAMESPACE = "kbit"
+SCHEDULER_NAME = "kbit-scheduler"
+
+# What worker processes need to find the same models, caches and timings as the service that
+# started them (a Ray worker does not inherit the driver's environment).
+FORWARDED_ENV = ("KBIT_HOME", "KBIT_FAMILY_WEIGHTS", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_GROUP", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING",
+                 "KBIT_GPU_MEMORY_GB", "KBIT_WORKER_CACHE_GB", "KBIT_WORKER_IDLE_S")
+WORKER_PREFIX = "kbit-worker"  # worker actors are named f"{WORKER_PREFIX}:{scheduler name}:{n}"
+
+
+def _text(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _number(name: str, default: float, kind=float):
+    raw = _text(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number; unset it or give e.g. {name}={default}") from None
+    if value <= 0:
+        raise UsageError(f"{name}={raw!r} must be positive; unset it or give e.g. {name}={default}")
+    return value
+
+
+def kbit_home(home: str | os.PathLike | None = None) -> Path:
+    """The data folder: `home` when given, else $KBIT_HOME, else ~/.kbit."""
+    return Path(home or _text("KBIT_HOME") or Path.home() / ".kbit").expanduser()
+
+
+def database_url() -> str:
+    """$KBIT_DATABASE_URL, else a SQLite file under KBIT_HOME."""
+    return _text("KBIT_DATABASE_URL") or f"sqlite:///{kbit_home() / 'kbit.db'}"
+
+
+def database_url_given() -> str | None:
+    """$KBIT_DATABASE_URL when set (a client then names the database the cluster should use)."""
+    return _text("KBIT_DATABASE_URL")
+
+
+def ray_address() -> str | None:
+    return _text("KBIT_RAY_ADDRESS")
+
+
+def team() -> str | None:
+    return _text("KBIT_TEAM")
+
+
+def token() -> str | None:
+    return _text("KBIT_TOKEN")
+
+
+def debug() -> bool:
+    return _text("KBIT_DEBUG") not in (None, "0", "false", "no")
+
+
+def lease_seconds() -> float:
+    return _number("KBIT_LEASE_SECONDS", 120.0)
+
+
+def max_runs_per_group() -> int:
+    return _number("KBIT_MAX_RUNS_PER_GROUP", 16, int)
+
+
+def max_runs_per_sweep() -> int:
+    return _number("KBIT_MAX_RUNS_PER_SWEEP", 20_000, int)
+
+
+def team_max_running() -> int | None:
+    """The per-team quota of running runs, or None (no quota) when unset."""
+    if _text("KBIT_TEAM_MAX_RUNNING") is None:
+        return None
+    return _number("KBIT_TEAM_MAX_RUNNING", 8, int)  # 8: only the example in a bad value's message
+
+
+def poll_seconds() -> float:
+    return _number("KBIT_POLL_SECONDS", 0.5)
+
+
+def gpu_memory_bytes() -> int:
+    return int(_number("KBIT_GPU_MEMORY_GB", 80.0) * 2**30)
+
+
+def worker_cache_bytes() -> int | None:
+    """Bytes of models a worker keeps loaded between groups; None: the worker's default."""
+    if _text("KBIT_WORKER_CACHE_GB") is None:
+        return None
+    return int(_number("KBIT_WORKER_CACHE_GB", 4.0) * 2**30)
+
+
+def worker_idle_seconds() -> float:
+    return _number("KBIT_WORKER_IDLE_S", 60.0)
+
+
+def dashboard_ttl_seconds() -> float:
+    return _number("KBIT_DASHBOARD_TTL", 30.0)
+
+
+def dashboard_refresh_seconds() -> float:
+    return _number("KBIT_DASHBOARD_REFRESH_S", 5.0)
+
+
+def family_weights() -> str:
+    """Where bundled models come from: 'shipped' (the package's own weights) or 'build' (trained here)."""
+    value = _text("KBIT_FAMILY_WEIGHTS") or "shipped"
+    if value not in ("shipped", "build"):
+        raise UsageError(f"KBIT_FAMILY_WEIGHTS={value!r} must be 'shipped' or 'build'; unset it for the shipped weights")
+    return value
+
+
+def forwarded_env() -> dict:
+    """The FORWARDED_ENV variables this process has, to hand to workers."""
+    return {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
