@@ -4,24 +4,8 @@ Nothing else in kbit reads `KBIT_*` variables: call these functions (they read t
 each time, so a test or a worker that sets a variable sees it at once). This module imports
 nothing of kbit but `errors`, so every part may use it.
 
-| variable | meaning | default |
-| --- | --- | --- |
-| KBIT_HOME | data folder: SQLite database, bundled models, logs, `kbit up`'s state | ~/.kbit |
-| KBIT_DATABASE_URL | SQLAlchemy URL of the results database | sqlite:///$KBIT_HOME/kbit.db |
-| KBIT_RAY_ADDRESS | ray://HOST:PORT of a cluster | `kbit up`'s service, else embedded |
-| KBIT_TEAM / KBIT_TOKEN | the caller's team and its API token | none |
-| KBIT_LEASE_SECONDS | how long a worker holds a run without renewing it | 120 |
-| KBIT_MAX_RUNS_PER_GROUP | most runs one group (one worker, one model) takes | 16 |
-| KBIT_POLL_SECONDS | the scheduler's round interval | 0.5 |
-| KBIT_MAX_RUNS_PER_SWEEP | most runs one sweep may expand to (an operator's limit) | 20000 |
-| KBIT_TEAM_MAX_RUNNING | most runs one team may have running at once (an operator's quota) | no quota |
-| KBIT_GPU_MEMORY_GB | memory of one GPU, used to pack models onto GPUs before a worker has measured it | 80 |
-| KBIT_WORKER_CACHE_GB | models a worker keeps loaded beside the one it evaluates | half its GPU share; 4 on CPU |
-| KBIT_WORKER_IDLE_S | a worker with nothing to do for this long gives its GPU share back | 60 |
-| KBIT_DASHBOARD_TTL | seconds the dashboard caches a query | 30 |
-| KBIT_DASHBOARD_REFRESH_S | the queue page's refresh interval | 5 |
-| KBIT_FAMILY_WEIGHTS | bundled models: `shipped` (16-bit weights in the package, the same everywhere) or `build` (trained here) | shipped |
-| KBIT_DEBUG | show tracebacks of unexpected errors | off |
+The variables, their meaning and defaults are `VARIABLES` below, the one list of them
+(`python -m kbit.settings` prints it as the markdown table docs/operations.md holds).
 """
 
 from __future__ import annotations
@@ -30,6 +14,45 @@ import os
 from pathlib import Path
 
 from kbit.errors import UsageError
+
+LEASE_SECONDS = 120.0  # KBIT_LEASE_SECONDS unset: how long a claimed run is held without a heartbeat
+MAX_ATTEMPTS = 3  # a sweep's `max_attempts` unset: tries per run when workers die
+MAX_RUNS_PER_GROUP = 16  # KBIT_MAX_RUNS_PER_GROUP unset
+
+# (name, default, meaning): every KBIT_* variable kbit reads. docs/operations.md shows this table
+# (a test keeps it equal) and `kbit --help` the first four.
+VARIABLES = (
+    ("KBIT_HOME", "~/.kbit", "data folder: SQLite database, bundled models, logs, `kbit up`'s state"),
+    ("KBIT_DATABASE_URL", "SQLite under KBIT_HOME", "SQLAlchemy URL of the results database, e.g. "
+     "postgresql+psycopg://user:pw@host:5432/kbit"),
+    ("KBIT_RAY_ADDRESS", "`kbit up`'s service, else embedded", "ray://HOST:PORT of a cluster"),
+    ("KBIT_TEAM, KBIT_TOKEN", "none", "the caller's team and its API token (else the file $KBIT_HOME/<team>-token)"),
+    ("KBIT_LEASE_SECONDS", f"{LEASE_SECONDS:g}", "how long a run stays claimed without a heartbeat (the recovery delay when a "
+     "worker hangs or loses the database)"),
+    ("KBIT_MAX_RUNS_PER_GROUP", str(MAX_RUNS_PER_GROUP), "most runs one group (one worker, one model) takes; the queue is also split "
+     "evenly over the cluster's slots, so the last model never runs on one worker while the others idle"),
+    ("KBIT_POLL_SECONDS", "0.5", "the scheduler's round interval"),
+    ("KBIT_MAX_RUNS_PER_SWEEP", "20000", "most runs one sweep may expand to (an operator's limit, checked at submit)"),
+    ("KBIT_TEAM_MAX_RUNNING", "no quota", "most runs one team may have running at once (an operator's quota); "
+     "within a priority the team with the fewest running runs is served first"),
+    ("KBIT_GPU_MEMORY_GB", "80", "memory of one GPU, used to pack models onto GPUs until a worker has measured its own"),
+    ("KBIT_WORKER_CACHE_GB", "half the worker's GPU share; 4 on CPU", "models a worker keeps loaded beside the one "
+     "it evaluates"),
+    ("KBIT_WORKER_IDLE_S", "60", "a worker with nothing to do for this long gives its GPU share back"),
+    ("KBIT_DASHBOARD_TTL", "30", "seconds the dashboard caches a query"),
+    ("KBIT_DASHBOARD_REFRESH_S", "5", "the queue page's refresh interval"),
+    ("KBIT_FAMILY_WEIGHTS", "shipped", "bundled models: `shipped` (16-bit weights in the package, the same on every "
+     "machine) or `build` (trained here under KBIT_HOME)"),
+    ("KBIT_DEBUG", "off", "show tracebacks of unexpected errors"),
+)
+
+
+def variables_table() -> str:
+    """VARIABLES as a markdown table (docs/operations.md)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in VARIABLES]
+    return "\n".join(rows) + "\n"
+
 
 # Run states, in the order tables show them. FINAL: a run in one of these never changes again.
 RUN_STATES = ("queued", "running", "done", "cached", "failed", "cancelled")
@@ -100,11 +123,11 @@ def debug() -> bool:
 
 
 def lease_seconds() -> float:
-    return _number("KBIT_LEASE_SECONDS", 120.0)
+    return _number("KBIT_LEASE_SECONDS", LEASE_SECONDS)
 
 
 def max_runs_per_group() -> int:
-    return _number("KBIT_MAX_RUNS_PER_GROUP", 16, int)
+    return _number("KBIT_MAX_RUNS_PER_GROUP", MAX_RUNS_PER_GROUP, int)
 
 
 def max_runs_per_sweep() -> int:
@@ -156,3 +179,7 @@ def family_weights() -> str:
 def forwarded_env() -> dict:
     """The FORWARDED_ENV variables this process has, to hand to workers."""
     return {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
+
+
+if __name__ == "__main__":
+    print(variables_table(), end="")

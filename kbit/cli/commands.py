@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from kbit import settings
-from kbit.cli import export, exportmodel, familybuild, localcluster, progress
+from kbit.cli import export, localcluster, progress
 from kbit.cli.demo import run_demo
 from kbit.cli.output import console, write_output
 from kbit.cli.progress import failed_exit, finish
@@ -279,21 +279,3 @@ def cmd_serve(args) -> int:
     info = localcluster.start_scheduler(args.address, settings.database_url_given())
     print(f"kbit scheduler running (database {info['database']}, capacity {info['capacity']})")
     return 0
-
-
-COMMANDS = {
-    "submit": cmd_submit,
-    "status": cmd_status,
-    "cancel": cmd_cancel,
-    "results": cmd_results,
-    "team": cmd_team,
-    "demo": cmd_demo,
-    "report": cmd_report,
-    "dashboard": cmd_dashboard,
-    "up": cmd_up,
-    "down": cmd_down,
-    "serve": cmd_serve,
-    "export": exportmodel.cmd_export,
-    "family": familybuild.cmd_family,
-    "gateway": cmd_gateway,
-}

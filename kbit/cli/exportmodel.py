@@ -10,6 +10,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help=HELP, description=HELP + ". The model is loaded and quantized here as the "
                        "run's worker did (GPTQ with the run's calibration), so this machine must reach the model. "
                        "Load it with `from kbit.kernels import load_quantized; model = load_quantized(DIR)`.")
+    p.set_defaults(handler="exportmodel:cmd_export")  # run by kbit.cli.main.run_handler
     p.add_argument("run_id", type=int, metavar="RUN_ID", help="a done run (the dashboard's Run page shows ids)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write (new or empty)")
     p.add_argument("--force", action="store_true", help="replace DIR when it exists and is not empty")

@@ -11,6 +11,7 @@ HELP = "train a bundled model family here (the shipped weights come from this); 
 
 def add_parser(sub) -> None:
     family = sub.add_parser("family", help="the bundled model families (micro, demo)")
+    family.set_defaults(handler="familybuild:cmd_family")  # run by kbit.cli.main.run_handler
     family_sub = family.add_subparsers(dest="family_command", metavar="ACTION", required=True)
     p = family_sub.add_parser("build", help=HELP, description=HELP + ". Training takes minutes on a CPU (demo: about "
                               "6 min on 2 cores); a member already built here with the current recipe is reused.")

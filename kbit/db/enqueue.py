@@ -6,6 +6,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kbit import settings
 from kbit.db.clock import db_now
 from kbit.db.models import Run, Sweep
 from kbit.db.newruns import canonical_json, run_problems, run_row, sha256_hex
@@ -37,7 +38,7 @@ def enqueue_sweep(
     priority: int = 0,
     submitter: str | None = None,
     code_version: str | None = None,
-    max_attempts: int = 3,
+    max_attempts: int = settings.MAX_ATTEMPTS,
 ) -> int:
     """Write a sweep and its runs; return the sweep id.
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from kbit import settings
 from kbit.settings import RUN_STATES, SWEEP_STATES
 
 
@@ -154,7 +155,7 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     priority: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
-    max_attempts: Mapped[int] = mapped_column(default=3)
+    max_attempts: Mapped[int] = mapped_column(default=settings.MAX_ATTEMPTS)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(200))

@@ -21,6 +21,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kbit import settings
 from kbit.db.clock import db_now, now_value
 from kbit.db.enqueue import enqueue_sweep
 from kbit.db.models import BitReport, DocumentScore, Result, Run, Sample, Sweep, Team
@@ -123,7 +124,7 @@ def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]],
     return head
 
 
-def claim_runs(session: Session, *, worker: str, limit: int = 16, lease_seconds: float = 120,
+def claim_runs(session: Session, *, worker: str, limit: int = settings.MAX_RUNS_PER_GROUP, lease_seconds: float = settings.LEASE_SECONDS,
                team_quota: int | None = None, prefer: list[tuple[str, str]] | None = None,
                avoid: dict[str, int] | None = None) -> list[ClaimedRun]:
     """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
@@ -182,7 +183,7 @@ def count_queued(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Run).where(Run.status == "queued")) or 0
 
 
-def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_seconds: float = 120) -> list[int]:
+def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_seconds: float = settings.LEASE_SECONDS) -> list[int]:
     """Renew `worker`'s leases on `run_ids`; return the ids it still holds.
 
     A run that was cancelled, finished, or re-leased to another worker is not in the answer: the

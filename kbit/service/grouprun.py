@@ -26,6 +26,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 
+from kbit import settings
 from kbit.db import connect, queue, session_scope
 from kbit.service.retry import DATABASE_ERRORS, transient
 
@@ -120,7 +121,7 @@ def run_group(
     worker: str,
     runs: list[dict],
     evaluate: Evaluate,
-    lease_seconds: float = 120.0,
+    lease_seconds: float = settings.LEASE_SECONDS,
     heartbeat_seconds: float | None = None,
     env: dict | None = None,
     cache=None,

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kbit import settings
 from kbit.db import queries, queue, session_scope
 from kbit.service.memoryneed import estimate_need_bytes
 from kbit.sweeps.evalspec import run_memory_bytes, split_run_eval
@@ -86,8 +87,8 @@ class Scheduler:
         launcher: Launcher,
         *,
         name: str = "kbit-scheduler",
-        lease_seconds: float = 120.0,
-        max_runs_per_group: int = 16,
+        lease_seconds: float = settings.LEASE_SECONDS,
+        max_runs_per_group: int = settings.MAX_RUNS_PER_GROUP,
         team_quota: int | None = None,
     ):
         self.engine = engine

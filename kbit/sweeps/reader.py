@@ -196,7 +196,7 @@ class _Checker:
             name = self.check(("name",), check_name, name)
         team = self.check(("team",), check_team, data.get("team"))
         priority = self.check(("priority",), check_priority, data.get("priority", 0))
-        attempts = self.check(("max_attempts",), check_max_attempts, data.get("max_attempts", 3))
+        attempts = self.check(("max_attempts",), check_max_attempts, data.get("max_attempts", settings.MAX_ATTEMPTS))
         timeout = self.check(("run_timeout_s",), check_run_timeout, data.get("run_timeout_s", RUN_TIMEOUT_S))
         models = self.models(data)
         configs = self.configs(data)

@@ -133,7 +133,7 @@ class Sweep:
     configs: tuple[QuantConfig, ...]
     eval: EvalSpec
     priority: int = 0
-    max_attempts: int = 3
+    max_attempts: int = settings.MAX_ATTEMPTS
     run_timeout_s: int = RUN_TIMEOUT_S
     calibration: Calibration | None = None
 
@@ -195,7 +195,7 @@ class Sweep:
                 name=spec["name"],
                 team=spec.get("team"),
                 priority=spec.get("priority", 0),
-                max_attempts=spec.get("max_attempts", 3),
+                max_attempts=spec.get("max_attempts", settings.MAX_ATTEMPTS),
                 run_timeout_s=spec.get("run_timeout_s", RUN_TIMEOUT_S),
                 models=tuple(ModelEntry(**m) for m in spec["models"]),
                 configs=tuple(QuantConfig.from_dict(c) for c in spec["configs"]),

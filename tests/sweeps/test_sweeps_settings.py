@@ -36,3 +36,17 @@ def test_forwarded_env_holds_only_what_is_set(monkeypatch, tmp_path):
     env = settings.forwarded_env()
     assert env["KBIT_HOME"] == str(tmp_path) and "KBIT_POLL_SECONDS" not in env
     assert set(env) <= set(settings.FORWARDED_ENV)
+
+
+def test_the_variables_table_is_written_once():
+    """docs/operations.md shows settings.VARIABLES as `python -m kbit.settings` prints it, and every
+    KBIT_* name the settings module reads is in it."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    assert settings.variables_table() in doc
+    listed = {n.strip() for name, _, _ in settings.VARIABLES for n in name.split(",")}
+    source = Path(settings.__file__).read_text()
+    read = set(re.findall(r'_(?:text|number)\("(KBIT_\w+)"', source)) | set(re.findall(r'environ\.get\("(KBIT_\w+)"', source))
+    assert read and read <= listed, sorted(read - listed)
