@@ -26,7 +26,7 @@ from benchmarks.timing import timed
 from kbit.analysis import findings, frontier
 from kbit.dashboard import charts, data
 from kbit.db import connect, queue, session_scope, teams
-from kbit.db.models import BitReport, Result, Run
+from kbit.db.models import Result, Run, RunBits
 
 APP = Path(__file__).with_name("app.py")
 FAMILIES = [f"family{i}" for i in range(5)]
@@ -93,7 +93,7 @@ def populate(url: str, n_runs: int, n_sweeps: int = 100) -> None:
                     reports.append({"run_id": run_id, "n_params": r["n_params"], "n_quantized": r["n_params"],
                                     "bits_per_param": bpp, "total_bits": total})
                 s.execute(insert(Result), results)
-                s.execute(insert(BitReport), reports)
+                s.execute(insert(RunBits), reports)
             bar.update(count)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")

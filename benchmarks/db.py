@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from benchmarks.timing import timed
 from kbit.db import connect, queries, queue, session_scope, teams
-from kbit.db.models import BitReport, Result, Run
+from kbit.db.models import Result, Run, RunBits
 
 CONFIGS = [
     {"bits": b, "dtype": d, "blocksize": bs, "exponent_bits": (3 if b >= 4 else 2) if d == "fp" else None,
@@ -123,7 +123,7 @@ def populate(engine, n_runs: int, chunk: int = 5000) -> None:
                         {"run_id": i, "task": t, "metric": m, "value": (i % 997) / 997, "stderr": 0.01}
                         for i in part for t, m in RESULT_METRICS
                     ])
-                    s.execute(insert(BitReport), [
+                    s.execute(insert(RunBits), [
                         {"run_id": i, "n_params": 10**8, "n_quantized": 9 * 10**7, "bits_per_param": 4.25,
                          "total_bits": 4e8} for i in part
                     ])

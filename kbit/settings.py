@@ -54,6 +54,9 @@ def variables_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+# What a run stores of a model's bit accounting (kbit.kernels.BitReport has these and more).
+BIT_FIELDS = ("n_params", "n_quantized", "bits_per_param", "total_bits")
+
 # Run states, in the order tables show them. FINAL: a run in one of these never changes again.
 RUN_STATES = ("queued", "running", "done", "cached", "failed", "cancelled")
 IN_FLIGHT_STATES = ("queued", "running")

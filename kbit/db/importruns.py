@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kbit.db.clock import db_now
-from kbit.db.models import BitReport, Result, Run, Sweep
+from kbit.db.models import Result, Run, RunBits, Sweep
 from kbit.db.newruns import canonical_json, sha256_hex
 from kbit.db.teams import get_team
 from kbit.errors import Conflict
@@ -48,6 +48,6 @@ def import_runs(session: Session, team: str, name: str, runs: list[dict], file_h
             provenance={"imported_from": source, "original_run_id": run["original_run_id"]},
         ).returning(Run.id)).scalar_one()
         if run["bits"]:
-            session.execute(insert(BitReport).values(run_id=run_id, **run["bits"]))
+            session.execute(insert(RunBits).values(run_id=run_id, **run["bits"]))
         session.execute(insert(Result), [{"run_id": run_id, **m} for m in run["metrics"]])
     return sweep_id

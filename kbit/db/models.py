@@ -188,7 +188,9 @@ class Result(Base):
     stderr: Mapped[float | None]
 
 
-class BitReport(Base):
+class RunBits(Base):
+    """What a run stores of its model's bit accounting (settings.BIT_FIELDS; kbit.kernels.BitReport computes it)."""
+
     __tablename__ = "bit_reports"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)

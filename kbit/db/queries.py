@@ -9,7 +9,8 @@ import datetime as dt
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from kbit.db.models import BitReport, DocumentScore, Result, Run, Sweep, Team
+from kbit import settings
+from kbit.db.models import DocumentScore, Result, Run, RunBits, Sweep, Team
 from kbit.db.scorecodec import decode_scores
 from kbit.errors import NotFound
 from kbit.settings import RUN_STATES as STATES
@@ -62,15 +63,15 @@ def frontier_rows(
     query = (
         select(
             Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
-            Run.revision, Run.family, BitReport.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
-            Run.outlier_fraction, Run.method, Run.label, BitReport.n_quantized, BitReport.bits_per_param,
-            BitReport.total_bits, Result.value,
+            Run.revision, Run.family, RunBits.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
+            Run.outlier_fraction, Run.method, Run.label, RunBits.n_quantized, RunBits.bits_per_param,
+            RunBits.total_bits, Result.value,
             Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
         )
         .join(Sweep, Sweep.id == Run.sweep_id)
         .join(Team, Team.id == Sweep.team_id)
         .join(Result, and_(Result.run_id == SOURCE, Result.task == task, Result.metric == metric))
-        .outerjoin(BitReport, BitReport.run_id == SOURCE)
+        .outerjoin(RunBits, RunBits.run_id == SOURCE)
         .where(Run.status.in_(FINISHED))
     )
     for column, values in (
@@ -135,7 +136,7 @@ def _run_columns():
         Run.max_attempts,
         Run.error_type, Run.error, Run.cached_from_id.label("cached_from"), Run.worker, Run.device,
         Run.created_at, Run.started_at, Run.finished_at, Run.wall_time_s, Run.peak_memory_bytes,
-        BitReport.n_params, BitReport.n_quantized, BitReport.bits_per_param, BitReport.total_bits,
+        RunBits.n_params, RunBits.n_quantized, RunBits.bits_per_param, RunBits.total_bits,
     )
 
 
@@ -144,7 +145,7 @@ def _runs_query(*columns):
         select(*columns)
         .join(Sweep, Sweep.id == Run.sweep_id)
         .join(Team, Team.id == Sweep.team_id)
-        .outerjoin(BitReport, BitReport.run_id == SOURCE)
+        .outerjoin(RunBits, RunBits.run_id == SOURCE)
     )
 
 
@@ -178,7 +179,7 @@ def run_detail(session: Session, run_id: int) -> dict:
         detail["provenance"] = session.scalar(select(Run.provenance).where(Run.id == source))
     detail["bits_report"] = (
         None if row["n_params"] is None else
-        {k: row[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")}
+        {k: row[k] for k in settings.BIT_FIELDS}
     )
     detail["metrics"] = [
         {"task": t, "metric": m, "value": v, "stderr": e}

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from kbit import settings
 from kbit.db.clock import db_now, now_value
 from kbit.db.enqueue import enqueue_sweep
-from kbit.db.models import BitReport, DocumentScore, Result, Run, Sample, Sweep, Team
+from kbit.db.models import DocumentScore, Result, Run, RunBits, Sample, Sweep, Team
 from kbit.db.scorecodec import encode_scores
 from kbit.errors import NotFound, PermissionDenied
 from kbit.settings import IN_FLIGHT_STATES, RUN_STATES
@@ -351,8 +351,8 @@ def _check_result(result: dict) -> None:
         if bad:
             raise ValueError(f"complete_run: metrics need task, metric and value; got {bad[:3]}")
         bits = result.get("bits")
-        if bits is not None and not {"n_params", "n_quantized", "bits_per_param", "total_bits"} <= set(bits):
-            raise ValueError(f"complete_run: bits needs n_params, n_quantized, bits_per_param, total_bits; got {bits}")
+        if bits is not None and not set(settings.BIT_FIELDS) <= set(bits):
+            raise ValueError(f"complete_run: bits needs {', '.join(settings.BIT_FIELDS)}; got {bits}")
 
 
 def complete_run(session: Session, run_id: int, result: dict, *, worker: str) -> bool:
@@ -394,7 +394,7 @@ def complete_run(session: Session, run_id: int, result: dict, *, worker: str) ->
                 session.execute(insert(Result), metric_rows)
             if result.get("bits"):
                 bits = result["bits"]
-                session.execute(insert(BitReport).values(
+                session.execute(insert(RunBits).values(
                     run_id=run_id, n_params=int(bits["n_params"]), n_quantized=int(bits["n_quantized"]),
                     bits_per_param=float(bits["bits_per_param"]), total_bits=float(bits["total_bits"]),
                 ))

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kbit import settings
 from kbit.kernels.blockwise import QuantizedTensor
 from kbit.kernels.codebooks import codebook
 from kbit.kernels.config import QuantConfig
@@ -218,7 +219,7 @@ def save_quantized(model: nn.Module, folder, *, tokenizer=None, info: dict | Non
             "kbit_version": _kbit_version(),
             "config": cfg.to_dict(), "label": cfg.label(),
             "model_dtype": _dtype_name(model_dtype),
-            "bits": {k: report.to_dict()[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")},
+            "bits": {k: report.to_dict()[k] for k in settings.BIT_FIELDS},
             "tensor_bytes": sum(t.numel() * t.element_size() for t in tensors.values()),
             "layers": meta, "tied": tied, "narrowed": narrowed,
             "fixed_codebook_sha256": None if fixed is None else _sha256_tensor(fixed),

@@ -11,11 +11,11 @@ import datetime as dt
 import json
 import math
 
+from kbit import settings
 from kbit.errors import UsageError
 from kbit.kernels.config import QuantConfig
 
 FINISHED = ("done", "cached")
-BIT_FIELDS = ("n_params", "n_quantized", "bits_per_param", "total_bits")
 MAX_PROBLEMS = 20
 
 
@@ -64,9 +64,9 @@ def _time(value):
 
 def bit_report(row: dict) -> dict | None:
     """The run's bit report, or None when the run has none (all four fields empty)."""
-    if all(row.get(key) is None for key in BIT_FIELDS):
+    if all(row.get(key) is None for key in settings.BIT_FIELDS):
         return None
-    bits = {key: _number(row, key) for key in BIT_FIELDS}
+    bits = {key: _number(row, key) for key in settings.BIT_FIELDS}
     if bits["total_bits"] <= 0 or bits["n_params"] <= 0 or not 0 <= bits["n_quantized"] <= bits["n_params"]:
         raise ValueError("n_params and total_bits must be positive and n_quantized within 0..n_params")
     bits["n_params"], bits["n_quantized"] = int(bits["n_params"]), int(bits["n_quantized"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from kbit import settings
 from kbit.errors import ExportError
 from kbit.kernels import QuantConfig, quantize_model_
 from kbit.kernels.checkpoint import CheckpointError, check_output, load_quantized, read_manifest, save_quantized
@@ -30,7 +31,6 @@ from kbit.workers.results import flatten_metrics
 from kbit.workers.run import GroupCalibration
 
 EXPORTABLE = ("done", "cached")  # a cached run shares the result of the done run with its cache key
-BIT_FIELDS = ("n_params", "n_quantized", "bits_per_param", "total_bits")
 
 
 def check_exportable(run: dict) -> None:
@@ -67,7 +67,7 @@ def quantize_run_model(run: dict, loaded: LoadedModel):
     except RunError as exc:
         raise ExportError(f"run {run['run_id']} ({cfg.label()}) cannot be quantized here: {exc}") from None
     stored = run.get("bits_report") or {}
-    differs = [k for k in BIT_FIELDS if k in stored and not math.isclose(stored[k], report.to_dict()[k], rel_tol=1e-9)]
+    differs = [k for k in settings.BIT_FIELDS if k in stored and not math.isclose(stored[k], report.to_dict()[k], rel_tol=1e-9)]
     if differs:
         raise ExportError(f"run {run['run_id']}: quantizing {run['model']!r} here gives {differs[0]} "
                           f"{report.to_dict()[differs[0]]}, the run stored {stored[differs[0]]}; the model or kbit "

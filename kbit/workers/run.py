@@ -15,6 +15,7 @@ from contextlib import ExitStack
 
 import torch
 
+from kbit import settings
 from kbit.kernels import CoverageError, QuantConfig, quantize_model_, restore_model_
 from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
 from kbit.version import code_version
@@ -160,7 +161,7 @@ def _run_one(loaded: LoadedModel, tasks: dict, cfg: QuantConfig, spec: EvalSpec,
             config=cfg.to_dict(),
             status="done",
             metrics=flatten_metrics(raw),
-            bits={k: report.to_dict()[k] for k in ("n_params", "n_quantized", "bits_per_param", "total_bits")},
+            bits={k: report.to_dict()[k] for k in settings.BIT_FIELDS},
             wall_time_s=time.perf_counter() - started,
             peak_memory_bytes=peak_memory(loaded.device),
             device=device,

@@ -7,7 +7,7 @@ from dbtest_helpers import done_result, make_run
 from sqlalchemy import func, select
 
 from kbit.db import queries, queue, session_scope
-from kbit.db.models import BitReport, Result, Run, Sample
+from kbit.db.models import Result, Run, RunBits, Sample
 from kbit.errors import NotFound
 
 
@@ -20,7 +20,7 @@ def setup_claimed(engine, runs, worker="w1", name="demo"):
 
 def counts(engine):
     with session_scope(engine) as s:
-        return tuple(s.scalar(select(func.count()).select_from(m)) for m in (Result, BitReport, Sample))
+        return tuple(s.scalar(select(func.count()).select_from(m)) for m in (Result, RunBits, Sample))
 
 
 def test_complete_stores_everything(engine, team_token):

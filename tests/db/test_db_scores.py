@@ -10,7 +10,7 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from kbit.db import queries, queue, session_scope
-from kbit.db.models import BitReport, DocumentScore, Result, Run, Sample
+from kbit.db.models import DocumentScore, Result, Run, RunBits, Sample
 from kbit.db.scorecodec import decode_scores, encode_scores
 
 CHOICE_ACC = {"task": "kbit_choice", "metric": "acc", "doc_ids": [0, 1, 2, 5], "values": [1.0, 0.0, 0.0, 1.0],
@@ -40,7 +40,7 @@ def finish(engine, runs, results, name="demo"):
 
 def counts(engine):
     with session_scope(engine) as s:
-        return tuple(s.scalar(select(func.count()).select_from(m)) for m in (Result, BitReport, DocumentScore, Sample))
+        return tuple(s.scalar(select(func.count()).select_from(m)) for m in (Result, RunBits, DocumentScore, Sample))
 
 
 def assert_entry(got: dict, entry: dict):
@@ -161,7 +161,7 @@ def test_deleting_a_run_deletes_its_scores(engine, team_token):
     (a,) = finish(engine, [make_run(0)], [with_scores])
     with session_scope(engine) as s:
         s.execute(delete(Result).where(Result.run_id == a.run_id))
-        s.execute(delete(BitReport).where(BitReport.run_id == a.run_id))
+        s.execute(delete(RunBits).where(RunBits.run_id == a.run_id))
         s.execute(delete(Run).where(Run.id == a.run_id))
     assert counts(engine)[2] == 0
 
