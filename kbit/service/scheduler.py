@@ -22,7 +22,7 @@ from typing import Protocol
 from kbit import settings
 from kbit.db import queries, queue, session_scope
 from kbit.service.memoryneed import estimate_need_bytes
-from kbit.sweeps.evalspec import run_memory_bytes, split_run_eval
+from kbit.sweeps.runspec import RunEval
 from kbit.sweeps.sweep import RUN_TIMEOUT_S
 
 log = logging.getLogger("kbit.scheduler")
@@ -302,14 +302,14 @@ class Scheduler:
                 learned = queries.learned_memory_bytes(s, run.model, run.revision)
             self._learned[key] = (time.monotonic(), learned)
         # The larger of the two: a measured peak counts only the first GPU of a model spread over several.
-        needs = [n for n in (int(learned * LEARNED_MARGIN) if learned else None, run_memory_bytes(run.eval)) if n]
+        evaluation = RunEval.from_dict(run.eval)
+        needs = [n for n in (int(learned * LEARNED_MARGIN) if learned else None, evaluation.memory_bytes) if n]
         if needs:
             return max(needs)
-        evaluation, load = split_run_eval(run.eval)
         # The group's largest k below 16 needs the most: its packed copy sits beside the original weights.
         quantized = [int(r.config.get("bits", 16)) for r in group if int(r.config.get("bits", 16)) < 16]
         shape = (run.model, run.revision, max(quantized, default=16),
-                 int(evaluation.get("batch_size") or 8), load.get("dtype", "auto"))
+                 evaluation.eval.batch_size, evaluation.load.get("dtype", "auto"))
         at, estimate = self._estimated.get(shape, (0.0, None))
         if time.monotonic() - at > LEARNED_TTL_S:  # file lookups: once a minute per group shape
             estimate = estimate_need_bytes(*shape)

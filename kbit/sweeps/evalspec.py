@@ -2,21 +2,12 @@
 validated on construction (every rule about them lives here; the sweep-file reader only maps
 these errors to lines), and plain JSON through `to_dict` / `from_dict` (exact inverses).
 
-How a model is loaded beyond its id and revision (`dtype`, `device_map`) travels to the worker in
-the run's `eval` field under `model_load` (`run_eval` / `split_run_eval`), only when it differs
-from the default: the queue groups runs by that field, so two ways of loading never share a load,
-and runs that load the default way keep the rows (and cache keys) they always had. The declared
-GPU memory one evaluation needs (`memory_gb`, a placement hint for the scheduler) travels there
-too (`run_memory_bytes` reads it); `split_run_eval` leaves it out of the load settings.
-
-`Calibration` (the text GPTQ calibrates on) travels the same way, under `calibration`, in every
-run of a sweep that has GPTQ configs (so its RTN and GPTQ runs share one load); it is part of
-the cache key of the GPTQ runs only (kbit.sweeps.expand).
+`Calibration` is the text GPTQ calibrates on; it is part of the cache key of the GPTQ runs only
+(kbit.sweeps.expand). How all of these travel in a run's `eval` field: kbit.sweeps.runspec.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
 from kbit.sweeps.modelids import is_local_path
@@ -27,10 +18,6 @@ DEVICES = ("auto", "cpu", "cuda")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placement strategies
 MEMORY_GB_MAX = 100_000  # GiB: far above any one model's need; a bigger number is a typo
 GIB = 2**30
-# Load settings that are placement hints for the scheduler, not arguments of ModelSpec.
-PLACEMENT_HINTS = ("memory_gb",)
-LOAD_KEY = "model_load"
-CALIBRATION_KEY = "calibration"
 BUNDLED_SOURCE = "bundled"
 CALIBRATION_SAMPLES = (1, 4096)
 CALIBRATION_SEQ_LEN = (8, 32768)
@@ -95,42 +82,6 @@ def load_options(dtype: str = "auto", device_map: str | None = None, memory_gb: 
     if memory_gb is not None:
         options["memory_gb"] = memory_gb
     return options
-
-
-def run_eval(eval_spec: "EvalSpec", load: dict, calibration: "Calibration | None" = None) -> dict:
-    """A run's `eval` field: the EvalSpec's dict, plus `model_load` when `load` is not empty and
-    `calibration` when the sweep calibrates (it has GPTQ configs)."""
-    data = eval_spec.to_dict()
-    if load:
-        data[LOAD_KEY] = dict(load)
-    if calibration is not None:
-        data[CALIBRATION_KEY] = calibration.to_dict()
-    return data
-
-
-def split_run_eval(data: dict) -> tuple[dict, dict]:
-    """A run's `eval` field -> (the EvalSpec's dict, the load settings `ModelSpec(**load)` takes):
-    `run_eval`'s inverse but for the calibration, which `run_calibration` reads, and the placement
-    hints (`memory_gb`), which `run_memory_bytes` reads."""
-    data = dict(data)
-    data.pop(CALIBRATION_KEY, None)
-    load = dict(data.pop(LOAD_KEY, None) or {})
-    for hint in PLACEMENT_HINTS:
-        load.pop(hint, None)
-    return data, load
-
-
-def run_memory_bytes(eval: dict) -> int | None:
-    """The GPU memory in bytes (memory_gb * 2**30) a run's `eval` field declares one evaluation of
-    its model needs, or None when its sweep did not declare it."""
-    memory_gb = ((eval or {}).get(LOAD_KEY) or {}).get("memory_gb")
-    return None if memory_gb is None else math.ceil(memory_gb * GIB)
-
-
-def run_calibration(data: dict) -> "Calibration | None":
-    """The Calibration a run's `eval` field carries, or None."""
-    found = data.get(CALIBRATION_KEY)
-    return None if found is None else Calibration.from_dict(found)
 
 
 def _from_dict(cls, data: dict):

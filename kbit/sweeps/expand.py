@@ -5,7 +5,7 @@ quantization, same tasks and eval settings, same numerics code (`kbit.version.nu
 hash of the files that decide a result, not the git commit), and for a GPTQ config the same calibration
 text (`Sweep.calibration`). Two runs (of any team) with one key share
 one result. Where a model is placed (`device_map`) is not part of the measurement: it travels with
-the run (`run_eval`) but stays out of the key.
+the run (`RunEval`) but stays out of the key.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 
 from kbit import settings
 from kbit.kernels.config import QuantConfig
-from kbit.sweeps.evalspec import run_eval
+from kbit.sweeps.runspec import RunEval, RunSpec
 from kbit.sweeps.sweep import Sweep
 from kbit.version import numerics_version as current_numerics_version
 
@@ -52,18 +52,8 @@ def expand_runs(sweep: Sweep, numerics_version: str | None = None) -> list[dict]
     calibration = sweep.calibration.to_dict() if sweep.calibration is not None else None
     runs = []
     for entry in sweep.models:
-        evaluation = run_eval(sweep.eval, entry.load_options(), sweep.calibration)
+        evaluation = RunEval(sweep.eval, entry.load, entry.memory_gb, sweep.calibration)
         for config in sweep.configs:
-            runs.append(
-                {
-                    "model": entry.model,
-                    "revision": entry.revision,
-                    "family": entry.family,
-                    "config": config.to_dict(),
-                    "label": config.label(),
-                    "eval": evaluation,
-                    "cache_key": cache_key(entry.model, entry.revision, config, eval_spec, code, entry.dtype,
-                                           calibration),
-                }
-            )
+            key = cache_key(entry.model, entry.revision, config, eval_spec, code, entry.dtype, calibration)
+            runs.append(RunSpec(entry.model, entry.revision, entry.family, config, evaluation, key).to_dict())
     return runs

@@ -99,6 +99,11 @@ class ModelEntry:
         object.__setattr__(self, "device_map", check_device_map(self.device_map))
         object.__setattr__(self, "memory_gb", check_memory_gb(self.memory_gb))
 
+    @property
+    def load(self) -> dict:
+        """ModelSpec's load arguments that differ from the default (dtype, device_map)."""
+        return load_options(self.dtype, self.device_map)
+
     def load_options(self) -> dict:
         """dtype, device_map and memory_gb where they differ from the default (what the run carries
         to the worker and the scheduler)."""

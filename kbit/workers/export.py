@@ -22,7 +22,8 @@ from kbit import settings
 from kbit.errors import ExportError
 from kbit.kernels import QuantConfig, quantize_model_
 from kbit.kernels.checkpoint import CheckpointError, check_output, load_quantized, read_manifest, save_quantized
-from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
+from kbit.sweeps.evalspec import Calibration
+from kbit.sweeps.runspec import RunEval
 from kbit.version import code_version, numerics_version
 from kbit.workers import lmeval
 from kbit.workers.errors import RunError
@@ -49,9 +50,8 @@ def _loaded_where(run: dict) -> str:
 
 def load_run_model(run: dict, loader=load_model) -> LoadedModel:
     """The run's model loaded here as its worker loaded it; ExportError names where the run had it."""
-    _, load = split_run_eval(run["eval"])
     try:
-        return loader(ModelSpec(model=run["model"], revision=run["revision"], **load))
+        return loader(RunEval.from_dict(run["eval"]).model_spec(run["model"], run["revision"]))
     except RunError as exc:
         raise ExportError(f"run {run['run_id']}'s model cannot be loaded here: {exc}; {_loaded_where(run)}: "
                           "export on a machine that can load it") from None
@@ -61,7 +61,7 @@ def quantize_run_model(run: dict, loaded: LoadedModel):
     """Quantize the loaded model in place with the run's config and calibration; its BitReport.
     ExportError when the bits differ from the run's stored bit report (not the run's model)."""
     cfg = QuantConfig.from_dict(run["config"])
-    calibrate = GroupCalibration(run_calibration(run["eval"]) or Calibration(), loaded)
+    calibrate = GroupCalibration(RunEval.from_dict(run["eval"]).calibration or Calibration(), loaded)
     try:
         report = quantize_model_(loaded.model, cfg, calibration=calibrate(cfg))
     except RunError as exc:
@@ -122,7 +122,7 @@ def evaluate_checkpoint(folder, eval_field: dict | None = None) -> list[dict]:
     """The checkpoint's scores under `eval_field` (a run's `eval`; default: the one in its manifest),
     evaluated as the worker evaluates a run."""
     model, tokenizer, manifest = load_checkpoint(folder)
-    spec = EvalSpec.from_dict(split_run_eval(eval_field or manifest["run"]["eval"])[0])
+    spec = RunEval.from_dict(eval_field or manifest["run"]["eval"]).eval
     tasks = lmeval.load_tasks(spec.tasks, spec.num_fewshot, spec.seed)
     raw = lmeval.evaluate_model(model, tokenizer, tasks, batch_size=spec.batch_size, limit=spec.limit, seed=spec.seed)
     return flatten_metrics(raw)

@@ -17,7 +17,8 @@ import torch
 
 from kbit import settings
 from kbit.kernels import CoverageError, QuantConfig, quantize_model_, restore_model_
-from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, run_calibration, split_run_eval
+from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec
+from kbit.sweeps.runspec import RunEval
 from kbit.version import code_version
 from kbit.workers import lmeval
 from kbit.workers.calibration import calibration_batches, model_context
@@ -72,8 +73,8 @@ def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: di
     `cache`), yield one RunResult dict per config. `eval_spec` is the runs' `eval` field: the
     EvalSpec, plus how to load the model (`model_load`)."""
     quant = [QuantConfig.from_dict(c) for c in configs]
-    evaluation, load = split_run_eval(eval_spec)
-    spec = ModelSpec(model=model, revision=revision, **load)
+    evaluation = RunEval.from_dict(eval_spec)
+    spec = evaluation.model_spec(model, revision)
     resident = 0  # bytes of the other models the cache keeps on the device meanwhile
 
     with ExitStack() as held:  # the model goes back to the cache when the group ends
@@ -85,8 +86,8 @@ def evaluate_group(model: str, revision: str, configs: list[dict], eval_spec: di
                 resident = cache.held_bytes()  # the model in use is out of the cache's count while used
             return loaded
 
-        results = evaluate_configs(spec, quant, EvalSpec.from_dict(evaluation), should_stop=should_stop,
-                                   calibration=run_calibration(eval_spec),
+        results = evaluate_configs(spec, quant, evaluation.eval, should_stop=should_stop,
+                                   calibration=evaluation.calibration,
                                    loader=load_model if cache is None else from_cache)
         try:
             for result in results:

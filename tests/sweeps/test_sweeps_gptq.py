@@ -7,8 +7,9 @@ import pytest
 
 from kbit.kernels import QuantConfig
 from kbit.sweeps import Sweep, SweepError, parse_sweep
-from kbit.sweeps.evalspec import Calibration, EvalSpec, run_calibration, split_run_eval
+from kbit.sweeps.evalspec import Calibration
 from kbit.sweeps.expand import cache_key, expand_runs
+from kbit.sweeps.runspec import RunEval
 
 
 def parse(text):
@@ -77,9 +78,9 @@ def test_calibration_reaches_every_run_of_the_sweep_and_only_gptq_keys_hold_it()
     sweep = parse(text)
     runs = {r["label"]: r for r in expand_runs(sweep, numerics_version="1")}
     for run in runs.values():  # one group: RTN and GPTQ runs share one load of the model
-        assert run_calibration(run["eval"]) == Calibration(16, 64, "./calib.txt", 3)
-        evaluation, load = split_run_eval(run["eval"])
-        assert EvalSpec.from_dict(evaluation) == sweep.eval and load == {}
+        evaluation = RunEval.from_dict(run["eval"])
+        assert evaluation.calibration == Calibration(16, 64, "./calib.txt", 3)
+        assert evaluation.eval == sweep.eval and evaluation.load == {}
     plain = {r["label"]: r for r in expand_runs(parse(GPTQ.replace(", gptq", "")), numerics_version="1")}
     assert runs["nf3-b64"]["cache_key"] == plain["nf3-b64"]["cache_key"]  # calibration never moves an RTN key
     default = {r["label"]: r for r in expand_runs(parse(GPTQ), numerics_version="1")}

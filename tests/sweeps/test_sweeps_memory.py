@@ -1,5 +1,5 @@
 """A sweep model's declared GPU memory (`memory_gb`): a placement hint that travels with every run
-under `model_load` (what the scheduler reads through `run_memory_bytes`), stays out of the cache
+under `model_load` (what the scheduler reads as `RunEval.memory_bytes`), stays out of the cache
 key and out of ModelSpec, and leaves a sweep that does not name it exactly as it was."""
 
 import hashlib
@@ -8,8 +8,9 @@ import json
 import pytest
 
 from kbit.family.members import family_members
-from kbit.sweeps import ModelEntry, ModelSpec, Sweep, SweepError, expand_runs, parse_sweep
-from kbit.sweeps.evalspec import LOAD_KEY, EvalSpec, run_memory_bytes, split_run_eval
+from kbit.sweeps import ModelEntry, Sweep, SweepError, expand_runs, parse_sweep
+from kbit.sweeps.evalspec import EvalSpec
+from kbit.sweeps.runspec import LOAD_KEY, RunEval
 
 GIB = 2**30
 GRID = "grid: {bits: [4], dtypes: [nf, int], blocksizes: [64]}\ntasks: [piqa]\n"
@@ -33,11 +34,11 @@ def test_memory_gb_travels_in_every_runs_model_load_and_gives_bytes():
     assert len(runs) == 3 * 3  # the baseline and two grid points per model
     need = {"facebook/opt-66b": 150 * GIB, "facebook/opt-125m": 3 * GIB // 2, "EleutherAI/pythia-70m": None}
     for run in runs:
-        assert run_memory_bytes(run["eval"]) == need[run["model"]], run
+        assert RunEval.from_dict(run["eval"]).memory_bytes == need[run["model"]], run
     big = [r for r in runs if r["model"] == "facebook/opt-66b"]
     assert all(r["eval"][LOAD_KEY] == {"dtype": "float16", "device_map": "auto", "memory_gb": 150} for r in big)
     assert all(r["eval"][LOAD_KEY] == {"memory_gb": 1.5} for r in runs if r["model"] == "facebook/opt-125m")
-    assert isinstance(run_memory_bytes(big[0]["eval"]), int)
+    assert isinstance(RunEval.from_dict(big[0]["eval"]).memory_bytes, int)
 
 
 def without_hint(evaluation: dict) -> dict:
@@ -53,7 +54,7 @@ def test_a_sweep_without_memory_gb_keeps_its_spec_runs_and_keys():
     for a, b in zip(with_, without):
         assert without_hint(a["eval"]) == b["eval"]  # the hint is all that differs
         assert {k: v for k, v in a.items() if k != "eval"} == {k: v for k, v in b.items() if k != "eval"}
-        assert run_memory_bytes(b["eval"]) is None
+        assert RunEval.from_dict(b["eval"]).memory_bytes is None
     assert with_[3]["eval"] != without[3]["eval"]  # opt-125m: model_load {memory_gb: 1.5} vs none at all
     assert LOAD_KEY not in without[3]["eval"] and LOAD_KEY not in without[6]["eval"]
     assert parse(WITHOUT).spec()["models"] == [
@@ -75,7 +76,7 @@ PINNED_WITHOUT = "b70ddce1371b9b7deb5d8935d5d083d33825460a9a2041e793ecdccf6abdfb
 def test_a_family_takes_memory_gb_for_every_member():
     sweep = parse("models:\n  - {family: micro, memory_gb: 2}\ntasks: [piqa]\n")
     assert len(sweep.models) > 1 and {m.memory_gb for m in sweep.models} == {2}
-    assert {run_memory_bytes(r["eval"]) for r in expand_runs(sweep, numerics_version="1")} == {2 * GIB}
+    assert {RunEval.from_dict(r["eval"]).memory_bytes for r in expand_runs(sweep, numerics_version="1")} == {2 * GIB}
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "0.0", "abc", "true", "100001", "1.0e+9", ".nan", ".inf", "[1]"])
@@ -103,18 +104,21 @@ def test_a_bad_memory_gb_is_refused_on_every_path():
 def test_the_worker_builds_its_model_spec_from_a_run_with_memory_gb():
     runs = runs_of(WITH)
     for run in runs:
-        evaluation, load = split_run_eval(run["eval"])  # as kbit.workers.evaluate_group splits it
-        assert "memory_gb" not in load
-        spec = ModelSpec(model=run["model"], revision=run["revision"], **load)
-        assert EvalSpec.from_dict(evaluation) == EvalSpec(("piqa",))
+        evaluation = RunEval.from_dict(run["eval"])  # as kbit.workers.evaluate_group reads it
+        assert "memory_gb" not in evaluation.load
+        spec = evaluation.model_spec(run["model"], run["revision"])
+        assert evaluation.eval == EvalSpec(("piqa",))
         if run["model"] == "facebook/opt-66b":
             assert (spec.dtype, spec.device_map) == ("float16", "auto")
-        assert run_memory_bytes(run["eval"]) is not None or run["model"] == "EleutherAI/pythia-70m"
-    # the split leaves the run's own field as it was (the scheduler still reads the hint from it)
+        assert RunEval.from_dict(run["eval"]).memory_bytes is not None or run["model"] == "EleutherAI/pythia-70m"
+    # reading leaves the run's own field as it was (the scheduler still reads the hint from it)
     assert runs[0]["eval"][LOAD_KEY]["memory_gb"] == 150
 
 
-def test_run_memory_bytes_of_evals_without_a_declaration():
-    assert run_memory_bytes({"tasks": ["piqa"]}) is None
-    assert run_memory_bytes({"tasks": ["piqa"], LOAD_KEY: {"dtype": "float16"}}) is None
-    assert run_memory_bytes({"tasks": ["piqa"], LOAD_KEY: {"memory_gb": 0.25}}) == GIB // 4
+def test_memory_bytes_of_evals_without_a_declaration():
+    def memory_bytes(field):
+        return RunEval.from_dict(field).memory_bytes
+
+    assert memory_bytes({"tasks": ["piqa"]}) is None
+    assert memory_bytes({"tasks": ["piqa"], LOAD_KEY: {"dtype": "float16"}}) is None
+    assert memory_bytes({"tasks": ["piqa"], LOAD_KEY: {"memory_gb": 0.25}}) == GIB // 4

@@ -9,8 +9,9 @@ import pytest
 from kbit.family.members import family_members
 from kbit.kernels import QuantConfig
 from kbit.sweeps import ModelEntry, ModelSpec, Sweep, SweepError, expand_runs, load_sweep, parse_sweep
-from kbit.sweeps.evalspec import EvalSpec, run_eval, split_run_eval
+from kbit.sweeps.evalspec import EvalSpec
 from kbit.sweeps.expand import cache_key
+from kbit.sweeps.runspec import RunEval
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PAPER_TASKS = ["lambada_openai", "piqa", "hellaswag", "winogrande"]
@@ -54,13 +55,14 @@ def test_dtype_and_device_map_reach_the_worker_through_the_run():
     assert (small.dtype, small.device_map) == ("auto", None)
     runs = expand_runs(Sweep.from_spec(sweep.spec()), numerics_version="1")
     by_model = {r["model"]: r for r in runs if r["config"]["bits"] == 4}
-    evaluation, load = split_run_eval(by_model["facebook/opt-66b"]["eval"])  # what kbit.workers.evaluate_group does
-    assert load == {"dtype": "float16", "device_map": "auto"}
-    assert EvalSpec.from_dict(evaluation) == sweep.eval
-    assert ModelSpec("facebook/opt-66b", **load).device_map == "auto"
+    evaluation = RunEval.from_dict(by_model["facebook/opt-66b"]["eval"])  # what kbit.workers.evaluate_group does
+    assert evaluation.load == {"dtype": "float16", "device_map": "auto"}
+    assert evaluation.eval == sweep.eval
+    assert evaluation.model_spec("facebook/opt-66b") == ModelSpec("facebook/opt-66b", dtype="float16", device_map="auto")
     # a model loaded the default way keeps the run fields (and cache keys) it always had
     assert by_model["facebook/opt-125m"]["eval"] == sweep.eval.to_dict()
-    assert split_run_eval(by_model["facebook/opt-125m"]["eval"]) == (sweep.eval.to_dict(), {})
+    small = RunEval.from_dict(by_model["facebook/opt-125m"]["eval"])
+    assert (small.eval, small.load) == (sweep.eval, {})
 
 
 def test_the_cache_key_follows_the_dtype_not_the_placement():
@@ -136,4 +138,4 @@ def test_load_settings_round_trip_and_are_checked_on_every_path():
     with pytest.raises(SweepError, match="dtype"):
         Sweep.from_spec({"name": "x", "models": [{"model": "m", "dtype": "int8"}], "configs": [{"bits": 16}],
                          "eval": {"tasks": ["piqa"]}})
-    assert run_eval(EvalSpec(("piqa",)), {}) == EvalSpec(("piqa",)).to_dict()
+    assert RunEval(EvalSpec(("piqa",))).to_dict() == EvalSpec(("piqa",)).to_dict()

@@ -202,17 +202,16 @@ def test_a_limit_lm_eval_would_misread_is_refused_at_submit(limit):
 
 
 def test_every_run_of_every_example_rebuilds_as_the_scheduler_and_workers_build_it():
-    from kbit.sweeps import EvalSpec, ModelSpec
-    from kbit.sweeps.evalspec import split_run_eval
+    from kbit.sweeps.runspec import RunEval, RunSpec
 
     for path in sorted(EXAMPLES.glob("*.yaml")):
         sweep = load_sweep(path, family_members=members)
         assert Sweep.from_spec(sweep.spec()) == sweep, path
         for run in expand_runs(sweep, numerics_version="1"):
             assert QuantConfig.from_dict(run["config"]).label() == run["label"]
-            evaluation, load = split_run_eval(run["eval"])  # as kbit.workers.evaluate_group splits it
-            assert EvalSpec.from_dict(evaluation).to_dict() == evaluation
-            assert ModelSpec(run["model"], run["revision"], **load).to_dict()["dtype"] in ("auto", *load.values())
+            assert RunSpec.from_dict(run).to_dict() == run  # the stored JSON, exactly
+            evaluation = RunEval.from_dict(run["eval"])  # as kbit.workers.evaluate_group reads it
+            assert evaluation.model_spec(run["model"], run["revision"]).dtype in ("auto", *evaluation.load.values())
 
 
 def test_a_spec_that_breaks_a_rule_is_refused_by_the_scheduler_with_a_sweep_error():

@@ -9,7 +9,8 @@ import torch
 from kbit.family import corpus, taskdata
 from kbit.kernels import QuantConfig, quantize_model_, restore_model_
 from kbit.sweeps import EvalSpec, ModelSpec
-from kbit.sweeps.evalspec import Calibration, run_eval
+from kbit.sweeps.evalspec import Calibration
+from kbit.sweeps.runspec import RunEval
 from kbit.workers import evaluate_configs, evaluate_group, loading
 from kbit.workers.calibration import BATCH_ROWS, calibration_batches, model_context, tokenize
 
@@ -80,7 +81,7 @@ def test_the_run_eval_field_carries_the_calibration_to_the_group(micro, tmp_path
     missing = Calibration(samples=4, source=str(tmp_path / "nowhere.txt"))
     configs = [QuantConfig(4, "int", 64).to_dict(), QuantConfig(4, "int", 64, method="gptq").to_dict(),
                QuantConfig(3, "int", 64, method="gptq").to_dict()]
-    results = list(evaluate_group("kbit/micro/m1", "main", configs, run_eval(FAST, {}, missing), lambda: False))
+    results = list(evaluate_group("kbit/micro/m1", "main", configs, RunEval(FAST, calibration=missing).to_dict(), lambda: False))
     assert [r["status"] for r in results] == ["done", "failed", "failed"]
     assert {r["error_type"] for r in results[1:]} == {"calibration_unavailable"}
     assert "nowhere.txt" in results[1]["error"] and not results[1]["retryable"]
