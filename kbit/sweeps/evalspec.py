@@ -108,8 +108,6 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError("ModelSpec.model must be a non-empty string: a Hugging Face id, a local path or kbit/<family>/<size>")
-        if not isinstance(self.revision, str) or not self.revision:
-            raise ValueError("ModelSpec.revision must be a non-empty string such as 'main' or a commit sha")
         for name, check in (("revision", lambda v: check_revision(self.model, v)), ("dtype", check_dtype),
                             ("device_map", check_device_map)):
             try:

@@ -248,7 +248,7 @@ class _Checker:
                 self.add(path + ("family",), f"{family!r} is not a bundled model family; use e.g. demo or micro")
                 return []
             return self.check(path, lambda: family_entries(members, revision, **load)) or []
-        entry = self.check(path, lambda: ModelEntry(item["model"], revision, item.get("family") or "", **load))
+        entry = self.check(path, lambda: ModelEntry(item["model"], revision, family=item.get("family") or "", **load))
         if entry is None:
             return []
         parts = bundled_parts(entry.model)

@@ -14,15 +14,7 @@ from dataclasses import dataclass
 from kbit import settings
 from kbit.errors import SweepError
 from kbit.kernels.config import QuantConfig
-from kbit.sweeps.evalspec import (
-    Calibration,
-    EvalSpec,
-    check_device_map,
-    check_dtype,
-    check_memory_gb,
-    check_revision,
-    load_options,
-)
+from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, check_memory_gb, load_options
 from kbit.sweeps.modelids import model_family
 
 NAME_MAX = 200  # the database's column width
@@ -73,18 +65,13 @@ def check_run_timeout(seconds) -> int:
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """One model of a sweep: a Hugging Face id, a local folder or a bundled id, its revision (not
-    for a local folder), the family its results are grouped under (derived from the id when not
-    given), and how to load it: `dtype` (auto, float16/fp16, bfloat16/bf16, float32/fp32) and
-    `device_map` (accelerate's "auto", ... for a model bigger than one GPU); `memory_gb`, the GiB
-    of GPU memory one evaluation of it needs, tells the scheduler how to place it (None: unknown)."""
+class ModelEntry(ModelSpec):
+    """One model of a sweep: a ModelSpec (the id, its revision, how to load it; its rules) plus the
+    family its results are grouped under (derived from the id when not given) and `memory_gb`, the
+    GiB of GPU memory one evaluation of it needs, which tells the scheduler how to place it (None:
+    unknown)."""
 
-    model: str
-    revision: str = "main"
     family: str = ""
-    dtype: str = "auto"
-    device_map: str | None = None
     memory_gb: int | float | None = None
 
     def __post_init__(self) -> None:
@@ -93,10 +80,11 @@ class ModelEntry:
         if not isinstance(self.family, str):
             raise ValueError(f"family must be a family name (a string), not {self.family!r}")
         object.__setattr__(self, "model", self.model.strip())
-        object.__setattr__(self, "revision", check_revision(self.model, self.revision))
+        try:
+            super().__post_init__()
+        except ValueError as exc:  # the sweep-file reader names the field itself
+            raise ValueError(str(exc).removeprefix("ModelSpec.")) from None
         object.__setattr__(self, "family", self.family.strip() or model_family(self.model))
-        object.__setattr__(self, "dtype", check_dtype(self.dtype))
-        object.__setattr__(self, "device_map", check_device_map(self.device_map))
         object.__setattr__(self, "memory_gb", check_memory_gb(self.memory_gb))
 
     @property

@@ -139,3 +139,14 @@ def test_load_settings_round_trip_and_are_checked_on_every_path():
         Sweep.from_spec({"name": "x", "models": [{"model": "m", "dtype": "int8"}], "configs": [{"bits": 16}],
                          "eval": {"tasks": ["piqa"]}})
     assert RunEval(EvalSpec(("piqa",))).to_dict() == EvalSpec(("piqa",)).to_dict()
+
+
+def test_a_sweep_model_is_a_model_spec_with_its_family_and_placement():
+    """ModelEntry declares only what a sweep adds; ModelSpec's fields and rules are its own."""
+    from dataclasses import fields
+
+    entry = ModelEntry("bigscience/bloom-1b1", dtype="fp16", family="bloom", memory_gb=3)
+    assert isinstance(entry, ModelSpec) and entry.dtype == "float16"
+    assert [f.name for f in fields(ModelEntry)] == [f.name for f in fields(ModelSpec)] + ["family", "memory_gb"]
+    with pytest.raises(ValueError, match=r"^dtype='fp8' is not allowed"):  # ModelSpec's rule, named by its field
+        ModelEntry("m", dtype="fp8")
