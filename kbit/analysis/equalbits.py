@@ -6,7 +6,9 @@ log2 bits across model sizes, interpolated piecewise-linearly between measured s
 extrapolated. At a budget, a group scores what its best label scores there, the label being chosen
 on one half of the documents and scored on the other (both ways round, averaged), so a group tried
 in more configs does not win by selection. Budgets are a log-spaced grid over the bits that at
-least two groups cover. Every bootstrap replicate of `resample.run_draws` goes through the same
+least two groups cover; a budget that not every compared group reaches is *partial*: its lead is
+shown, never decided (the missing groups are named), so coverage alone never makes a winner. Every
+bootstrap replicate of `resample.run_draws` goes through the same
 steps, so an interval holds the noise of the documents and of the choice of config. A margin whose
 interval includes zero is undecided.
 """
@@ -24,7 +26,9 @@ from kbit.analysis.resample import FULL, HALF_A, HALF_B, run_draws
 N_BOOT = 1000
 N_BUDGETS = 12
 LEVEL = 0.95
-X_AXES = ("total", "quantized")  # total model bits; bits of the quantized weights only
+# total: model bits as stored (16-bit embeddings, head and norms included); quantized: the bits of
+# the quantizable weights only; paper: every parameter charged at the config's bits per parameter
+X_AXES = ("total", "quantized", "paper")
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,13 @@ class Interval:
         return self.high > self.low and (self.low > 0 or self.high < 0)
 
     @classmethod
-    def of(cls, draws: np.ndarray) -> "Interval":
-        """draws[0] is the observed statistic, draws[1:] its bootstrap replicates."""
+    def of(cls, draws: np.ndarray, level: float = LEVEL) -> "Interval":
+        """draws[0] is the observed statistic, draws[1:] its bootstrap replicates; a two-sided
+        percentile interval at `level`."""
         replicates = draws[1:][np.isfinite(draws[1:])]
         if not np.isfinite(draws[0]) or replicates.size == 0:
             return cls(float(draws[0]), float("nan"), float("nan"))
-        tail = (1 - LEVEL) / 2 * 100
+        tail = (1 - level) / 2 * 100
         low, high = np.percentile(replicates, [tail, 100 - tail])
         return cls(float(draws[0]), float(low), float(high))
 
@@ -98,12 +103,15 @@ class Comparison:
 
 
 def x_bits(frame: pd.DataFrame, x_axis: str) -> pd.Series:
-    """Bits on the x axis: total model bits, or the bits of the quantizable weights (the model's
-    largest n_quantized over its runs; the 16-bit embeddings and head left out)."""
+    """Bits on the x axis: total model bits; the bits of the quantizable weights (the model's largest
+    n_quantized over its runs; the 16-bit embeddings and head left out); or the paper's, every
+    parameter at the config's bits per parameter (block scales and outliers included)."""
     if x_axis == "total":
         return frame["total_bits"]
-    if x_axis != "quantized":
+    if x_axis not in X_AXES:
         raise ValueError(f"x axis {x_axis!r} is not known; use one of {', '.join(X_AXES)}")
+    if x_axis == "paper":
+        return frame["n_params"] * frame["bits_per_param"]
     if "n_quantized" not in frame:
         raise ValueError("the quantized-bits axis needs each run's n_quantized (kbit.db.queries.frontier_rows gives it)")
     quantizable = frame.groupby("model")["n_quantized"].transform("max")
@@ -200,16 +208,23 @@ def compare(
 
 def budget_table(comp: Comparison) -> pd.DataFrame:
     """One row per budget: each group's score (NaN: the group's curves do not reach it), the
-    winner and its best config, and the margin over the best other group with its interval."""
+    winner and its best config, the margin over the best other group with its interval, the groups
+    `compared` there and those `missing` (compared elsewhere, not reaching this budget). A budget
+    with any missing is `partial`: never decided, whatever its interval."""
+    reaching = [g for g in comp.groups if np.isfinite(comp.score[g][0]).any()]
     rows = []
     for i, budget in enumerate(comp.budgets):
         present = [g for g in comp.groups if np.isfinite(comp.score[g][0, i])]
-        row = {"budget_bits": float(budget), **{g: float(comp.score[g][0, i]) for g in comp.groups}}
+        missing = [g for g in reaching if g not in present]
+        row = {"budget_bits": float(budget), **{g: float(comp.score[g][0, i]) for g in comp.groups},
+               "compared": present, "missing": missing, "partial": bool(missing)}
         if len(present) >= 2:
             winner = max(present, key=lambda g: comp.goodness(g)[0, i])
             margin = Interval.of(comp.advantage(winner, [g for g in present if g != winner])[:, i])
             row.update(winner=winner, winner_label=comp.best_label[winner][i], margin=margin.value,
-                       margin_low=margin.low, margin_high=margin.high, decided=margin.decided, n_groups=len(present))
+                       margin_low=margin.low, margin_high=margin.high, decided=margin.decided and not missing,
+                       n_groups=len(present))
         rows.append(row)
-    columns = ["budget_bits", *comp.groups, "winner", "winner_label", "margin", "margin_low", "margin_high", "decided", "n_groups"]
+    columns = ["budget_bits", *comp.groups, "winner", "winner_label", "margin", "margin_low", "margin_high", "decided",
+               "n_groups", "compared", "missing", "partial"]
     return pd.DataFrame(rows, columns=columns)

@@ -5,13 +5,19 @@ stored) and returns what the report, the demo and the JSON output show: precisio
 equal bits (`equalbits.compare`, one row per budget with the winner, its margin and interval),
 the scaling-law fits and their predictions, and a verdict on each finding as the paper states it:
 
-- four_bit_optimal: 4-bit against the best other k, at equal bits, averaged over the budgets both cover;
+- four_bit_optimal: 4-bit against each other k, at equal bits, averaged over the budgets both cover;
 - small_blocks: at k = 3..5, the best config with blocks of 64-128 against larger blocks;
-- quantile_float_beat_int_dynamic: at k = 3..5, the best of {quantile, fp} against the best of
-  {int, dynamic}; nf (not in the paper's comparison) on its own row against {int, dynamic}.
+- quantile_float_beat_int_dynamic: each of the paper's pairs (quantile vs int, quantile vs dynamic,
+  fp vs int, fp vs dynamic) at k = 3 and 4; k = 5, where the paper reports the opposite, and nf (not
+  in the paper's comparison) on rows of their own that do not count.
 
-A verdict is `agrees` or `differs` only when its margin's 95% interval excludes zero, otherwise
-`undecided` (or `not enough data` when the runs cannot answer it).
+A claim made of several comparisons is tested so that taking the best of them cannot decide it:
+it `agrees` only when every comparison agrees at 95% (an intersection-union test, which needs no
+correction), and `differs` only when some comparison goes against it at 95% after a Bonferroni
+correction over the comparisons (so with m rivals truly tied, `differs` comes up at most 5% of the
+time). A one-comparison claim is decided when its 95% interval excludes zero. Otherwise a verdict is
+`undecided` (or `not enough data` when the runs cannot answer it). The margin shown is the lead over
+the closest rival (per bootstrap replicate, the smallest of the comparisons).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import pandas as pd
 
 from kbit.analysis import equalbits, scaling
 from kbit.analysis.equalbits import Comparison, Interval
-from kbit.analysis.frontier import frontier_view, plottable
+from kbit.analysis.frontier import frontier_view, plottable, sixteen_bit_share
 from kbit.analysis.metrics import lower_is_better
 
 FINDINGS = {
@@ -35,6 +41,8 @@ VERDICTS = ("agrees", "differs", "undecided", "not enough data")
 SMALL_K = (3, 4, 5)
 SMALL_BLOCK = 128  # the paper's small blocks are 64 and 128
 GOOD_DTYPES, WEAK_DTYPES = ("quantile", "fp"), ("int", "dynamic")
+DTYPE_PAIRS = tuple((good, weak) for good in GOOD_DTYPES for weak in WEAK_DTYPES)
+DTYPE_K = (3, 4)  # where the paper finds quantile and float ahead; at k = 5 it reports the opposite
 
 
 @dataclass
@@ -62,6 +70,9 @@ class Findings:
     findings: list[Finding]
     fits: dict[str, scaling.Fit]
     predictions: pd.DataFrame
+    family: str | None = None  # the one family analysed (None: the runs do not say, or several)
+    sweeps: list[int] = field(default_factory=list)  # the sweeps whose runs were used
+    sixteen_bit_share: dict[str, tuple[float, float]] = field(default_factory=dict)  # frontier.sixteen_bit_share
 
     @property
     def budgets(self) -> pd.DataFrame:
@@ -93,11 +104,14 @@ def k_of(name: str) -> int:
     return int(name.split("-")[0])
 
 
-def verdict_text(winner, decided) -> str:
+def verdict_text(winner, decided, missing=()) -> str:
     """How every output names a budget's result: the winner ('4-bit') only when decided, else
-    'undecided (4-bit ahead)'; '–' where no two groups were compared."""
+    'undecided (4-bit ahead)', or 'partial, no 3-bit (8-bit ahead)' where compared groups do not
+    reach the budget; '–' where no two groups were compared."""
     if not isinstance(winner, str):
         return "–"
+    if isinstance(missing, (list, tuple)) and missing:
+        return f"partial, no {', '.join(missing)} ({winner} ahead)"
     return winner if decided else f"undecided ({winner} ahead)"
 
 
@@ -125,12 +139,29 @@ def part(name: str, draws: np.ndarray | None) -> dict:
     return {"name": name, "margin": margin, "verdict": verdict_of(margin)}
 
 
+def all_of(finding_id: str, comparisons: dict[str, np.ndarray | None], rows: list[dict]) -> Finding:
+    """A claim that holds only if it holds against every one of `comparisons` (name -> draws of the
+    claim's advantage, positive: it holds): the intersection-union verdict described above."""
+    found = {name: d for name, d in comparisons.items() if d is not None and np.isfinite(d[0])}
+    if not found:
+        return Finding(finding_id, FINDINGS[finding_id], "not enough data", None, rows)
+    closest = Interval.of(np.min(np.stack(list(found.values())), axis=0))
+    each = [Interval.of(d) for d in found.values()]
+    corrected = [Interval.of(d, 1 - (1 - equalbits.LEVEL) / len(found)) for d in found.values()]
+    if all(i.decided and i.low > 0 for i in each):
+        verdict = "agrees"
+    elif any(i.decided and i.high < 0 for i in corrected):
+        verdict = "differs"
+    else:
+        verdict = "undecided"
+    return Finding(finding_id, FINDINGS[finding_id], verdict, closest, rows)
+
+
 def four_bit_finding(precision: Comparison) -> Finding:
     others = [g for g in precision.groups if g != "4-bit"]
-    draws = advantage_draws(precision, "4-bit", others) if others else None
-    rows = [part(f"4-bit vs {g}", advantage_draws(precision, "4-bit", [g])) for g in others]
-    margin = Interval.of(draws) if draws is not None else None
-    return Finding("four_bit_optimal", FINDINGS["four_bit_optimal"], verdict_of(margin), margin, rows)
+    pairwise = {g: advantage_draws(precision, "4-bit", [g]) for g in others}
+    rows = [part(f"4-bit vs {g}", d) for g, d in pairwise.items()]
+    return all_of("four_bit_optimal", pairwise if "4-bit" in precision.score else {}, rows)
 
 
 def within_k(frame, metric, scores, x_axis, n_boot, build) -> tuple[list[dict], list[np.ndarray]]:
@@ -158,13 +189,30 @@ def block_groups(runs: pd.DataFrame):
     return {"small": small, "large": ~small}, [("blocks <= 128 vs larger", "small", ["large"], True)]
 
 
-def dtype_groups(runs: pd.DataFrame):
-    groups = {
-        "quantile/fp": runs["dtype"].isin(GOOD_DTYPES), "int/dynamic": runs["dtype"].isin(WEAK_DTYPES),
-        "nf": runs["dtype"] == "nf",
-    }
-    return groups, [("quantile/fp vs int/dynamic", "quantile/fp", ["int/dynamic"], True),
-                    ("nf vs int/dynamic (not in the paper's comparison)", "nf", ["int/dynamic"], False)]
+def dtype_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
+    """Each of the paper's data-type pairs at equal bits within k = 3 and 4 (averaged over the two),
+    all of which must hold; k = 5 and nf shown on rows that do not count."""
+    by_k = {}
+    for k in (*DTYPE_K, 5):
+        runs = frame[frame["bits"] == k]
+        groups = {d: runs["dtype"] == d for d in (*GOOD_DTYPES, *WEAK_DTYPES, "nf") if (runs["dtype"] == d).any()}
+        if len(groups) >= 2:
+            by_k[k] = equalbits.compare(runs, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
+    pairs, rows = {}, []
+    for good, weak in DTYPE_PAIRS:
+        draws = [advantage_draws(by_k[k], good, [weak]) for k in DTYPE_K if k in by_k]
+        draws = [d for d in draws if d is not None]
+        pairs[f"{good} vs {weak}"] = np.mean(np.stack(draws), axis=0) if draws else None
+        rows.append(part(f"k={'+'.join(map(str, DTYPE_K))}: {good} vs {weak}", pairs[f"{good} vs {weak}"]))
+    if 5 in by_k:
+        rows += [part(f"k=5: {good} vs {weak} (exploratory; the paper reports the opposite)",
+                      advantage_draws(by_k[5], good, [weak])) for good, weak in DTYPE_PAIRS]
+    for k in DTYPE_K:
+        if k in by_k:
+            rows.append(part(f"k={k}: nf vs int/dynamic (not in the paper's comparison)",
+                             advantage_draws(by_k[k], "nf", list(WEAK_DTYPES))))
+    rows = [r for r in rows if r["margin"] is not None]
+    return all_of("quantile_float_beat_int_dynamic", pairs, rows)
 
 
 def findings(
@@ -180,10 +228,10 @@ def findings(
     groups = precision_groups(usable)
     precision = equalbits.compare(usable, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
     found = [four_bit_finding(precision)]
-    for finding_id, build in (("small_blocks", block_groups), ("quantile_float_beat_int_dynamic", dtype_groups)):
-        rows, counted = within_k(usable, metric, scores, x_axis, n_boot, build)
-        margin = combined(counted)
-        found.append(Finding(finding_id, FINDINGS[finding_id], verdict_of(margin), margin, rows))
+    rows, counted = within_k(usable, metric, scores, x_axis, n_boot, block_groups)
+    margin = combined(counted)
+    found.append(Finding("small_blocks", FINDINGS["small_blocks"], verdict_of(margin), margin, rows))
+    found.append(dtype_finding(usable, metric, scores, x_axis, n_boot))
     # A scaling law is a family's: across families only the measured comparison is made.
     one_family = "family" not in usable or usable["family"].nunique() <= 1
     fits = scaling.fit_groups(usable, metric, groups, x_axis) if one_family else {}
@@ -191,4 +239,7 @@ def findings(
         metric=metric, lower=lower, x_axis=x_axis, n_runs=len(usable), models=models,
         median_stderr=stderrs[len(stderrs) // 2] if stderrs else None, precision=precision, frontier=front,
         findings=found, fits=fits, predictions=scaling.predictions(fits, lower),
+        family=str(usable["family"].iloc[0]) if one_family and "family" in usable and len(usable) else None,
+        sweeps=sorted(int(s) for s in usable["sweep_id"].dropna().unique()) if "sweep_id" in usable else [],
+        sixteen_bit_share=sixteen_bit_share(usable) if "n_quantized" in usable else {},
     )

@@ -63,6 +63,22 @@ def by_method(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {m: frame[baseline | (frame["method"] == m)] for m in methods}
 
 
+def by_family(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{family: its runs}, or {"": frame} when the runs are of one family (or do not say): a report
+    is about one family at a time and never pools two silently."""
+    if "family" not in frame or frame.empty or frame["family"].nunique(dropna=True) <= 1:
+        return {"": frame}
+    return {str(f): part for f, part in frame.groupby("family", sort=True)}
+
+
+def sixteen_bit_share(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """{model: (lowest, highest) share of its quantized runs' total bits spent on the parameters
+    kept at 16 bits (embeddings, head, norms)}: how much of the x axis is not the k being compared."""
+    runs = frame[(frame["bits"] < 16) & frame["total_bits"].gt(0) & frame["n_quantized"].notna()]
+    share = 16.0 * (runs["n_params"] - runs["n_quantized"].astype(float)) / runs["total_bits"]
+    return {str(m): (float(s.min()), float(s.max())) for m, s in share.groupby(runs["model"], sort=True)}
+
+
 def frontier_view(frame: pd.DataFrame, metric: str, line: str = "bits", panels=()) -> pd.DataFrame:
     """The chart points of rows_to_frame's runs for `metric`: the best config per (panel, line,
     model), with `on_frontier`."""

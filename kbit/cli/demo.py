@@ -97,7 +97,7 @@ def summary_table(found, task: str = TASK, metric: str = METRIC) -> Table:
         table.add_column(column)
     for row in found.budgets.to_dict("records"):
         winner = row.get("winner") if isinstance(row.get("winner"), str) else None
-        verdict = verdict_text(winner, row["decided"]) + (f" ({row['winner_label']})" if winner and row["decided"] else "")
+        verdict = verdict_text(winner, row["decided"], row["missing"]) + (f" ({row['winner_label']})" if winner and row["decided"] else "")
         margin = interval_text(Interval(row["margin"], row["margin_low"], row["margin_high"])) if winner else "–"
         table.add_row(f"{row['budget_bits'] / 1e6:.3f}", *[f"{row[g]:.4f}" if row[g] == row[g] else "–" for g in groups],
                       verdict, margin)

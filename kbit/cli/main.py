@@ -9,6 +9,7 @@ import importlib
 import sys
 
 from kbit import settings
+from kbit.analysis.equalbits import X_AXES
 from kbit.cli import exportmodel, familybuild
 from kbit.errors import KbitError
 
@@ -132,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="markdown (default, to $KBIT_HOME/RESULTS.md) or json (one metric, to stdout)")
     p.add_argument("--method", choices=("rtn", "gptq"),
                    help="only this rounding method's runs (and the 16-bit ones); default: one analysis per method")
-    p.add_argument("--x-axis", choices=("total", "quantized"), default="total",
-                   help="bits compared: total model bits (default) or the quantized weights' bits only")
+    p.add_argument("--x-axis", choices=X_AXES, default="total",
+                   help="bits compared: total model bits as stored (default), the quantized weights' bits only, or "
+                   "the paper's (every parameter at the config's bits per parameter)")
     p.add_argument("--compare", metavar="A,B",
                    help="compare two teams or sweeps instead (team:nlp,team:vision or sweep:3,sweep:5): verdicts "
                    "'A better' / 'B better' / 'undecided' at equal bits, per k and per shared config; to stdout")

@@ -7,11 +7,12 @@ import math
 from datetime import datetime, timezone
 
 from kbit.analysis import FINDINGS, Findings, Interval, better_word, findings, format_bits, k_of, rows_to_frame, verdict_text
-from kbit.analysis.frontier import by_method
+from kbit.analysis.frontier import by_family, by_method
 from kbit.analysis.resample import DOCUMENTS, NO_NOISE, STDERR
 from kbit.analysis.teams import row_interval
 
 DEFAULT_METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
+AXIS_WORDS = {"total": "total model", "quantized": "quantized-weight", "paper": "paper (every parameter at the config's k)"}
 
 
 def load_findings(session, task: str, metric: str, sweeps=None, x_axis: str = "total", method: str | None = None) -> Findings:
@@ -21,18 +22,23 @@ def load_findings(session, task: str, metric: str, sweeps=None, x_axis: str = "t
 
 
 def split_findings(session, task: str, metric: str, sweeps=None, x_axis: str = "total", only: str | None = None):
-    """[(title, Findings)]: one analysis per rounding method when the runs use several (RTN and
-    GPTQ compared within themselves, each against the same 16-bit runs), else one."""
+    """[(title, Findings)]: one analysis per family when the runs hold several (never pooled), and
+    within it one per rounding method when the runs use several (RTN and GPTQ compared within
+    themselves, each against the same 16-bit runs)."""
     from kbit.db import queries
 
     rows = queries.frontier_rows(session, task=task, metric=metric, sweeps=sweeps)
     scores = queries.document_scores(session, [r["run_id"] for r in rows], task, metric)
-    frame = rows_to_frame(rows)
-    parts = by_method(frame)
-    if only is not None:
-        parts = {only: parts.get(only, frame[(frame["bits"] == 16) | (frame.get("method") == only)])}
     name = f"{task}/{metric}"
-    return [(f"{name} ({m})" if m else name, findings(part, name, scores, x_axis=x_axis)) for m, part in parts.items()]
+    out = []
+    for family, runs in by_family(rows_to_frame(rows)).items():
+        parts = by_method(runs)
+        if only is not None:
+            parts = {only: parts.get(only, runs[(runs["bits"] == 16) | (runs.get("method") == only)])}
+        for m, part in parts.items():
+            title = name + (f" [{family}]" if family else "") + (f" ({m})" if m else "")
+            out.append((title, findings(part, name, scores, x_axis=x_axis)))
+    return out
 
 
 def analysed_sections(session, wanted, sweeps=None, x_axis: str = "total", method: str | None = None):
@@ -74,7 +80,7 @@ def interval_text(margin: Interval | None) -> str:
 def winner_text(row: dict) -> str:
     """The budget's verdict (analysis.verdict_text) with its config: '**4-bit** (nf4-b64)' when
     decided, 'undecided (4-bit ahead) nf4-b64' when not."""
-    text = verdict_text(row.get("winner"), row.get("decided"))
+    text = verdict_text(row.get("winner"), row.get("decided"), row.get("missing"))
     if text == "–":
         return text
     return f"**{text}** ({row['winner_label']})" if row["decided"] else f"{text} {row['winner_label']}"
@@ -133,6 +139,7 @@ def render_section(metric: str, f: Findings) -> str:
         f"{better_word(metric).capitalize()} is better. {f.n_runs} runs of {len(f.models)} models: "
         + ", ".join(f"{m} ({n / 1e6:.2f}M params)" for n, m in f.models) + "." + noise + " " + evidence_text(f),
         "",
+        *scope_lines(f),
         *precision_section(f),
         *findings_section(f),
         *fits_section(f),
@@ -141,16 +148,30 @@ def render_section(metric: str, f: Findings) -> str:
     return "\n".join(out) + "\n"
 
 
+def scope_lines(f: Findings) -> list[str]:
+    """Which family and sweeps the section is about, and how much of each model's bits is not k."""
+    where = (f"Family `{f.family}`" if f.family else "Runs") + (
+        f", from sweep{'s' if len(f.sweeps) > 1 else ''} {', '.join(map(str, f.sweeps))}." if f.sweeps else ".")
+    out = [where]
+    if f.sixteen_bit_share:
+        shares = ", ".join(f"{short(m)} {lo:.0%}" + (f"–{hi:.0%}" if round(hi, 2) != round(lo, 2) else "")
+                           for m, (lo, hi) in f.sixteen_bit_share.items())
+        out[0] += (" Share of a quantized run's total bits kept at 16 bits (embeddings, head, norms): " + shares
+                   + "; `--x-axis paper` charges every parameter at the config's bits instead.")
+    return out + [""]
+
+
 def precision_section(f: Findings) -> list[str]:
     table = f.budgets
     out = [
         "## Which precision wins at equal bits",
         "",
-        f"Each k's score at a budget of {'total model' if f.x_axis == 'total' else 'quantized-weight'} bits, read "
+        f"Each k's score at a budget of {AXIS_WORDS[f.x_axis]} bits, read "
         "off its curve across model sizes (linear in log bits between measured sizes, never extrapolated; – where "
         "a k's curve does not reach the budget). A k's config is chosen on one half of the documents and scored "
         "on the other, so a k tried in more configs does not win by selection. The margin is the winner's lead "
-        "over the best other k, with its 95% interval.",
+        "over the best other k, with its 95% interval. A budget that some compared k does not reach is *partial*: "
+        "its lead is shown but never decided, so coverage alone makes no winner.",
         "",
     ]
     if table.empty:
@@ -164,8 +185,10 @@ def precision_section(f: Findings) -> list[str]:
         out.append(f"| {format_bits(row['budget_bits'])} | " + " | ".join(cells) + f" | {winner_text(row)} | {interval_text(margin)} |")
     decided = table[table["decided"].fillna(False).astype(bool)]
     wins = decided["winner"].value_counts().to_dict()
-    out += ["", f"Decided at {len(decided)} of {len(table)} budgets"
-            + (": " + ", ".join(f"{g} {n}" for g, n in sorted(wins.items())) if wins else "") + ".", ""]
+    full = int((~table["partial"].astype(bool)).sum())
+    out += ["", f"Decided at {len(decided)} of the {full} budgets every k reaches"
+            + (": " + ", ".join(f"{g} {n}" for g, n in sorted(wins.items())) if wins else "")
+            + f" ({len(table) - full} more partial, never counted).", ""]
     return out
 
 
@@ -230,12 +253,19 @@ def report_json(metric: str, f: Findings) -> dict:
             "winner": winner, "winner_bits": k_of(winner) if winner else None,
             "winner_config": row.get("winner_label") if winner else None,
             "decided": bool(row["decided"]) if winner else False,
+            "partial": bool(row["partial"]),
+            "compared": [k_of(g) for g in row["compared"]],
+            "missing": [k_of(g) for g in row["missing"]],
             **interval_json(margin),
             "scores": {g: (row[g] if math.isfinite(row[g]) else None) for g in f.precision.groups},
         })
     return {
         "metric": f.metric,
+        "family": f.family,
         "method": method_of(metric),
+        "sweeps": f.sweeps,
+        "models": [{"model": m, "n_params": n, "sixteen_bit_share": list(f.sixteen_bit_share.get(m, ())) or None}
+                   for n, m in f.models],
         "lower_is_better": f.lower,
         "x_axis": f.x_axis,
         "n_runs": f.n_runs,

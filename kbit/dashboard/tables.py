@@ -18,7 +18,8 @@ def equal_bits_table(found: Findings) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=columns)
     out = table[["budget_bits", *found.precision.groups, "margin", "margin_low", "margin_high"]].copy()
-    out.insert(len(found.precision.groups) + 1, "verdict", [verdict_text(w, d) for w, d in zip(table["winner"], table["decided"])])
+    verdicts = [verdict_text(w, d, m) for w, d, m in zip(table["winner"], table["decided"], table["missing"])]
+    out.insert(len(found.precision.groups) + 1, "verdict", verdicts)
     out.insert(len(found.precision.groups) + 2, "config", table["winner_label"])
     return out[columns]
 

@@ -78,8 +78,10 @@ def test_json_report_has_the_documented_shape():
     assert data["metric"] == metric and data["lower_is_better"] is False
     assert [f["id"] for f in data["findings"]] == list(FINDINGS)
     assert {f["verdict"] for f in data["findings"]} <= set(VERDICTS)
-    budgets = [b for b in data["budgets"] if b["winner"]]
-    assert budgets and all(b["winner_bits"] == 4 and b["decided"] for b in budgets)
+    budgets = [b for b in data["budgets"] if b["winner"] and not b["partial"]]
+    assert budgets and all(b["winner_bits"] == 4 and b["decided"] and b["compared"] == [3, 4, 8] for b in budgets)
+    partial = [b for b in data["budgets"] if b["partial"]]
+    assert partial and not any(b["decided"] for b in partial) and all(b["missing"] for b in partial)
     assert all(b["margin_low"] <= b["margin"] <= b["margin_high"] for b in budgets)
     assert {"budget_bits", "winner_config", "scores"} <= set(budgets[0])
     assert data["fits"] and data["predictions"]

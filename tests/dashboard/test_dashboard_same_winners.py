@@ -25,7 +25,7 @@ def demo_winners(url, sweep_id, task, metric):
         budgets = frontier_summary(engine, sweep_id, task, metric).budgets
     finally:
         engine.dispose()
-    return [verdict(row["winner"], row["decided"]) for row in budgets.to_dict("records")]
+    return [verdict(row["winner"], row["decided"], row["missing"]) for row in budgets.to_dict("records")]
 
 
 def report_winners(url, sweep_id, task, metric, tmp_path, monkeypatch):
@@ -41,7 +41,7 @@ def as_verdict(cell: str) -> str:
     """The report's winner cell ('**4-bit** (nf4-b64)', 'undecided (4-bit ahead) nf4-b64', '–') as a verdict."""
     if cell.startswith("**"):
         return cell.split("**")[1]
-    return cell.split(")")[0] + ")" if cell.startswith("undecided") else cell
+    return cell.split(")")[0] + ")" if cell.startswith(("undecided", "partial")) else cell
 
 
 def json_winners(url, sweep_id, task, metric, tmp_path, monkeypatch, capsys):
@@ -50,7 +50,7 @@ def json_winners(url, sweep_id, task, metric, tmp_path, monkeypatch, capsys):
     assert main(["report", "--format", "json", "--sweep", str(sweep_id), "--metric", f"{task}/{metric}"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["metric"] == f"{task}/{metric}"
-    return [verdict(b["winner"], b["decided"]) for b in data["budgets"]]
+    return [verdict(b["winner"], b["decided"], [f"{k}-bit" for k in b["missing"]]) for b in data["budgets"]]
 
 
 def dashboard_winners(url, sweep_id, task, metric, monkeypatch):
