@@ -14,6 +14,7 @@ import sys
 import pytest
 from clustertest_helpers import REPO
 
+from kbit.analysis import verdict_text
 from kbit.cli.demo import frontier_summary
 from kbit.db import connect, queries, session_scope
 
@@ -47,7 +48,8 @@ def test_demo_on_the_micro_family_prints_the_frontier_from_the_database(offline_
     for entry, line in zip(acc + bpb, rows):
         cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
         assert float(cells[0]) == round(entry["budget_bits"] / 1e6, 3)
-        verdict = f"{entry['winner']} ({entry['winner_label']})" if entry["decided"] else f"undecided ({entry['winner']} ahead)"
+        verdict = verdict_text(entry["winner"], entry["decided"], entry["missing"])
+        verdict += f" ({entry['winner_label']})" if entry["decided"] else ""
         assert cells[-2] == verdict
         assert cells[-1].startswith(f"{entry['margin']:+.4f} [")
     assert re.search(r"^4-bit is almost always optimal for a fixed total of model bits: (agrees|differs|undecided) ", out, re.M)
