@@ -17,8 +17,8 @@ import uuid
 
 from sqlalchemy import text
 
-from benchmarks.db import fresh_postgres
 from benchmarks.scale import make_sweep
+from tests.support.postgres import fresh_postgres
 
 
 def claim_ms(engine, repeat: int = 20, **options) -> float:

@@ -13,20 +13,18 @@ import argparse
 import multiprocessing
 import os
 import platform
-import secrets
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text, update
 from tqdm import tqdm
 
 from benchmarks.timing import timed
 from kbit.db import connect, queries, queue, session_scope, teams
 from kbit.db.models import Result, Run, RunBits
+from tests.support.postgres import fresh_postgres, postgres_server
 
 CONFIGS = [
     {"bits": b, "dtype": d, "blocksize": bs, "exponent_bits": (3 if b >= 4 else 2) if d == "fp" else None,
@@ -151,32 +149,6 @@ def bench_queries(engine) -> dict:
     return out
 
 
-@contextmanager
-def fresh_postgres(server_url: str, prefix: str = "kbit_bench"):
-    """A new database on the server for the block, dropped afterwards (also the tests' fixture)."""
-    server = make_url(server_url)
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def postgres_server(arg: str | None = None) -> str:
-    """The server: `arg`, else $KBIT_TEST_POSTGRES_URL, else scripts/ensure_postgres.sh's."""
-    url = arg or os.environ.get("KBIT_TEST_POSTGRES_URL")
-    if url:
-        return url
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ensure_postgres.sh"
-    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
 def run_backend(name: str, url_factory, n_runs: int, n_queue: int) -> dict:
     figures = {}
     with url_factory() as url:
@@ -212,7 +184,7 @@ def main(argv=None) -> None:
 
     server = postgres_server(args.postgres)
     sqlite = run_backend("sqlite", sqlite_url, args.runs, args.queue)
-    postgres = run_backend("postgres", lambda: fresh_postgres(server), args.runs, args.queue)
+    postgres = run_backend("postgres", lambda: fresh_postgres(server, prefix="kbit_bench"), args.runs, args.queue)
 
     lines = [
         "# kbit.db benchmark",

@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -87,12 +86,6 @@ def make_sweep(runs: int, models: int, tag: str):
     return sweep
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ray_memory() -> dict:
     """RSS (MiB) of the raylets, and of every Ray process (gcs, raylets, workers, agents)."""
     import psutil
@@ -118,7 +111,7 @@ def ray_memory() -> dict:
 @contextlib.contextmanager
 def database(url: str | None):
     if url:
-        from benchmarks.db import fresh_postgres
+        from tests.support.postgres import fresh_postgres
 
         with fresh_postgres(url, prefix="kbit_scale") as fresh:
             yield fresh
@@ -169,6 +162,7 @@ def bench(args) -> dict:
     from kbit.cluster.actor import stop_scheduler
     from kbit.cluster.client import RayService
     from kbit.db import connect, session_scope, teams
+    from tests.support.net import free_port
 
     slots = args.nodes * args.gpus_per_node
     out = {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "slots": slots, "runs": args.runs,

@@ -1,5 +1,5 @@
-"""Fixtures every test folder shares: one offline environment per session, and fresh databases
-on a real PostgreSQL server.
+"""Fixtures every test folder shares: one offline environment per session (and the micro family
+in it), fresh databases on a real PostgreSQL server, and a SQLite database with a team (`db`).
 
 TRITON_INTERPRET=1 is set here, before any test module is imported: triton decides at import
 whether its own language functions (tl.max, ...) are interpreted, and torch, transformers and
@@ -22,7 +22,7 @@ if os.environ.get("KBIT_TEST_GPU") != "1":
 
 import pytest  # noqa: E402 - after TRITON_INTERPRET
 
-from benchmarks.db import fresh_postgres, postgres_server  # noqa: E402
+from tests.support.postgres import fresh_postgres, postgres_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +71,19 @@ def micro(offline_home):
     from kbit.family.members import ensure_family, family_members
 
     return dict(zip(family_members("micro"), ensure_family("micro", offline_home)))
+
+
+@pytest.fixture
+def db(tmp_path):
+    """(engine, url, team, token) on a fresh SQLite file."""
+    from kbit.db import connect, session_scope, teams
+
+    url = f"sqlite:///{tmp_path / 'kbit.db'}"
+    engine = connect(url)
+    with session_scope(engine) as s:
+        token = teams.create_team(s, "nlp")
+    yield engine, url, "nlp", token
+    engine.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -2,37 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-
-from kbit.service import Operations
-from kbit.sweeps.reader import parse_sweep
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert port != 6379
-    return port
-
-
-def make_sweep(name="t", models=("m/a", "m/b"), bits=(4, 8), dtypes=("int", "nf"), blocksizes=(64,), tasks=("x",),
-               family_members=None, extra=""):
-    text = (
-        f"name: {name}\nmodels: [{', '.join(models)}]\n"
-        f"grid: {{bits: [{', '.join(map(str, bits))}], dtypes: [{', '.join(dtypes)}], "
-        f"blocksizes: [{', '.join(map(str, blocksizes))}]}}\n"
-        f"tasks: [{', '.join(tasks)}]\n{extra}"
-    )
-    return parse_sweep(text, family_members=family_members or (lambda f: []))
-
-
-def submit(db, sweep, **kw):
-    engine, _, team, token = db
-    return Operations(engine).submit(sweep.spec(), team, token, **kw)
+from tests.support.net import wait_until
+from tests.support.paths import REPO  # noqa: F401 (the cluster tests take it from here)
 
 
 def slow_evaluate(model, revision, configs, eval_spec, should_stop, cache=None):
@@ -101,19 +72,6 @@ def worker_pids() -> list[int]:
 
     return [p.pid for p in psutil.process_iter(["cmdline"])
             if " ".join(p.info["cmdline"] or []).startswith("ray::WorkerActor")]
-
-
-def wait_until(predicate, timeout=60, step=0.2):
-    """The predicate's first true value, polled every `step` s; AssertionError after `timeout` s."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def wait_for_free_cpus(timeout: float = 120.0) -> None:

@@ -1,21 +1,8 @@
-"""Shared fixtures for the cluster tests: databases with a team, sweeps, a real Ray head."""
+"""Fixtures of the cluster tests: a real Ray head shared by the session."""
 
 from __future__ import annotations
 
 import pytest
-
-from kbit.db import connect, session_scope, teams
-
-
-@pytest.fixture
-def db(tmp_path):
-    """(engine, url, team, token) on a fresh SQLite file."""
-    url = f"sqlite:///{tmp_path / 'kbit.db'}"
-    engine = connect(url)
-    with session_scope(engine) as s:
-        token = teams.create_team(s, "nlp")
-    yield engine, url, "nlp", token
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +11,8 @@ def ray_head(offline_env):
     also tests), on free ports; stopped with `kbit down` after the session."""
     import os
 
-    from clustertest_helpers import free_port
-
     from kbit.cli import localcluster
+    from tests.support.net import free_port
 
     # Several schedulers share this head's 2 CPUs one test after another: a scheduler's idle workers
     # give their CPU back after 3 s, not a minute, so the next test's workers find room.

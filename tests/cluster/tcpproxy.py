@@ -7,21 +7,17 @@ from __future__ import annotations
 import socket
 import threading
 
+from tests.support.net import free_port
+
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
-        self.port = self._free_port()
+        self.port = free_port()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self.restore()
-
-    @staticmethod
-    def _free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
 
     def restore(self) -> None:
         listener = socket.socket()

@@ -9,21 +9,13 @@ import signal
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import (
-    gated,
-    group_task_pids,
-    hang_at_8_bits,
-    make_sweep,
-    results_per_run,
-    slow_evaluate,
-    submit,
-    wait_for_free_cpus,
-    wait_until,
-)
+from clustertest_helpers import gated, group_task_pids, hang_at_8_bits, results_per_run, slow_evaluate, wait_for_free_cpus
 
 from kbit.cli.progress import wait_for_sweep
 from kbit.cluster.actor import get_or_create_scheduler, stop_scheduler
 from kbit.cluster.client import RayService
+from tests.support.net import wait_until
+from tests.support.scheduling import make_sweep, submit
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ import time
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import make_sweep, results_per_run, slow_evaluate, wait_for_free_cpus
+from clustertest_helpers import results_per_run, slow_evaluate, wait_for_free_cpus
 from sqlalchemy.engine import make_url
 from tcpproxy import TcpProxy
 
@@ -18,6 +18,7 @@ from kbit.cluster.actor import stop_scheduler
 from kbit.cluster.client import RayService
 from kbit.db import connect, session_scope, teams
 from kbit.service import Operations
+from tests.support.scheduling import make_sweep
 
 pytestmark = [pytest.mark.ray, pytest.mark.outage]
 

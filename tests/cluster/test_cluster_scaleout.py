@@ -13,12 +13,14 @@ import time
 import clustertest_helpers
 import pytest
 import ray
-from clustertest_helpers import gated, make_sweep, placed_evaluate, provenances, results_per_run, submit, wait_until
+from clustertest_helpers import gated, placed_evaluate, provenances, results_per_run
 from ray.cluster_utils import Cluster
 
 from kbit.cli.progress import wait_for_sweep
 from kbit.cluster.actor import stop_scheduler
 from kbit.cluster.client import RayService
+from tests.support.net import wait_until
+from tests.support.scheduling import make_sweep, submit
 
 pytestmark = pytest.mark.ray
 

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,12 @@ from pathlib import Path
 
 from websockets.sync.client import connect as ws_connect
 
+from tests.support.net import free_port, wait_until
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1400,1100",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chromium_binary() -> str:
@@ -42,17 +37,6 @@ def chromium_binary() -> str:
         raise RuntimeError("Chromium is missing: run scripts/test.sh (it installs Debian's chromium) "
                            "or `apt-get install -y chromium`")
     return found
-
-
-def wait_until(check, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what} within {timeout:.0f} s (last: {last!r})")
 
 
 def _get(url: str, timeout: float = 2.0):
@@ -77,7 +61,7 @@ def dashboard_server(database_url: str, log_path: Path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: proc.poll() is not None or _get(base + "/_stcore/health") == "ok", 60,
-                   "the dashboard did not answer /_stcore/health")
+                   what="the dashboard did not answer /_stcore/health")
         assert proc.poll() is None, f"the dashboard exited: {log_path.read_text()[-2000:]}"
         yield base
     finally:
@@ -100,8 +84,8 @@ class Browser:
         )
         port_file = profile / "DevToolsActivePort"
         port = wait_until(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 30,
-                          "Chromium did not open its DevTools port")
-        targets = wait_until(lambda: _get(f"http://127.0.0.1:{port}/json"), 30, "no DevTools targets")
+                          what="Chromium did not open its DevTools port")
+        targets = wait_until(lambda: _get(f"http://127.0.0.1:{port}/json"), 30, what="no DevTools targets")
         page = next(t for t in json.loads(targets) if t["type"] == "page")
         self.stack = ExitStack()
         self.ws = self.stack.enter_context(ws_connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=30))

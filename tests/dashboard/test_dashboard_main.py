@@ -32,9 +32,9 @@ def test_kbit_dashboard_stopped_by_its_pid_leaves_nothing_on_its_port(seeded_db,
 
     import psutil
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from tests.support.net import free_port
+
+    port = free_port()
     kbit = os.path.join(os.path.dirname(sys.executable), "kbit")
     proc = subprocess.Popen([kbit, "dashboard", "--port", str(port), "--database-url", seeded_db[0]],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, HOME=str(tmp_path)))

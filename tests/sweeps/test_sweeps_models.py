@@ -2,7 +2,6 @@
 dtype and device_map; how they reach the worker (the run's `eval` field) and the cache key; the
 example sweep of every family parsed by the real reader."""
 
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,8 @@ from kbit.sweeps import ModelEntry, ModelSpec, Sweep, SweepError, expand_runs, l
 from kbit.sweeps.evalspec import EvalSpec
 from kbit.sweeps.expand import cache_key
 from kbit.sweeps.runspec import RunEval
+from tests.support.paths import EXAMPLES, example_sweeps
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PAPER_TASKS = ["lambada_openai", "piqa", "hellaswag", "winogrande"]
 FAMILY_EXAMPLES = {"opt.yaml": "opt", "bloom.yaml": "bloom", "gpt2.yaml": "gpt2", "llama.yaml": "llama-2",
                    "pythia.yaml": "pythia"}
@@ -23,7 +22,7 @@ def parse(text):
     return parse_sweep(text, source="s.yaml", default_name="t", family_members=family_members)
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", example_sweeps(), ids=lambda p: p.name)
 def test_every_example_sweep_parses_with_the_real_reader(path):
     sweep = load_sweep(path, family_members=family_members)
     assert Sweep.from_spec(sweep.spec()) == sweep

@@ -1,6 +1,5 @@
 """Sweep files: parsing, grid expansion, cache keys, and every kind of bad file reported at once."""
 
-from pathlib import Path
 
 import pytest
 
@@ -8,8 +7,8 @@ from kbit.kernels import QuantConfig
 from kbit.sweeps import Sweep, SweepError, load_sweep, parse_sweep
 from kbit.sweeps.expand import cache_key, expand_runs
 from kbit.sweeps.modelids import model_family
+from tests.support.paths import EXAMPLES, example_sweeps
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAMILIES = {"demo": ["kbit/demo/s1", "kbit/demo/s2"], "micro": ["kbit/micro/m1"]}
 
 
@@ -204,7 +203,7 @@ def test_a_limit_lm_eval_would_misread_is_refused_at_submit(limit):
 def test_every_run_of_every_example_rebuilds_as_the_scheduler_and_workers_build_it():
     from kbit.sweeps.runspec import RunEval, RunSpec
 
-    for path in sorted(EXAMPLES.glob("*.yaml")):
+    for path in example_sweeps():
         sweep = load_sweep(path, family_members=members)
         assert Sweep.from_spec(sweep.spec()) == sweep, path
         for run in expand_runs(sweep, numerics_version="1"):
@@ -278,3 +277,12 @@ def test_thousands_of_bad_values_give_one_bounded_message():
     with pytest.raises(SweepError) as info:
         parse(f"models: [m]\ngrid: {{bits: [{values}], dtypes: [nf], blocksizes: [64]}}\ntasks: [x]\n")
     assert len(info.value.problems) == 41 and "and 4,960 more problems" in info.value.problems[-1]
+
+
+def test_the_examples_check_fails_when_the_examples_are_gone(tmp_path, monkeypatch):
+    """A test over every example sweep must not pass on an empty folder."""
+    import tests.support.paths as paths
+
+    monkeypatch.setattr(paths, "EXAMPLES", tmp_path)
+    with pytest.raises(AssertionError, match="examples missing"):
+        paths.example_sweeps()

@@ -7,13 +7,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
-from clustertest_helpers import make_sweep, submit
-from test_cluster_scheduling import WorkerCrashedError, drain, runs_of
 
 from kbit.cluster.pool import gpu_share
 from kbit.db import queue, session_scope
 from kbit.service.grouprun import noop_evaluate, run_group
 from kbit.service.scheduler import Scheduler, Slot
+from tests.support.scheduling import WorkerCrashedError, drain, make_sweep, runs_of, submit
 
 GIB = 2**30
 

@@ -8,10 +8,11 @@ import sys
 import time
 
 import pytest
-from clustertest_helpers import REPO, free_port
 
 from kbit.cli.main import main
 from kbit.db import connect, queries, session_scope, teams
+from tests.support.net import free_port
+from tests.support.paths import REPO
 
 
 @pytest.fixture
