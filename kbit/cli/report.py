@@ -10,6 +10,7 @@ from kbit.analysis import FINDINGS, Findings, Interval, better_word, findings, f
 from kbit.analysis.frontier import by_family, by_method
 from kbit.analysis.resample import DOCUMENTS, NO_NOISE, STDERR
 from kbit.analysis.teams import row_interval
+from kbit.analysis.units import sixteen_bit_share_text
 
 DEFAULT_METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
 AXIS_WORDS = {"total": "total model", "quantized": "quantized-weight", "paper": "paper (every parameter at the config's k)"}
@@ -154,8 +155,7 @@ def scope_lines(f: Findings) -> list[str]:
         f", from sweep{'s' if len(f.sweeps) > 1 else ''} {', '.join(map(str, f.sweeps))}." if f.sweeps else ".")
     out = [where]
     if f.sixteen_bit_share:
-        shares = ", ".join(f"{short(m)} {lo:.0%}" + (f"–{hi:.0%}" if round(hi, 2) != round(lo, 2) else "")
-                           for m, (lo, hi) in f.sixteen_bit_share.items())
+        shares = sixteen_bit_share_text(f.sixteen_bit_share)
         out[0] += (" Share of a quantized run's total bits kept at 16 bits (embeddings, head, norms): " + shares
                    + "; `--x-axis paper` charges every parameter at the config's bits instead.")
     return out + [""]

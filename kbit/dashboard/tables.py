@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kbit.analysis import Findings, format_bits, verdict_text
+from kbit.analysis.units import sixteen_bit_share_text
 
 MARGINS = ("margin", "margin_low", "margin_high")
 
@@ -22,6 +23,15 @@ def equal_bits_table(found: Findings) -> pd.DataFrame:
     out.insert(len(found.precision.groups) + 1, "verdict", verdicts)
     out.insert(len(found.precision.groups) + 2, "config", table["winner_label"])
     return out[columns]
+
+
+def share_caption(found: Findings) -> str:
+    """How much of each model's total bits stays at 16 bits in its quantized runs (the x axis is
+    mostly not k on small models), as the report says it."""
+    if not found.sixteen_bit_share:
+        return ""
+    shares = sixteen_bit_share_text(found.sixteen_bit_share)
+    return f"Share of a quantized run's total bits kept at 16 bits (embeddings, head, norms): {shares}."
 
 
 def findings_table(found: Findings) -> pd.DataFrame:

@@ -61,8 +61,9 @@ def render(url: str | None, opts: dict) -> dict:
         "Each k's score at a budget, read off its curve across model sizes (linear in log bits, never "
         "extrapolated; empty where a k's curve does not reach the budget), its config chosen on half the "
         "documents and scored on the other half. The margin is the leader's lead over the best other k with "
-        "its 95% bootstrap interval; a lead whose interval includes zero is undecided. All filtered runs, "
-        "whatever the facets."
+        "its 95% bootstrap interval; a lead whose interval includes zero is undecided, and a budget some k "
+        "does not reach is partial (never decided). All filtered runs, whatever the facets. "
+        + tables.share_caption(found)
     )
     table = tables.equal_bits_table(found)
     runs = cached_runs(url, task, name, filters)
