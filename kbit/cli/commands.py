@@ -192,7 +192,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from kbit.cli.report import DEFAULT_METRICS, analysed_sections, method_of, render_report, report_json
+    from kbit.cli.report import DEFAULT_METRICS, analysed_sections, render_report, report_json
     from kbit.db import queries, session_scope
 
     if args.compare:
@@ -216,11 +216,9 @@ def cmd_report(args) -> int:
             raise UsageError(f"no finished run has {unknown[0]}; metrics in the database: "
                              + (", ".join(sorted(available)) or "none yet (run `kbit demo`)"))
         analysed = analysed_sections(s, wanted, args.sweep, x_axis=args.x_axis, method=args.method)
-    if as_json:
-        if len(analysed) > 1:
-            raise UsageError("these runs use several rounding methods; give --method "
-                             + " or --method ".join(method_of(t) for t, _ in analysed))
-        text = json.dumps(report_json(*analysed[0]), indent=2, default=float) + "\n"
+    if as_json:  # one object, or a list of them: one per family and rounding method
+        found = [report_json(*section) for section in analysed]
+        text = json.dumps(found[0] if len(found) == 1 else found, indent=2, default=float) + "\n"
         write_output(text, args.output or "-")
         return 0
     if args.output is None:

@@ -118,3 +118,19 @@ def test_e_noise_decides_nothing(lab, capsys):
     report = imported_report(lab, capsys, family(three_ahead, (3, 4, 8, 16), stderr=0.2), "noisy")
     assert not any(b["decided"] for b in report["budgets"])
     assert set(verdicts(report).values()) <= {"undecided", "not enough data"}
+
+
+def test_two_families_are_reported_apart_never_pooled(lab, capsys):
+    one = family(line, (3, 4, 16), stderr=0.002)
+    other = [dict(r, family="other", **{"t/acc": r["t/acc"] + 0.1}) for r in family(line, (3, 4, 16), stderr=0.002)]
+    path = lab / "two.json"
+    path.write_text(json.dumps(one + other))
+    assert main(["results", "import", str(path), "--team", "lab", "--name", "two"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--format", "json", "--metric", "t/acc"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["family"] for r in reports] == ["other", "synthetic"]
+    assert all(r["n_runs"] == len(one) for r in reports)
+    assert main(["report", "--metric", "t/acc", "--output", "-"]) == 0
+    text = capsys.readouterr().out
+    assert "# `t/acc [other]`" in text and "# `t/acc [synthetic]`" in text and "Family `other`, from sweep 1." in text
