@@ -29,10 +29,12 @@ BOOTSTRAP_ITERS = 1000
 
 def task_manager(names: tuple[str, ...]):
     """Bundled tasks only: a TaskManager that indexes just the package's tasks (fast, offline);
-    any standard task: lm-eval's default index plus the bundled tasks."""
+    any standard task: lm-eval's default index plus the bundled tasks. A `kbit_` name is always
+    looked up among the bundled ones (a typo of one is told at once, not after indexing lm-eval's
+    thousands of task files)."""
     from lm_eval.tasks import TaskManager
 
-    if all(n in BUNDLED_TASKS for n in names):
+    if all(n in BUNDLED_TASKS or n.startswith("kbit_") for n in names):
         return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
     return TaskManager(include_path=str(TASKS_DIR))
 
