@@ -9,7 +9,7 @@ import json
 import pytest
 
 from kbit.cli.main import main
-from kbit.db import connect, queries, session_scope, teams
+from kbit.db import queries, session_scope
 from tests.dashboard.dashtest_seed import seed
 
 # Fields that name where a run lives, not what it measured: they differ after an import by design.
@@ -26,19 +26,6 @@ def exported(tmp_path, monkeypatch):
     path = tmp_path / "runs.json"
     assert main(["results", "--format", "json", "--output", str(path)]) == 0
     return path, json.loads(path.read_text())
-
-
-@pytest.fixture()
-def target(tmp_path, monkeypatch):
-    """A fresh database with team `lab`, selected through the environment."""
-    url = f"sqlite:///{tmp_path}/target.db"
-    engine = connect(url)
-    with session_scope(engine) as s:
-        token = teams.create_team(s, "lab")
-    monkeypatch.setenv("KBIT_DATABASE_URL", url)
-    monkeypatch.setenv("KBIT_TOKEN", token)
-    yield engine
-    engine.dispose()
 
 
 def finished(rows):

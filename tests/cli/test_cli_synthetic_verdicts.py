@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from kbit.cli.main import main
-from kbit.db import connect, session_scope, teams
 
 SIZES = {"m1": 1e6, "m2": 2e6, "m3": 4e6, "m4": 8e6}
 QUANTIZED_SHARE = 0.8  # the rest of each model stays 16-bit, as embeddings and head do
@@ -44,14 +43,8 @@ def family(score, ks, stderr, seed=0, models_of=None):
 
 
 @pytest.fixture()
-def lab(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path}/lab.db"
-    engine = connect(url)
-    with session_scope(engine) as s:
-        token = teams.create_team(s, "lab")
-    engine.dispose()
-    monkeypatch.setenv("KBIT_DATABASE_URL", url)
-    monkeypatch.setenv("KBIT_TOKEN", token)
+def lab(target, tmp_path):
+    """The folder results files are written to; `target` (conftest) is the database they go to."""
     return tmp_path
 
 
