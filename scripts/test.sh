@@ -22,4 +22,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0
-exec .venv/bin/python -m pytest "$@"
+# Two pytest processes (pytest-xdist; the Ray, outage and browser tests each stay in one, see
+# tests/conftest.py), each with one torch/OpenMP thread: more threads than cores and OpenMP's
+# spinning threads starve each other (the suite is mostly waiting on Ray and servers, not CPU).
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+exec .venv/bin/python -m pytest -n "${KBIT_TEST_PROCESSES:-2}" --dist loadgroup "$@"

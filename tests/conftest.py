@@ -98,3 +98,15 @@ def _ray_tests_are_marked(request):
     if not before and ray_up() and request.node.get_closest_marker("ray") is None:
         pytest.fail("this test started Ray in this process: mark it @pytest.mark.ray (make test-fast leaves those out)",
                     pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """`make test` runs two pytest-xdist processes (--dist loadgroup). The tests that start Ray or
+    cut Postgres run one after another in one of them, sharing its Ray head (two clusters on two
+    cores would starve each other's deadlines); the browser tests share one process and its server."""
+    for item in items:
+        if item.get_closest_marker("ray") or item.get_closest_marker("outage"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+        elif item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))

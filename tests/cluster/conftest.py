@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_head(offline_env):
     """A real Ray head on 127.0.0.1 with the default scheduler, started like `kbit up` (which this
-    also tests), on free ports; stopped with `kbit down` after the session."""
+    also tests), on free ports; stopped with `kbit down` after the cluster tests, so the tests that
+    run after them in the same process (make test runs two) find no local service to talk to."""
     import os
 
     from kbit.cli import localcluster
