@@ -8,9 +8,9 @@ on one half of the documents and scored on the other (both ways round, averaged)
 in more configs does not win by selection. Budgets are a log-spaced grid over the bits that at
 least two groups cover; a budget that not every compared group reaches is *partial*: its lead is
 shown, never decided (the missing groups are named), so coverage alone never makes a winner. Every
-bootstrap replicate of `resample.run_draws` goes through the same
-steps, so an interval holds the noise of the documents and of the choice of config. A margin whose
-interval includes zero is undecided.
+bootstrap replicate of `resample.run_draws` goes through the same steps, so an interval holds the
+noise of the documents and of the choice of config. The margins of a table share one simultaneous
+95% band; a margin whose band includes zero is undecided.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kbit.analysis import multiplicity
 from kbit.analysis.metrics import lower_is_better
 from kbit.analysis.resample import FULL, HALF_A, HALF_B, run_draws
 
-N_BOOT = 1000
+N_BOOT = 4000
 N_BUDGETS = 12
 LEVEL = 0.95
 # total: model bits as stored (16-bit embeddings, head and norms included); quantized: the bits of
@@ -210,9 +211,11 @@ def budget_table(comp: Comparison) -> pd.DataFrame:
     """One row per budget: each group's score (NaN: the group's curves do not reach it), the
     winner and its best config, the margin over the best other group with its interval, the groups
     `compared` there and those `missing` (compared elsewhere, not reaching this budget). A budget
-    with any missing is `partial`: never decided, whatever its interval."""
+    with any missing is `partial`: never decided, whatever its interval. The intervals are one
+    simultaneous 95% band over all the table's budgets (multiplicity.simultaneous_level, from the same
+    replicates), so "decided at N budgets" holds for all N at once, not each at 95% on its own."""
     reaching = [g for g in comp.groups if np.isfinite(comp.score[g][0]).any()]
-    rows = []
+    rows, leads = [], {}
     for i, budget in enumerate(comp.budgets):
         present = [g for g in comp.groups if np.isfinite(comp.score[g][0, i])]
         missing = [g for g in reaching if g not in present]
@@ -220,11 +223,14 @@ def budget_table(comp: Comparison) -> pd.DataFrame:
                "compared": present, "missing": missing, "partial": bool(missing)}
         if len(present) >= 2:
             winner = max(present, key=lambda g: comp.goodness(g)[0, i])
-            margin = Interval.of(comp.advantage(winner, [g for g in present if g != winner])[:, i])
-            row.update(winner=winner, winner_label=comp.best_label[winner][i], margin=margin.value,
-                       margin_low=margin.low, margin_high=margin.high, decided=margin.decided and not missing,
-                       n_groups=len(present))
+            leads[i] = comp.advantage(winner, [g for g in present if g != winner])[:, i]
+            row.update(winner=winner, winner_label=comp.best_label[winner][i], n_groups=len(present))
         rows.append(row)
+    level = multiplicity.simultaneous_level(np.stack(list(leads.values()), axis=1)) if leads else LEVEL
+    for i, lead in leads.items():
+        margin = Interval.of(lead, level)
+        rows[i].update(margin=margin.value, margin_low=margin.low, margin_high=margin.high,
+                       decided=margin.decided and not rows[i]["missing"], band_level=level)
     columns = ["budget_bits", *comp.groups, "winner", "winner_label", "margin", "margin_low", "margin_high", "decided",
-               "n_groups", "compared", "missing", "partial"]
+               "n_groups", "compared", "missing", "partial", "band_level"]
     return pd.DataFrame(rows, columns=columns)

@@ -12,12 +12,15 @@ the scaling-law fits and their predictions, and a verdict on each finding as the
   in the paper's comparison) on rows of their own that do not count.
 
 A claim made of several comparisons is tested so that taking the best of them cannot decide it:
-it `agrees` only when every comparison agrees at 95% (an intersection-union test, which needs no
-correction), and `differs` only when some comparison goes against it at 95% after a Bonferroni
-correction over the comparisons (so with m rivals truly tied, `differs` comes up at most 5% of the
-time). A one-comparison claim is decided when its 95% interval excludes zero. Otherwise a verdict is
-`undecided` (or `not enough data` when the runs cannot answer it). The margin shown is the lead over
-the closest rival (per bootstrap replicate, the smallest of the comparisons).
+it can `agree` only when every comparison agrees (an intersection-union test, which needs no
+correction: its p-value is the largest of theirs), and `differ` only when some comparison goes
+against it after a Bonferroni correction over the comparisons (so with m rivals truly tied, `differs`
+comes up at most 5% of the time). A one-comparison claim has its own bootstrap p-value. The three
+findings are then decided together, by Holm's step-down at 5% (`multiplicity`): a report makes three
+headline claims per metric and the chance that any of them is wrong stays at 5%. A finding not
+decided is `undecided` (or `not enough data` when the runs cannot answer it). Its margin is the lead
+over the closest rival (per bootstrap replicate, the smallest of the comparisons) with a 95% interval;
+the rows under a finding are exploratory, each at 95% on its own.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kbit.analysis import equalbits, scaling
+from kbit.analysis import equalbits, multiplicity, parallel, scaling
 from kbit.analysis.equalbits import Comparison, Interval
 from kbit.analysis.frontier import frontier_view, plottable, sixteen_bit_share
 from kbit.analysis.metrics import lower_is_better
+from kbit.analysis.resample import run_draws
 
 FINDINGS = {
     "four_bit_optimal": "4-bit is almost always optimal for a fixed total of model bits",
@@ -55,6 +59,8 @@ class Finding:
     verdict: str
     margin: Interval | None
     rows: list[dict] = field(default_factory=list)  # {"name", "margin": Interval | None, "verdict"}
+    p: float | None = None  # Holm-adjusted over the findings (before decide_together: this one's own)
+    direction: str | None = None  # the verdict it gets if decided: "agrees" or "differs"
 
 
 @dataclass
@@ -73,6 +79,7 @@ class Findings:
     family: str | None = None  # the one family analysed (None: the runs do not say, or several)
     sweeps: list[int] = field(default_factory=list)  # the sweeps whose runs were used
     sixteen_bit_share: dict[str, tuple[float, float]] = field(default_factory=dict)  # frontier.sixteen_bit_share
+    parallel: "parallel.ParallelFit | None" = None  # the parallel-curves model (one family only)
 
     @property
     def budgets(self) -> pd.DataFrame:
@@ -119,10 +126,10 @@ def precision_groups(frame: pd.DataFrame) -> dict[str, pd.Series]:
     return {k_name(k): frame["bits"] == k for k in sorted(frame["bits"].dropna().unique())}
 
 
-def combined(parts: list[np.ndarray]) -> Interval | None:
+def combined_draws(parts: list[np.ndarray]) -> np.ndarray | None:
     """The mean of several per-replicate advantages (each already averaged over its budgets)."""
     parts = [p for p in parts if p is not None]
-    return Interval.of(np.mean(np.stack(parts), axis=0)) if parts else None
+    return np.mean(np.stack(parts), axis=0) if parts else None
 
 
 def advantage_draws(comp: Comparison, group: str, others: list[str]) -> np.ndarray | None:
@@ -141,20 +148,37 @@ def part(name: str, draws: np.ndarray | None) -> dict:
 
 def all_of(finding_id: str, comparisons: dict[str, np.ndarray | None], rows: list[dict]) -> Finding:
     """A claim that holds only if it holds against every one of `comparisons` (name -> draws of the
-    claim's advantage, positive: it holds): the intersection-union verdict described above."""
+    claim's advantage, positive: it holds): the intersection-union test described above, as a
+    p-value (`verdict_at` turns it into a verdict at the level Holm gives the finding)."""
     found = {name: d for name, d in comparisons.items() if d is not None and np.isfinite(d[0])}
     if not found:
         return Finding(finding_id, FINDINGS[finding_id], "not enough data", None, rows)
     closest = Interval.of(np.min(np.stack(list(found.values())), axis=0))
-    each = [Interval.of(d) for d in found.values()]
-    corrected = [Interval.of(d, 1 - (1 - equalbits.LEVEL) / len(found)) for d in found.values()]
-    if all(i.decided and i.low > 0 for i in each):
-        verdict = "agrees"
-    elif any(i.decided and i.high < 0 for i in corrected):
-        verdict = "differs"
-    else:
-        verdict = "undecided"
-    return Finding(finding_id, FINDINGS[finding_id], verdict, closest, rows)
+    p_agrees = max(multiplicity.p_positive(d) for d in found.values())
+    p_differs = min(1.0, len(found) * min(multiplicity.p_negative(d) for d in found.values()))
+    return Finding(finding_id, FINDINGS[finding_id], "undecided", closest, rows,
+                   p=min(p_agrees, p_differs), direction="agrees" if p_agrees <= p_differs else "differs")
+
+
+def one_comparison(finding_id: str, draws: np.ndarray | None, rows: list[dict]) -> Finding:
+    """A claim made of one comparison: decided when its interval (at the finding's level) excludes zero."""
+    if draws is None or not np.isfinite(draws[0]):
+        return Finding(finding_id, FINDINGS[finding_id], "not enough data", None, rows)
+    p_agrees, p_differs = multiplicity.p_positive(draws), multiplicity.p_negative(draws)
+    return Finding(finding_id, FINDINGS[finding_id], "undecided", Interval.of(draws), rows,
+                   p=min(p_agrees, p_differs), direction="agrees" if p_agrees <= p_differs else "differs")
+
+
+def decide_together(found: list[Finding]) -> list[Finding]:
+    """The headline verdicts at a 5% error rate for all of them together: Holm's step-down over the
+    findings that have data; each keeps its Holm-adjusted p."""
+    tested = {f.id: f.p for f in found if f.p is not None}
+    adjusted = multiplicity.holm(tested)
+    for f in found:
+        if f.id in adjusted:
+            f.p = adjusted[f.id]
+            f.verdict = f.direction if f.p < multiplicity.ALPHA else "undecided"
+    return found
 
 
 def four_bit_finding(precision: Comparison) -> Finding:
@@ -229,12 +253,13 @@ def findings(
     precision = equalbits.compare(usable, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
     found = [four_bit_finding(precision)]
     rows, counted = within_k(usable, metric, scores, x_axis, n_boot, block_groups)
-    margin = combined(counted)
-    found.append(Finding("small_blocks", FINDINGS["small_blocks"], verdict_of(margin), margin, rows))
+    found.append(one_comparison("small_blocks", combined_draws(counted), rows))
     found.append(dtype_finding(usable, metric, scores, x_axis, n_boot))
+    decide_together(found)
     # A scaling law is a family's: across families only the measured comparison is made.
     one_family = "family" not in usable or usable["family"].nunique() <= 1
     fits = scaling.fit_groups(usable, metric, groups, x_axis) if one_family else {}
+    shared_curve = parallel_fit(usable, metric, scores, x_axis, n_boot, lower) if one_family else None
     return Findings(
         metric=metric, lower=lower, x_axis=x_axis, n_runs=len(usable), models=models,
         median_stderr=stderrs[len(stderrs) // 2] if stderrs else None, precision=precision, frontier=front,
@@ -242,4 +267,16 @@ def findings(
         family=str(usable["family"].iloc[0]) if one_family and "family" in usable and len(usable) else None,
         sweeps=sorted(int(s) for s in usable["sweep_id"].dropna().unique()) if "sweep_id" in usable else [],
         sixteen_bit_share=sixteen_bit_share(usable) if "n_quantized" in usable else {},
+        parallel=shared_curve,
     )
+
+
+def parallel_fit(usable, metric, scores, x_axis, n_boot, lower) -> parallel.ParallelFit | None:
+    """The parallel-curves model of one family's runs, precisions as groups (see `parallel`)."""
+    if usable.empty:
+        return None
+    placed = usable.assign(x=equalbits.x_bits(usable, x_axis))
+    configs = equalbits.one_run_per_config(placed[placed["x"] > 0])
+    draws, _ = run_draws(configs, scores, metric, n_boot, seed=0)
+    labels = {k_name(k): sorted(runs["label"].unique()) for k, runs in configs.groupby("bits")}
+    return parallel.fit(configs, draws, labels, lower)

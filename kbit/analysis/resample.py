@@ -5,11 +5,14 @@ documents, rows HALF_A and HALF_B the scores on two fixed halves of the document
 chosen on one half and scored on the other, so a precision tried in more configs does not win by
 selection); column 0 is the observed data, columns 1..R bootstrap replicates.
 
-Runs with per-document scores (`kbit.db.queries.document_scores`) are resampled over documents:
-the configs of one model share the documents, so one replicate draws the same document counts for
-all of them (a paired bootstrap); each model size draws its own. Runs without them (imported or
-old results) fall back to a normal draw around their value with their reported stderr, each run
-independently (which overstates the noise of a difference between two configs: conservative).
+Runs with per-document scores (`kbit.db.queries.document_scores`) are resampled over documents.
+Every model of a family scores the same documents of a task, so one replicate gives each document
+one count for every run of every model size (a paired bootstrap across configs and sizes: a
+document that happens to be easy is easy for every curve at once). The counts are a Poisson
+bootstrap keyed by document id (count ~ Poisson(1) per document and replicate), so two runs agree on
+a document's count even when they scored different subsets. Runs without per-document scores
+(imported or old results) fall back to a normal draw around their value with their reported stderr,
+each run independently (which overstates the noise of a difference between two configs: conservative).
 """
 
 from __future__ import annotations
@@ -33,19 +36,30 @@ def _seed(*parts) -> int:
 
 
 def halves(doc_ids: np.ndarray, seed: int) -> np.ndarray:
-    """A boolean mask (True: half A) over documents sorted by id, from a seeded shuffle, so the
-    split follows no order in the data set and is the same for every run."""
+    """A boolean mask (True: half A) over `doc_ids`: each document id gets a seeded random key and
+    the lower half of the keys is half A, so the split follows no order in the data set, is exactly
+    balanced, and puts a document in the same half for every run that scored the same documents."""
+    doc_ids = np.asarray(doc_ids, dtype=np.int64)
     in_a = np.zeros(len(doc_ids), dtype=bool)
-    in_a[np.random.default_rng(seed).permutation(len(doc_ids))[: (len(doc_ids) + 1) // 2]] = True
+    if len(doc_ids):
+        keys = np.random.default_rng(seed).random(int(doc_ids.max()) + 1)[doc_ids]
+        in_a[np.argsort(keys, kind="stable")[: (len(doc_ids) + 1) // 2]] = True
     return in_a
 
 
-def replicate_counts(n_docs: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot + 1, n_docs) document counts: row 0 the data itself, then bootstrap resamples."""
-    rng = np.random.default_rng(seed)
-    counts = np.ones((n_boot + 1, n_docs))
-    if n_boot:
-        counts[1:] = rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=n_boot)
+def replicate_counts(doc_ids: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot + 1, len(doc_ids)) document counts: row 0 the data itself, then Poisson(1) bootstrap
+    counts, a function of (seed, document id, replicate) only: the same for every run that scored
+    the document, whatever else it scored."""
+    doc_ids = np.asarray(doc_ids, dtype=np.int64)
+    counts = np.ones((n_boot + 1, len(doc_ids)))
+    if n_boot and len(doc_ids):
+        if doc_ids.min() < 0:
+            raise ValueError("document ids must be non-negative integers (lm-eval's positions in the task)")
+        # drawn document by document (column-major), so a document's counts do not depend on how
+        # many other ids there are
+        table = np.random.default_rng(seed).poisson(1.0, size=(int(doc_ids.max()) + 1, n_boot))
+        counts[1:] = table[doc_ids].T
     return counts
 
 
@@ -67,13 +81,13 @@ def task_matrix(run_ids: list[int], scores: dict, task: str):
     return common, np.vstack(values), weights
 
 
-def document_draws(run_ids: list[int], scores: dict, tasks: list[str], n_boot: int, seed: int, model: str) -> dict[int, np.ndarray]:
+def document_draws(run_ids: list[int], scores: dict, tasks: list[str], n_boot: int, seed: int) -> dict[int, np.ndarray]:
     """Paired bootstrap of one model's runs over the documents of `tasks` (the metric is the mean
     over tasks of each task's score: sum(values)/sum(weights), or the mean of values)."""
     total = np.zeros((3, n_boot + 1, len(run_ids)))
     for task in tasks:
         doc_ids, values, weights = task_matrix(run_ids, scores, task)
-        counts = replicate_counts(len(doc_ids), n_boot, _seed(seed, model, task, "boot"))
+        counts = replicate_counts(doc_ids, n_boot, _seed(seed, task, "boot"))
         in_a = halves(doc_ids, _seed(seed, task, "halves"))
         for row, mask in ((FULL, np.ones_like(in_a)), (HALF_A, in_a), (HALF_B, ~in_a)):
             w = counts * mask
@@ -132,7 +146,7 @@ def run_draws(configs: pd.DataFrame, scores: dict | None, metric: str, n_boot: i
         paired = max(by_tasks.values(), key=len) if by_tasks else []
         if paired:
             tasks = next(t for t, r in by_tasks.items() if r is paired)
-            draws.update(document_draws(paired, scores, list(tasks), n_boot, seed, str(model)))
+            draws.update(document_draws(paired, scores, list(tasks), n_boot, seed))
             evidence.update({r: DOCUMENTS for r in paired})
         for run, source, value, stderr in zip(runs["run_id"], sources_of(runs), runs["value"], runs["stderr"]):
             if int(run) in draws:

@@ -93,7 +93,7 @@ def summary_table(found, task: str = TASK, metric: str = METRIC) -> Table:
     """The precisions at equal bits: each k's score per budget, the winner when decided."""
     table = Table(title=f"which precision wins at equal total bits ({task}/{metric}, {better_word(metric)} is better)")
     groups = found.precision.groups
-    for column in ("budget (Mbit)", *groups, "winner", "margin [95% interval]"):
+    for column in ("budget (Mbit)", *groups, "winner", "margin [95% simultaneous band]"):
         table.add_column(column)
     for row in found.budgets.to_dict("records"):
         winner = row.get("winner") if isinstance(row.get("winner"), str) else None

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kbit.analysis import Findings, format_bits, verdict_text
+from kbit.analysis import Findings, format_bits, k_of, verdict_text
 from kbit.analysis.units import sixteen_bit_share_text
 
-MARGINS = ("margin", "margin_low", "margin_high")
+MARGINS = ("margin", "margin_low", "margin_high", "offset", "offset_low", "offset_high", "drift", "drift_low",
+           "drift_high")
 
 
 def equal_bits_table(found: Findings) -> pd.DataFrame:
@@ -38,19 +39,46 @@ def findings_table(found: Findings) -> pd.DataFrame:
     """The paper's three findings and their parts: verdict, margin (positive: agrees) and interval."""
     rows = []
     for finding in found.findings:
-        parts = [(finding.claim, finding.verdict, finding.margin)] + [
-            (f"  {r['name']}", r["verdict"], r["margin"]) for r in finding.rows
+        parts = [(finding.claim, finding.verdict, finding.margin, finding.p)] + [
+            (f"  {r['name']}", f"{r['verdict']} (exploratory)", r["margin"], None) for r in finding.rows
         ]
-        for name, word, margin in parts:
+        for name, word, margin, p in parts:
             rows.append({"finding": name, "verdict": word, "margin": margin.value if margin else None,
-                         "margin_low": margin.low if margin else None, "margin_high": margin.high if margin else None})
-    return pd.DataFrame(rows, columns=["finding", "verdict", "margin", "margin_low", "margin_high"])
+                         "margin_low": margin.low if margin else None, "margin_high": margin.high if margin else None,
+                         "holm_p": p})
+    return pd.DataFrame(rows, columns=["finding", "verdict", "margin", "margin_low", "margin_high", "holm_p"])
+
+
+def parallel_table(found: Findings) -> pd.DataFrame:
+    """The parallel-curves model per k: its offset behind the leader (the leader: its lead over the
+    next) with the interval, its best config, and how far its residuals drift across its range."""
+    fit = found.parallel
+    rows = []
+    for group in sorted(fit.offsets, key=k_of):
+        offset = fit.margin if group == fit.winner else fit.offset(group)
+        drift = fit.drift.get(group)
+        rows.append({"k": group, "offset": offset.value, "offset_low": offset.low, "offset_high": offset.high,
+                     "config": fit.labels[group], "drift": drift.value if drift else None,
+                     "drift_low": drift.low if drift else None, "drift_high": drift.high if drift else None})
+    return pd.DataFrame(rows)
+
+
+def parallel_caption(found: Findings) -> str:
+    fit = found.parallel
+    verdict = fit.winner if fit.margin.decided else f"undecided ({fit.winner} ahead)"
+    shape = ("parallel within the noise" if fit.parallel else
+             "not parallel (a k drifts by more than the leader's margin): read the table above instead")
+    return (f"One shared monotone curve of score against log2 bits plus one offset per k (positive is better; the "
+            f"leader's row is its lead over the next k), fitted to {fit.n_points} points with the bootstrap around "
+            f"the whole fit. Which k wins at every budget: {verdict}. The curves are {shape}.")
 
 
 def display_formats(table: pd.DataFrame) -> dict:
     """How the Frontier page shows these tables, as `kbit report` does: budgets in bits (633.76
     kbit), margins signed (+0.0056); other number columns take the dashboard's default."""
     formats = {c: "{:+.4f}" for c in MARGINS if c in table}
+    if "holm_p" in table:
+        formats["holm_p"] = "{:.3f}"
     if "budget_bits" in table:
         formats["budget_bits"] = format_bits
     return formats

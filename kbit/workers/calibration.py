@@ -6,6 +6,7 @@ A source that cannot be read fails the GPTQ runs as `calibration_unavailable`.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import torch
@@ -96,10 +97,33 @@ def tokenize(text: str, tokenizer) -> torch.Tensor:
     return torch.tensor([t for piece in ids for t in piece], dtype=torch.int64)
 
 
+# A worker keeps its tokenizer with its loaded model: each GPTQ group of that model reuses the
+# tokens of a source (the bundled text takes seconds to tokenize) for as long as the tokenizer lives.
+_TOKENS: "weakref.WeakKeyDictionary[object, dict[str, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def source_tokens(spec: Calibration, tokenizer) -> torch.Tensor:
+    """The token ids of the calibration source, tokenized once per tokenizer object."""
+    try:
+        known = _TOKENS.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced is not cached
+        known = {}
+    key = spec.source
+    if spec.is_file:  # an edited file is read again
+        try:
+            stat = Path(spec.source).stat()
+            key = f"{spec.source}@{stat.st_mtime_ns}:{stat.st_size}"
+        except OSError:
+            pass  # calibration_text says what is wrong with it
+    if key not in known:
+        known[key] = tokenize(calibration_text(spec), tokenizer)
+    return known[key]
+
+
 def calibration_batches(spec: Calibration, tokenizer, context: int | None = None) -> list[torch.Tensor]:
     """`spec.samples` windows of min(seq_len, context) tokens, in (BATCH_ROWS, tokens) LongTensors."""
     seq_len = min(spec.seq_len, context) if context else spec.seq_len
-    tokens = tokenize(calibration_text(spec), tokenizer)
+    tokens = source_tokens(spec, tokenizer)
     if tokens.numel() < seq_len:
         raise CalibrationUnavailable(
             f"calibration source {spec.source!r} gives {tokens.numel()} tokens, fewer than seq_len {seq_len}; "

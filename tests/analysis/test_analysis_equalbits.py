@@ -2,6 +2,7 @@
 no extrapolation, selection on one half of the documents, and the paired bootstrap by hand."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kbit.analysis import equalbits as E
@@ -104,7 +105,7 @@ def test_document_draws_by_hand(monkeypatch):
         1: {"t": {"doc_ids": np.array([0, 1, 2, 3]), "values": np.array([1.0, 0, 1, 1]), "weights": None}},
         2: {"t": {"doc_ids": np.array([3, 2, 1, 0]), "values": np.array([0.0, 1, 1, 0]), "weights": None}},
     }
-    draws = R.document_draws([1, 2], scores, ["t"], n_boot=1, seed=0, model="m")
+    draws = R.document_draws([1, 2], scores, ["t"], n_boot=1, seed=0)
     # run 1 by doc id: 1,0,1,1; run 2 by doc id (reordered): 0,1,1,0
     assert draws[1][R.FULL].tolist() == [0.75, (2 + 0 + 1 + 1) / 4]
     assert draws[1][R.HALF_A].tolist() == [0.5, 1.0]
@@ -113,10 +114,28 @@ def test_document_draws_by_hand(monkeypatch):
     assert draws[2][R.HALF_A].tolist() == [0.5, 0.0]
 
 
+def test_every_model_size_draws_the_same_count_for_a_document():
+    """Sizes share documents: a replicate's count of a document is the same for every run that
+    scored it, also for a model that scored only some of them (and its half for every run that
+    scored the same documents, in whatever order); the counts are a bootstrap (mean 1 per document)."""
+    ids = np.arange(50)
+    full = R.replicate_counts(ids, 400, seed=7)
+    part = R.replicate_counts(ids[10:30], 400, seed=7)
+    assert (full[0] == 1).all() and np.array_equal(full[:, 10:30], part)
+    assert abs(full[1:].mean() - 1) < 0.02 and not np.array_equal(full[1], full[2])
+    assert np.array_equal(R.halves(ids[::-1], 3), R.halves(ids, 3)[::-1]) and R.halves(ids, 3).sum() == 25
+    scores = {run: {"t": {"doc_ids": ids if run == 1 else ids[::-1], "values": np.linspace(0, 1, 50), "weights": None}}
+              for run in (1, 2)}
+    small, large = (R.run_draws(pd.DataFrame({"run_id": [run], "model": [model], "value": [0.5], "stderr": [0.1]}),
+                                scores, "t/acc", 50, seed=0)[0][run] for run, model in ((1, "s1"), (2, "s2")))
+    # run 2 holds the values in reverse document order: the same resample weighs them the other way
+    assert np.corrcoef(small[R.FULL, 1:], large[R.FULL, 1:])[0, 1] < -0.9
+
+
 def test_weighted_documents_reproduce_a_ratio_metric():
     """Bits per byte: sum(bits) / sum(bytes) over the documents, lower is better."""
     scores = {1: {"t": {"doc_ids": np.array([0, 1, 2]), "values": np.array([10.0, 30, 20]), "weights": np.array([10.0, 20, 10])}}}
-    draws = R.document_draws([1], scores, ["t"], n_boot=0, seed=0, model="m")
+    draws = R.document_draws([1], scores, ["t"], n_boot=0, seed=0)
     assert draws[1][R.FULL, 0] == pytest.approx(60 / 40)
 
 

@@ -83,6 +83,8 @@ def test_b_parallel_curved_curves_with_equal_offsets_decide_nothing(lab, capsys)
     report = imported_report(lab, capsys, family(curved, (3, 4, 8, 16), stderr=0.01), "curved")
     assert not any(b["decided"] for b in report["budgets"])
     assert set(verdicts(report).values()) <= {"undecided", "not enough data"}
+    shared = report["parallel"]  # the one-curve model sees them parallel, with no winner
+    assert shared["parallel"] and not shared["decided"] and {g["bits"] for g in shared["groups"]} == {3, 4, 8, 16}
 
 
 def test_c_a_budget_only_8_and_16_bit_reach_is_partial_and_not_counted(lab, capsys):
@@ -102,6 +104,8 @@ def test_d_a_clearly_better_3_bit_is_found(lab, capsys):
     full = [b for b in report["budgets"] if not b["partial"] and 3 in b["compared"]]
     assert full and all(b["decided"] and b["winner_bits"] == 3 for b in full)
     assert verdicts(report)["four_bit_optimal"] == "differs"
+    shared = report["parallel"]
+    assert shared["winner_bits"] == 3 and shared["decided"] and shared["margin"] == pytest.approx(0.05, abs=0.01)
 
 
 def test_e_noise_decides_nothing(lab, capsys):

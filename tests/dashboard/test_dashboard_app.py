@@ -107,15 +107,18 @@ def displayed(table) -> pd.DataFrame:
 def test_frontier_tables_are_shown_whole_with_one_number_format_per_column(monkeypatch, seeded_db):
     url, _ = seeded_db
     at = run_app(monkeypatch, url)
-    assert len(at.table) == 3  # st.table: every row shown, no scrolling inside; the points stay a dataframe
-    budgets, findings = displayed(at.table[0]), displayed(at.table[1])
-    exports = displayed(at.table[2])  # the winners' export commands, beside their budgets
+    assert len(at.table) == 4  # st.table: every row shown, no scrolling inside; the points stay a dataframe
+    budgets, findings, shared = displayed(at.table[0]), displayed(at.table[1]), displayed(at.table[2])
+    exports = displayed(at.table[3])  # the winners' export commands, beside their budgets
     assert list(exports["budget_bits"]) == list(budgets["budget_bits"]) and list(exports.columns) == ["budget_bits", "config", "export"]
     assert all(e == "–" or e.startswith("kbit export ") for e in exports["export"])
     assert len(budgets) == len(at.table[0].value) and len(findings) == len(at.table[1].value)
     assert all(re.fullmatch(r"\d+\.\d\d [kM]bit", b) for b in budgets["budget_bits"]), budgets["budget_bits"]
-    for frame, columns in ((budgets, ["3-bit", "4-bit", "8-bit", "16-bit"]), (budgets, MARGINS), (findings, MARGINS)):
-        for column in columns:
+    assert list(shared["k"]) == ["3-bit", "4-bit", "8-bit", "16-bit"]  # the parallel-curves model, one row per k
+    assert "Which k wins at every budget" in texts(at.caption)
+    for frame, columns in ((budgets, ["3-bit", "4-bit", "8-bit", "16-bit"]), (budgets, MARGINS), (findings, MARGINS),
+                           (shared, MARGINS)):
+        for column in (c for c in columns if c in frame):
             signed = r"[+-]" if column in MARGINS else ""
             assert all(re.fullmatch(signed + r"\d+\.\d{4}", v) or v == "–" for v in frame[column]), frame[column]
     assert not findings.isna().any().any() and "None" not in findings.to_string()

@@ -32,7 +32,7 @@ def report_winners(url, sweep_id, task, metric, tmp_path, monkeypatch):
     monkeypatch.setenv("KBIT_DATABASE_URL", url)
     out = tmp_path / "RESULTS.md"
     assert main(["report", "--sweep", str(sweep_id), "--metric", f"{task}/{metric}", "--output", str(out)]) == 0
-    section = out.read_text().split("## Which precision wins at equal bits")[1].split("## Beside the paper")[0]
+    section = out.read_text().split("## Which precision wins at equal bits")[1].split("\n## ")[0]
     rows = [line.strip().strip("|").split("|") for line in section.splitlines() if re.match(r"\| \d", line)]
     return [as_verdict(cells[-2].strip()) for cells in rows]
 

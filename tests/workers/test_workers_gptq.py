@@ -43,6 +43,23 @@ def test_calibration_windows_are_seeded_and_capped_at_the_context(m1):
     assert not torch.equal(batches[0], other[0])
 
 
+def test_a_source_is_tokenized_once_per_tokenizer_and_an_edited_file_again(m1, tmp_path, monkeypatch):
+    from kbit.workers import calibration
+
+    texts = []
+    monkeypatch.setattr(calibration, "tokenize", lambda text, tok: texts.append(text) or tokenize(text, tok))
+    first = calibration_batches(SMALL, m1.tokenizer, 128)
+    other_seed = calibration_batches(Calibration(samples=32, seed=1), m1.tokenizer, 128)
+    assert len(texts) <= 1 and not torch.equal(first[0], other_seed[0])  # 0 when an earlier test tokenized it
+    path = tmp_path / "calib.txt"
+    path.write_text("first words of a text file.\n" * 100)
+    calibration_batches(Calibration(samples=2, seq_len=8, source=str(path)), m1.tokenizer, 128)
+    calibration_batches(Calibration(samples=2, seq_len=8, source=str(path), seed=3), m1.tokenizer, 128)
+    path.write_text("other words, longer than before.\n" * 100)
+    calibration_batches(Calibration(samples=2, seq_len=8, source=str(path)), m1.tokenizer, 128)
+    assert [t.split()[0] for t in texts[-2:]] == ["first", "other"] and len(texts) <= 3
+
+
 def test_a_text_file_is_a_calibration_source(m1, tmp_path):
     path = tmp_path / "calib.txt"
     path.write_text("In the beginning was the word.\n" * 200)

@@ -61,8 +61,9 @@ def render(url: str | None, opts: dict) -> dict:
         "Each k's score at a budget, read off its curve across model sizes (linear in log bits, never "
         "extrapolated; empty where a k's curve does not reach the budget), its config chosen on half the "
         "documents and scored on the other half. The margin is the leader's lead over the best other k with "
-        "its 95% bootstrap interval; a lead whose interval includes zero is undecided, and a budget some k "
-        "does not reach is partial (never decided). All filtered runs, whatever the facets. "
+        "a 95% bootstrap band that holds for all budgets at once; a lead whose band includes zero is "
+        "undecided, and a budget some k does not reach is partial (never decided). The findings are decided "
+        "together (Holm at 5%); their indented parts are exploratory. All filtered runs, whatever the facets. "
         + tables.share_caption(found)
     )
     table = tables.equal_bits_table(found)
@@ -72,6 +73,11 @@ def render(url: str | None, opts: dict) -> dict:
     st.subheader("The paper's findings")
     findings = tables.findings_table(found)
     common.whole_table(findings, tables.display_formats(findings))
+    if found.parallel is not None:
+        st.subheader("Parallel curves")
+        st.caption(tables.parallel_caption(found))
+        shared = tables.parallel_table(found)
+        common.whole_table(shared, tables.display_formats(shared))
     st.subheader("Take a winner home")
     # The commands in a narrow table of their own: as a column they would cut the equal-bits table.
     exports = tables.with_export_commands(table, runs, x_bits(runs, found.x_axis))[["budget_bits", "config", "export"]]

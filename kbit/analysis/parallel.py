@@ -1,0 +1,142 @@
+"""Parallel curves: which precision wins over a family's whole range of bits, in one fit.
+
+The paper observes that the curves of different k are almost parallel in log bits. This fits
+`score = g(log2 bits) + d_config` to a family's runs: `g` one shared curve, `d_config` one offset
+per config (its lead or lag at equal bits, the same at every budget). A precision's offset is that
+of its best config, chosen on one half of the documents and scored on the other (as `equalbits`
+does), and the verdict on which k wins is about the offsets, with the bootstrap around the whole
+fit (each replicate of `resample.run_draws` refitted). Unlike reading each curve at budgets, the
+fit uses every point and never interpolates a chord between two model sizes: a curve that bends
+between sizes is bent for every k at once, so the segment lengths of different k bias nothing.
+
+`g` is a monotone quadratic spline: g' is piecewise linear on a few knots with non-negative
+coefficients, so g rises with bits in the direction of better scores (more bits never score worse;
+a shape that data on four to six model sizes can pin down, where an isotonic step function would
+put the steps between one k's points and read its offset off a step). The fit is least squares; a
+replicate whose unconstrained fit is not monotone is refitted with non-negative g' (NNLS).
+
+Goodness of fit: the curves are not parallel when a k's residuals drift along its range. Each k's
+drift is the slope of its residuals against log2 bits times the width of its range, with its
+bootstrap interval; when some k's drift is decided and larger than the winner's margin the
+offsets cannot say which k wins everywhere, and `parallel` is False: read the per-budget table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from kbit.analysis.equalbits import Interval
+from kbit.analysis.resample import FULL, HALF_A, HALF_B
+
+MAX_KNOTS = 4
+GRID = 512
+
+
+@dataclass
+class ParallelFit:
+    """Offsets per group (goodness units: positive is better, whatever the metric's direction)."""
+
+    offsets: dict[str, np.ndarray]  # group -> (R + 1,) cross-fitted offset, relative to the best group
+    labels: dict[str, str]  # group -> its best config on all documents
+    winner: str
+    margin: Interval  # the winner's offset over the best other group's
+    drift: dict[str, Interval]  # group -> how far its residuals drift across its range
+    parallel: bool
+    n_points: int
+    rms_residual: float
+
+    def offset(self, group: str) -> Interval:
+        return Interval.of(self.offsets[group])
+
+
+def slope_basis(lo: float, hi: float, n_knots: int):
+    """x -> (points, n_knots) integrals of hat functions on knots evenly spaced over [lo, hi]: g =
+    basis @ c with c >= 0 is a monotone (non-decreasing) quadratic spline, zero at lo."""
+    knots = np.linspace(lo, hi, n_knots)
+    grid = np.linspace(lo, hi, GRID)
+    hats = np.stack([np.interp(grid, knots, np.eye(n_knots)[j]) for j in range(n_knots)], axis=1)
+    steps = np.diff(grid)[:, None] * (hats[1:] + hats[:-1]) / 2
+    integrals = np.vstack([np.zeros((1, n_knots)), np.cumsum(steps, axis=0)])
+
+    def basis(x: np.ndarray) -> np.ndarray:
+        return np.stack([np.interp(x, grid, integrals[:, j]) for j in range(n_knots)], axis=1)
+
+    return basis
+
+
+def fit_columns(slopes: np.ndarray, config_index: np.ndarray, y: np.ndarray):
+    """Least squares of y (points, columns) on slopes @ c + offset[config], c >= 0: (c, offsets)."""
+    n_configs = int(config_index.max()) + 1
+    counts = np.bincount(config_index, minlength=n_configs).astype(float)
+
+    def demean(a):  # within-config demeaning profiles the free offsets out
+        means = np.zeros((n_configs, a.shape[1]))
+        np.add.at(means, config_index, a)
+        return a - (means / counts[:, None])[config_index]
+
+    design, target = demean(slopes), demean(y)
+    c = np.linalg.lstsq(design, target, rcond=None)[0]
+    for column in np.flatnonzero((c < -1e-12).any(axis=0)):
+        c[:, column] = nnls(design, target[:, column])[0]
+    rest = y - slopes @ c
+    offsets = np.zeros((n_configs, y.shape[1]))
+    np.add.at(offsets, config_index, rest)
+    return c, offsets / counts[:, None]
+
+
+def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, list[str]], lower: bool) -> ParallelFit | None:
+    """`configs`: one run per (model, label) with columns run_id, label and x (bits on the axis);
+    `groups`: group name -> its labels. None when fewer than two groups or sizes have points."""
+    configs = configs[configs["label"].isin({label for labels in groups.values() for label in labels})]
+    if configs.empty or configs["x"].nunique() < 3 or sum(configs["label"].isin(ls).any() for ls in groups.values()) < 2:
+        return None
+    x = np.log2(configs["x"].to_numpy(dtype=float))
+    labels = sorted(configs["label"].unique())
+    index = configs["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    stacked = np.stack([draws[int(r)] for r in configs["run_id"]], axis=-1)  # (3, R + 1, points)
+    good = -stacked if lower else stacked
+    rows, replicates = good.shape[0], good.shape[1]
+    y = good.reshape(rows * replicates, -1).T  # (points, 3 * (R + 1))
+    usable = np.isfinite(y).all(axis=0)
+    y = np.where(usable, y, 0.0)
+    n_knots = int(min(MAX_KNOTS, configs["model"].nunique()))
+    slopes = slope_basis(float(x.min()), float(x.max()), max(n_knots, 2))(x)
+    c, offsets = fit_columns(slopes, index, y)
+    offsets[:, ~usable] = np.nan
+    per_label = offsets.reshape(len(labels), rows, replicates)  # (labels, 3, R + 1)
+    residual = (y - slopes @ c - offsets[index]).reshape(-1, rows, replicates)[:, FULL, :]  # (points, R + 1)
+    residual[:, ~usable.reshape(rows, replicates)[FULL]] = np.nan
+
+    group_offsets, best = {}, {}
+    for name, members in groups.items():
+        mine = [i for i, label in enumerate(labels) if label in members]
+        if not mine:
+            continue
+        values = per_label[mine]
+        on_a = np.nan_to_num(values[:, HALF_A, :], nan=-np.inf).argmax(axis=0)
+        on_b = np.nan_to_num(values[:, HALF_B, :], nan=-np.inf).argmax(axis=0)
+        r = np.arange(replicates)
+        group_offsets[name] = (values[on_a, HALF_B, r] + values[on_b, HALF_A, r]) / 2
+        best[name] = labels[mine[int(np.nan_to_num(values[:, FULL, 0], nan=-np.inf).argmax())]]
+    names = list(group_offsets)
+    winner = max(names, key=lambda g: group_offsets[g][0])
+    rival = np.max(np.stack([group_offsets[g] for g in names if g != winner]), axis=0)
+    margin = Interval.of(group_offsets[winner] - rival)
+    top = group_offsets[winner].copy()
+    offsets_rel = {g: v - top for g, v in group_offsets.items()}
+
+    drift = {}
+    for name, members in groups.items():
+        points = np.flatnonzero(configs["label"].isin(members).to_numpy())
+        if name not in group_offsets or len(np.unique(x[points])) < 2:
+            continue
+        xs = x[points] - x[points].mean()
+        slope = xs @ residual[points] / (xs @ xs)
+        drift[name] = Interval.of(slope * (x[points].max() - x[points].min()))
+    bent = [d for d in drift.values() if d.decided and abs(d.value) > abs(margin.value)]
+    return ParallelFit(offsets_rel, best, winner, margin, drift, parallel=not bent, n_points=len(configs),
+                       rms_residual=float(np.sqrt(np.mean(residual[:, 0] ** 2))))

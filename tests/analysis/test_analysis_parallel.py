@@ -1,0 +1,63 @@
+"""The parallel-curves model: a shared monotone curve plus one offset per config, its bootstrap,
+and the goodness-of-fit that says when the curves are not parallel."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kbit.analysis import parallel
+from kbit.analysis.resample import stderr_draws
+
+SIZES = np.array([1e5, 4e5, 1.6e6, 6.4e6])  # parameters of four model sizes
+
+
+def family(offsets: dict[int, float], tilt: dict[int, float] | None = None, noise: float = 0.002, curve=np.sqrt):
+    """Runs of k-bit configs (one per k) on four sizes: score = curve(log2 bits) + offset[k] (+ a
+    tilt per k that makes its curve steeper), each known with `noise` as its stderr."""
+    rows, draws = [], {}
+    for k, offset in offsets.items():
+        for i, n in enumerate(SIZES):
+            bits = n * (k + 0.25)
+            x = np.log2(bits)
+            value = curve(x) + offset + (tilt or {}).get(k, 0.0) * (x - 20)
+            run = len(rows) + 1
+            rows.append({"run_id": run, "model": f"s{i}", "label": f"nf{k}", "bits": k, "x": bits, "value": value})
+            draws[run] = stderr_draws(value, noise, 400, seed=run)
+    return pd.DataFrame(rows), draws
+
+
+def groups(frame):
+    return {f"{k}-bit": [f"nf{k}"] for k in sorted(frame["bits"].unique())}
+
+
+def test_offsets_are_recovered_on_a_curved_shared_curve():
+    frame, draws = family({3: -0.05, 4: 0.0, 8: -0.2})
+    fit = parallel.fit(frame, draws, groups(frame), lower=False)
+    assert fit.winner == "4-bit" and fit.margin.decided and fit.margin.value == pytest.approx(0.05, abs=0.01)
+    assert fit.offset("8-bit").value == pytest.approx(-0.2, abs=0.01) and fit.offset("8-bit").high < 0
+    assert fit.parallel and fit.rms_residual < 0.01
+
+
+def test_lower_is_better_metrics_fit_the_same_way():
+    frame, draws = family({3: 0.05, 4: 0.0}, curve=lambda x: -np.sqrt(x))
+    fit = parallel.fit(frame, draws, groups(frame), lower=True)
+    assert fit.winner == "4-bit" and fit.offset("3-bit").value == pytest.approx(-0.05, abs=0.01)
+
+
+def test_tied_offsets_decide_nothing():
+    frame, draws = family({3: 0.0, 4: 0.0}, noise=0.01)
+    fit = parallel.fit(frame, draws, groups(frame), lower=False)
+    assert not fit.margin.decided
+
+
+def test_curves_that_cross_are_not_parallel():
+    """3-bit steeper than 4-bit by 0.03 per doubling: it loses at few bits and wins at many."""
+    frame, draws = family({3: 0.0, 4: 0.0}, tilt={3: 0.03})
+    fit = parallel.fit(frame, draws, groups(frame), lower=False)
+    assert not fit.parallel and fit.drift["3-bit"].decided
+
+
+def test_too_few_sizes_give_no_fit():
+    frame, draws = family({3: 0.0, 4: 0.0})
+    one_size = frame[frame["model"] == "s0"]
+    assert parallel.fit(one_size, draws, groups(frame), lower=False) is None
