@@ -32,9 +32,10 @@ demo: install
 test: install
 	bash scripts/test.sh
 
-# The inner loop: everything but the tests that start Ray, drive a browser or take Postgres away.
+# The inner loop: everything but the tests that start Ray, drive a browser, take Postgres away or
+# start several heavy processes (pyproject.toml's markers).
 test-fast: install
-	bash scripts/test.sh -m "not ray and not browser and not outage"
+	bash scripts/test.sh -m "not ray and not browser and not outage and not slow"
 
 bench: install
 	$(BIN)/python -m benchmarks.kernels

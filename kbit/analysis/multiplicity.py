@@ -8,7 +8,7 @@ Replicates: a percentile p-value moves in steps of 2 / R. The strictest level a 
 4-bit's "differs" with five rivals (the demo's 3, 5, 6, 8 and 16 bits) at Holm's first step:
 0.05 / 3 / 5 = 0.0033 two-sided, a tail of 0.0017. R = equalbits.N_BOOT = 4,000 puts about 7
 replicates in that tail (1,000 put under 2, so a verdict there hung on one replicate); a report of
-both demo metrics takes about 6 s and 0.4 GB at 4,000 (3 s at 1,000).
+both demo metrics takes about 4 s and 0.4 GB at 4,000.
 """
 
 from __future__ import annotations
@@ -60,11 +60,16 @@ def simultaneous_level(draws: np.ndarray, level: float = 1 - ALPHA) -> float:
     noisy = [j for j in range(reps.shape[1]) if np.isfinite(reps[:, j]).sum() > 1 and np.nanstd(reps[:, j]) > 0]
     if len(noisy) <= 1:
         return level
-    reps = reps[:, noisy]
-    for pointwise in np.linspace(level, 0.999, 200):
-        tail = (1 - pointwise) / 2 * 100
-        low, high = np.nanpercentile(reps, [tail, 100 - tail], axis=0)
-        inside = ((reps >= low) & (reps <= high)) | ~np.isfinite(reps)
-        if inside.all(axis=1).mean() >= level:
-            return float(pointwise)
-    return 0.999
+    # How far out each replicate lies in each column: its rank from the nearer end (1 = an extreme).
+    depth = np.full((reps.shape[0], len(noisy)), np.inf)
+    for i, j in enumerate(noisy):
+        finite = np.flatnonzero(np.isfinite(reps[:, j]))
+        rank = np.empty(len(finite), dtype=int)
+        rank[np.argsort(reps[finite, j], kind="stable")] = np.arange(len(finite))
+        depth[finite, i] = np.minimum(rank + 1, len(finite) - rank)
+    shallowest = np.sort(depth.min(axis=1))
+    # keep at least `level` of the replicates: those whose every column is at least this deep
+    keep = shallowest[int(np.floor((1 - level) * len(shallowest)))]
+    n = int(np.isfinite(reps[:, noisy]).sum(axis=0).min())
+    # np.percentile puts the lower end at position (n - 1) * (1 - pointwise) / 2: at rank keep - 1
+    return float(np.clip(1 - 2 * (keep - 1) / (n - 1), level, 0.9999))

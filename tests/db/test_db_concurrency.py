@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 
+import pytest
 from dbtest_helpers import claim_and_die, claim_until_empty, make_run
 from sqlalchemy import func, select
 
@@ -16,6 +17,7 @@ N_RUNS = 1000
 N_WORKERS = 4
 
 
+@pytest.mark.slow
 def test_processes_claim_every_run_exactly_once(db_url):
     engine = connect(db_url)
     with session_scope(engine) as s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -41,6 +42,7 @@ def test_downgrade_to_base_and_back(engine):
     assert diff(engine, Base.metadata) == []
 
 
+@pytest.mark.slow
 def test_processes_starting_together_upgrade_once(db_url):
     # Several services starting at once against an empty database: one migrates, the others wait.
     import multiprocessing

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
 TABLES = ("summary.md", "tests.md", "kernels.md", "model.md")
+
+pytestmark = pytest.mark.slow
 
 
 def _dry_run(out: Path, **env) -> subprocess.CompletedProcess:
