@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "dashboard"))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "dashboard")]  # the helpers import tests.support
 
 from dashtest_browser import browsing, page_shot, shows  # noqa: E402
 
