@@ -33,12 +33,13 @@ def env(team, monkeypatch, ray_head):
     return ray_head["address"]
 
 
-def micro_sweep(tmp_path, name="micro-e2e", bits="[4, 8]", dtypes="[nf, int]", blocksizes="[64]"):
+def micro_sweep(tmp_path, name="micro-e2e", bits="[4, 8]", dtypes="[nf, int]", blocksizes="[64]",
+                evaluation="{limit: 8, batch_size: 8}"):
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         f"name: {name}\nteam: e2e\nmodels:\n  - family: micro\n"
         f"grid: {{bits: {bits}, dtypes: {dtypes}, blocksizes: {blocksizes}}}\n"
-        "tasks: [kbit_lastword, kbit_choice, kbit_heldout]\neval: {limit: 8, batch_size: 8}\n"
+        f"tasks: [kbit_lastword, kbit_choice, kbit_heldout]\neval: {evaluation}\n"
     )
     return str(path)
 
@@ -112,9 +113,12 @@ def test_submit_through_the_ray_client_runs_everything_and_results_match(env, te
 
 
 def test_cancel_through_the_cluster(env, team, tmp_path, capsys):
-    # 282 runs: far more than the cluster finishes in the seconds a second client connect takes
+    # 282 runs of 40 documents one at a time: minutes of work for the cluster's two CPUs, against
+    # the seconds a second client connect takes (with 8 documents in batches of 8 the workers, warm
+    # from the test before, finished all 282 before the cancel once)
     path = micro_sweep(tmp_path, name="micro-cancel", bits="[2, 3, 4, 5, 6, 7, 8]",
-                       dtypes="[int, fp, nf, quantile, dynamic]", blocksizes="[32, 64, 128, 256]")
+                       dtypes="[int, fp, nf, quantile, dynamic]", blocksizes="[32, 64, 128, 256]",
+                       evaluation="{limit: 40, batch_size: 1}")
     assert main(["submit", path, "--address", env]) == 0
     sweep_id = int(capsys.readouterr().out.split("sweep ")[1].split()[0])
     assert main(["cancel", str(sweep_id), "--team", "e2e", "--address", env]) == 0
