@@ -89,6 +89,7 @@ class Comparison:
     best_label: dict[str, list]
     evidence: dict[str, int]
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    draws: dict[int, np.ndarray] = field(default_factory=dict)  # resample.run_draws of the compared runs
 
     def goodness(self, group: str) -> np.ndarray:
         """The group's score with higher always better."""
@@ -202,7 +203,7 @@ def compare(
             if found is not None:
                 score[name][:, i], best_label[name][i] = found
     counts = pd.Series(list(evidence.values()), dtype=object).value_counts().to_dict()
-    out = Comparison(metric, lower, x_axis, list(groups), 2.0**budgets, score, best_label, counts)
+    out = Comparison(metric, lower, x_axis, list(groups), 2.0**budgets, score, best_label, counts, draws=draws)
     out.table = budget_table(out)
     return out
 

@@ -34,7 +34,6 @@ from kbit.analysis import equalbits, multiplicity, parallel, scaling
 from kbit.analysis.equalbits import Comparison, Interval
 from kbit.analysis.frontier import frontier_view, plottable, sixteen_bit_share
 from kbit.analysis.metrics import lower_is_better
-from kbit.analysis.resample import run_draws
 
 FINDINGS = {
     "four_bit_optimal": "4-bit is almost always optimal for a fixed total of model bits",
@@ -149,7 +148,7 @@ def part(name: str, draws: np.ndarray | None) -> dict:
 def all_of(finding_id: str, comparisons: dict[str, np.ndarray | None], rows: list[dict]) -> Finding:
     """A claim that holds only if it holds against every one of `comparisons` (name -> draws of the
     claim's advantage, positive: it holds): the intersection-union test described above, as a
-    p-value (`verdict_at` turns it into a verdict at the level Holm gives the finding)."""
+    p-value (`decide_together` turns it into a verdict at the level Holm gives the finding)."""
     found = {name: d for name, d in comparisons.items() if d is not None and np.isfinite(d[0])}
     if not found:
         return Finding(finding_id, FINDINGS[finding_id], "not enough data", None, rows)
@@ -161,7 +160,7 @@ def all_of(finding_id: str, comparisons: dict[str, np.ndarray | None], rows: lis
 
 
 def one_comparison(finding_id: str, draws: np.ndarray | None, rows: list[dict]) -> Finding:
-    """A claim made of one comparison: decided when its interval (at the finding's level) excludes zero."""
+    """A claim made of one comparison, as its own bootstrap p-value (decided by `decide_together`)."""
     if draws is None or not np.isfinite(draws[0]):
         return Finding(finding_id, FINDINGS[finding_id], "not enough data", None, rows)
     p_agrees, p_differs = multiplicity.p_positive(draws), multiplicity.p_negative(draws)
@@ -259,7 +258,7 @@ def findings(
     # A scaling law is a family's: across families only the measured comparison is made.
     one_family = "family" not in usable or usable["family"].nunique() <= 1
     fits = scaling.fit_groups(usable, metric, groups, x_axis) if one_family else {}
-    shared_curve = parallel_fit(usable, metric, scores, x_axis, n_boot, lower) if one_family else None
+    shared_curve = parallel_fit(usable, precision, x_axis, lower) if one_family else None
     return Findings(
         metric=metric, lower=lower, x_axis=x_axis, n_runs=len(usable), models=models,
         median_stderr=stderrs[len(stderrs) // 2] if stderrs else None, precision=precision, frontier=front,
@@ -271,12 +270,13 @@ def findings(
     )
 
 
-def parallel_fit(usable, metric, scores, x_axis, n_boot, lower) -> parallel.ParallelFit | None:
-    """The parallel-curves model of one family's runs, precisions as groups (see `parallel`)."""
+def parallel_fit(usable, precision: Comparison, x_axis, lower) -> parallel.ParallelFit | None:
+    """The parallel-curves model of one family's runs, precisions as groups (see `parallel`), on the
+    draws the precision comparison made of the same configs."""
     if usable.empty:
         return None
     placed = usable.assign(x=equalbits.x_bits(usable, x_axis))
     configs = equalbits.one_run_per_config(placed[placed["x"] > 0])
-    draws, _ = run_draws(configs, scores, metric, n_boot, seed=0)
+    draws = precision.draws
     labels = {k_name(k): sorted(runs["label"].unique()) for k, runs in configs.groupby("bits")}
     return parallel.fit(configs, draws, labels, lower)

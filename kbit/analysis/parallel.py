@@ -52,6 +52,10 @@ class ParallelFit:
     def offset(self, group: str) -> Interval:
         return Interval.of(self.offsets[group])
 
+    def shown(self, group: str) -> Interval:
+        """What a table shows for a group: the leader's lead over the next, else its gap behind the leader."""
+        return self.margin if group == self.winner else self.offset(group)
+
 
 def slope_basis(lo: float, hi: float, n_knots: int):
     """x -> (points, n_knots) integrals of hat functions on knots evenly spaced over [lo, hi]: g =

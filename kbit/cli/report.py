@@ -79,7 +79,7 @@ def interval_text(margin: Interval | None) -> str:
 
 
 def p_value_text(p: float | None) -> str:
-    """A Holm-adjusted p as the report shows it: 'p 0.012'; '< 0.001' when no replicate crossed zero."""
+    """A Holm-adjusted p as the report shows it: '0.012'; '< 0.001' below that."""
     if p is None:
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
@@ -229,8 +229,7 @@ def parallel_section(f: Findings) -> list[str]:
            "| k | offset behind the leader [95% interval] | config | drift across its range [95% interval] |",
            "|---|---|---|---|"]
     for group in sorted(fit.offsets, key=k_of):
-        offset = fit.margin if group == fit.winner else fit.offset(group)
-        shown = f"leads by {interval_text(offset)}" if group == fit.winner else interval_text(offset)
+        shown = f"leads by {interval_text(fit.margin)}" if group == fit.winner else interval_text(fit.offset(group))
         out.append(f"| {group} | {shown} | {fit.labels[group]} | {interval_text(fit.drift.get(group))} |")
     verdict = f"**{fit.winner}**" if decided else f"undecided ({fit.winner} ahead)"
     shape = ("The curves are parallel within the noise: no k drifts by more than the leader's margin."

@@ -55,7 +55,7 @@ def parallel_table(found: Findings) -> pd.DataFrame:
     fit = found.parallel
     rows = []
     for group in sorted(fit.offsets, key=k_of):
-        offset = fit.margin if group == fit.winner else fit.offset(group)
+        offset = fit.shown(group)
         drift = fit.drift.get(group)
         rows.append({"k": group, "offset": offset.value, "offset_low": offset.low, "offset_high": offset.high,
                      "config": fit.labels[group], "drift": drift.value if drift else None,
