@@ -1,8 +1,9 @@
 """Connecting this process to Ray: an embedded local cluster, a `ray://` client, or a cluster address.
 
-A Ray Client connect fails now and then (the server is still starting, a proxy hiccups), so it
-is retried a few times with a growing pause; a port nobody listens on fails fast with one clear
-message instead of Ray's own half-minute of retries.
+A Ray Client connect fails now and then (the head's proxy starts a server process per client, and
+on a loaded head that process can miss the proxy's 30 s deadline), so it is retried a few times
+with a growing pause; a port nobody listens on fails fast with one clear message instead of Ray's
+own half-minute of retries.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from kbit.errors import ClusterUnreachable
 from kbit.service.retry import transient
 
 NAMESPACE = settings.RAY_NAMESPACE
+# Tries of a client connect, and the time they may take together: one failed try can itself take
+# ~45 s (the proxy's 30 s wait for the per-client server, plus its start), so the budget is counted
+# in tries, with the time bound only a backstop.
+CONNECT_ATTEMPTS = 4
+CONNECT_SECONDS = 240
+FIRST_WAIT_S = 0.5
 
 
 def _unreachable(address: str, reason: str) -> ClusterUnreachable:
@@ -67,6 +74,15 @@ class _NoAnswer(Exception):
     """One failed Ray client connect (retried; its text is the reason shown at the end)."""
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of a Ray error and, when it has more, its last: Ray's "Initialization failure
+    from server:" is followed by the proxy's whole traceback, whose last line says what failed."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
+
 def _client_connect(address: str, host: str, port: int, log_level: int, quiet: bool) -> None:
     problem = _tcp_check(host, port, timeout=3.0)
     if problem is not None:
@@ -77,10 +93,10 @@ def _client_connect(address: str, host: str, port: int, log_level: int, quiet: b
     except (ConnectionError, RuntimeError) as exc:
         if ray.is_initialized():
             ray.shutdown()
-        raise _NoAnswer(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise _NoAnswer(_reason(exc)) from None
 
 
-def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int | None = None, quiet: bool = True):
+def connect_ray(address: str | None = None, *, attempts: int = CONNECT_ATTEMPTS, num_cpus: int | None = None, quiet: bool = True):
     """Connect (or reuse this process's connection) and return the address kind:
     'embedded' (address None/'local': a local Ray in this process), 'client' (ray://HOST:PORT),
     or 'driver' (a cluster address such as 'auto' or HOST:GCS_PORT, from a node of that cluster)."""
@@ -97,8 +113,9 @@ def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int 
         if not parsed.hostname or not parsed.port:
             raise ClusterUnreachable(f"{address!r} is not a Ray client address; use ray://HOST:PORT (e.g. ray://head:10001)")
         try:
-            # A connect fails now and then (the server still starting, a gRPC fork race): try again.
-            for attempt in transient((_NoAnswer,), seconds=60, first_wait=0.5, attempts=attempts):
+            # A connect fails now and then (the per-client server still starting): try again.
+            for attempt in transient((_NoAnswer,), seconds=CONNECT_SECONDS, first_wait=FIRST_WAIT_S,
+                                     attempts=attempts):
                 with attempt:
                     _client_connect(address, parsed.hostname, parsed.port, log_level, quiet)
         except _NoAnswer as exc:
@@ -112,7 +129,7 @@ def connect_ray(address: str | None = None, *, attempts: int = 4, num_cpus: int 
     try:
         ray.init(address=address, namespace=NAMESPACE, logging_level=log_level, log_to_driver=not quiet, **extra)
     except (ConnectionError, RuntimeError) as exc:
-        raise _unreachable(address, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise _unreachable(address, _reason(exc)) from None
     return "driver"
 
 
