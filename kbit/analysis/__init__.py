@@ -1,6 +1,6 @@
 """Pure pandas over result rows (`kbit.db.queries.frontier_rows`) and per-document scores
 (`kbit.db.queries.document_scores`): a metric's direction, the Pareto frontier, precisions compared
-at equal bits with bootstrap intervals, scaling-law fits, and the paper's findings. The CLI, the
+at equal bits with bootstrap intervals, the parallel-curves fit, and the paper's findings. The CLI, the
 report and the dashboard take every such answer from here. Imports no torch, no ray, no database.
 
     frame = rows_to_frame(rows)

@@ -1,23 +1,31 @@
-"""The paper's three findings, checked against one metric's runs: pure pandas, no text.
+"""The paper's findings, checked against one metric's runs: pure pandas, no text.
 
 `findings(frame, metric, scores)` takes rows_to_frame's runs (and their per-document scores, when
 stored) and returns what the report, the demo and the JSON output show: precisions compared at
 equal bits (`equalbits.compare`, one row per budget with the winner, its margin and interval),
-the scaling-law fits and their predictions, and a verdict on each finding as the paper states it:
+the parallel-curves fit (the family's scaling law), and a verdict on each finding as the paper
+states it:
 
-- four_bit_optimal: 4-bit against each other k, at equal bits, averaged over the budgets both cover;
+- four_bit_optimal: 4-bit against each other k at equal bits: from the parallel-curves offsets when the
+  curves are parallel (one lead per k, every point used, no chords), else averaged over the budgets
+  both cover;
 - small_blocks: at k = 3..5, the best config with blocks of 64-128 against larger blocks;
 - quantile_float_beat_int_dynamic: each of the paper's pairs (quantile vs int, quantile vs dynamic,
   fp vs int, fp vs dynamic) at k = 3 and 4; k = 5, where the paper reports the opposite, and nf (not
-  in the paper's comparison) on rows of their own that do not count.
+  in the paper's comparison) on rows of their own that do not count;
+- gptq_beats_rtn: GPTQ against round-to-nearest at k = 3 and 4, at equal bits within each k (the
+  family's runs of both methods; other k on rows that do not count);
+- outliers_help_low_bits: proxy (outlier) quantization against none at k = 3 and 4, at equal bits,
+  the 16-bit outlier columns counted in the bits.
 
 A claim made of several comparisons is tested so that taking the best of them cannot decide it:
 it can `agree` only when every comparison agrees (an intersection-union test, which needs no
 correction: its p-value is the largest of theirs), and `differ` only when some comparison goes
 against it after a Bonferroni correction over the comparisons (so with m rivals truly tied, `differs`
 comes up at most 5% of the time). A one-comparison claim has its own bootstrap p-value. The three
-findings are then decided together, by Holm's step-down at 5% (`multiplicity`): a report makes three
-headline claims per metric and the chance that any of them is wrong stays at 5%. A finding not
+findings that have data are then decided together, by Holm's step-down at 5% (`multiplicity`): a
+report makes up to five headline claims per metric and the chance that any of them is wrong stays at
+5%. A finding not
 decided is `undecided` (or `not enough data` when the runs cannot answer it). Its margin is the lead
 over the closest rival (per bootstrap replicate, the smallest of the comparisons) with a 95% interval;
 the rows under a finding are exploratory, each at 95% on its own.
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kbit.analysis import equalbits, multiplicity, parallel, scaling
+from kbit.analysis import equalbits, multiplicity, parallel
 from kbit.analysis.equalbits import Comparison, Interval
 from kbit.analysis.frontier import frontier_view, plottable, sixteen_bit_share
 from kbit.analysis.metrics import lower_is_better
@@ -39,6 +47,8 @@ FINDINGS = {
     "four_bit_optimal": "4-bit is almost always optimal for a fixed total of model bits",
     "small_blocks": "small blocks (64-128) help at 3-5 bits",
     "quantile_float_beat_int_dynamic": "quantile and float beat integer and dynamic exponent",
+    "gptq_beats_rtn": "GPTQ beats round-to-nearest at 3 and 4 bits",
+    "outliers_help_low_bits": "outlier (proxy) quantization helps at 3 and 4 bits",
 }
 VERDICTS = ("agrees", "differs", "undecided", "not enough data")
 SMALL_K = (3, 4, 5)
@@ -46,6 +56,7 @@ SMALL_BLOCK = 128  # the paper's small blocks are 64 and 128
 GOOD_DTYPES, WEAK_DTYPES = ("quantile", "fp"), ("int", "dynamic")
 DTYPE_PAIRS = tuple((good, weak) for good in GOOD_DTYPES for weak in WEAK_DTYPES)
 DTYPE_K = (3, 4)  # where the paper finds quantile and float ahead; at k = 5 it reports the opposite
+LOW_K = (3, 4)  # where the paper finds GPTQ and outlier quantization worth it
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Finding:
     rows: list[dict] = field(default_factory=list)  # {"name", "margin": Interval | None, "verdict"}
     p: float | None = None  # Holm-adjusted over the findings (before decide_together: this one's own)
     direction: str | None = None  # the verdict it gets if decided: "agrees" or "differs"
+    basis: str | None = None  # four_bit_optimal: "offsets" (parallel curves) or "budgets"
 
 
 @dataclass
@@ -73,8 +85,6 @@ class Findings:
     precision: Comparison  # groups "3-bit", "4-bit", ..., "16-bit" at equal bits
     frontier: pd.DataFrame  # the runs on the Pareto frontier, by total bits
     findings: list[Finding]
-    fits: dict[str, scaling.Fit]
-    predictions: pd.DataFrame
     family: str | None = None  # the one family analysed (None: the runs do not say, or several)
     sweeps: list[int] = field(default_factory=list)  # the sweeps whose runs were used
     sixteen_bit_share: dict[str, tuple[float, float]] = field(default_factory=dict)  # frontier.sixteen_bit_share
@@ -180,11 +190,60 @@ def decide_together(found: list[Finding]) -> list[Finding]:
     return found
 
 
-def four_bit_finding(precision: Comparison) -> Finding:
+def four_bit_finding(precision: Comparison, shared_curve: "parallel.ParallelFit | None" = None) -> Finding:
+    """4-bit against each other k: the differences of their parallel-curves offsets when the curves
+    are parallel (the paper's reading, no interpolation), else the per-budget advantages averaged
+    over the budgets both cover."""
     others = [g for g in precision.groups if g != "4-bit"]
+    if shared_curve is not None and shared_curve.parallel and "4-bit" in shared_curve.offsets:
+        offsets = shared_curve.offsets
+        pairwise = {g: offsets["4-bit"] - offsets[g] for g in others if g in offsets}
+        rows = [part(f"4-bit vs {g} (offsets)", d) for g, d in pairwise.items()]
+        found = all_of("four_bit_optimal", pairwise, rows)
+        found.basis = "offsets"
+        return found
     pairwise = {g: advantage_draws(precision, "4-bit", [g]) for g in others}
     rows = [part(f"4-bit vs {g}", d) for g, d in pairwise.items()]
-    return all_of("four_bit_optimal", pairwise if "4-bit" in precision.score else {}, rows)
+    found = all_of("four_bit_optimal", pairwise if "4-bit" in precision.score else {}, rows)
+    found.basis = "budgets" if found.margin is not None else None
+    return found
+
+
+def low_k_finding(finding_id: str, frame, metric, scores, x_axis, n_boot, sides: dict[str, pd.Series],
+                  name: str) -> Finding:
+    """`sides` (two masks, the claim's side first) compared at equal bits within each k that has
+    both; the claim must hold at every k of LOW_K that has data (all_of); other k are rows that
+    do not count."""
+    (mine, mine_mask), (theirs, theirs_mask) = sides.items()
+    counted, rows = {}, []
+    for k in sorted(int(k) for k in frame["bits"].dropna().unique() if k < 16):
+        at_k = frame["bits"] == k
+        groups = {mine: mine_mask & at_k, theirs: theirs_mask & at_k}
+        if not all(mask.any() for mask in groups.values()):
+            continue
+        comp = equalbits.compare(frame[at_k], metric, {g: m[at_k] for g, m in groups.items()}, scores,
+                                 x_axis=x_axis, n_boot=n_boot)
+        draws = advantage_draws(comp, mine, [theirs])
+        counts = k in LOW_K
+        rows.append(part(f"k={k}: {name}" + ("" if counts else " (does not count)"), draws))
+        if counts:
+            counted[f"k={k}"] = draws
+    rows = [r for r in rows if r["margin"] is not None]
+    return all_of(finding_id, counted, rows)
+
+
+def gptq_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
+    if "method" not in frame:
+        return Finding("gptq_beats_rtn", FINDINGS["gptq_beats_rtn"], "not enough data", None)
+    method = frame["method"].fillna("rtn")
+    return low_k_finding("gptq_beats_rtn", frame, metric, scores, x_axis, n_boot,
+                         {"gptq": method == "gptq", "rtn": method == "rtn"}, "GPTQ vs RTN")
+
+
+def outlier_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
+    fraction = pd.to_numeric(frame["outlier_fraction"], errors="coerce").fillna(0.0)
+    return low_k_finding("outliers_help_low_bits", frame, metric, scores, x_axis, n_boot,
+                         {"outliers": fraction > 0, "none": fraction == 0}, "outliers vs none")
 
 
 def within_k(frame, metric, scores, x_axis, n_boot, build) -> tuple[list[dict], list[np.ndarray]]:
@@ -240,8 +299,11 @@ def dtype_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
 
 def findings(
     frame: pd.DataFrame, metric: str, scores: dict | None = None, x_axis: str = "total",
-    n_boot: int = equalbits.N_BOOT,
+    n_boot: int = equalbits.N_BOOT, family_runs: pd.DataFrame | None = None,
 ) -> Findings:
+    """The analysis of `frame` (one family's runs of one rounding method, or whatever the caller
+    chose); `family_runs`, when the caller split the family by method, holds all of them, for the
+    comparison of the methods."""
     lower = lower_is_better(metric)
     usable = plottable(frame)
     points = frontier_view(usable, metric)
@@ -250,19 +312,21 @@ def findings(
     models = sorted({(float(n) if pd.notna(n) else 0.0, m) for n, m in zip(usable["n_params"], usable["model"])})
     groups = precision_groups(usable)
     precision = equalbits.compare(usable, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
-    found = [four_bit_finding(precision)]
+    # The shared curve is a family's: across families only the measured comparison is made.
+    one_family = "family" not in usable or usable["family"].nunique() <= 1
+    shared_curve = parallel_fit(usable, precision, x_axis, lower) if one_family else None
+    found = [four_bit_finding(precision, shared_curve)]
     rows, counted = within_k(usable, metric, scores, x_axis, n_boot, block_groups)
     found.append(one_comparison("small_blocks", combined_draws(counted), rows))
     found.append(dtype_finding(usable, metric, scores, x_axis, n_boot))
+    both_methods = plottable(family_runs) if family_runs is not None else usable
+    found.append(gptq_finding(both_methods, metric, scores, x_axis, n_boot))
+    found.append(outlier_finding(usable, metric, scores, x_axis, n_boot))
     decide_together(found)
-    # A scaling law is a family's: across families only the measured comparison is made.
-    one_family = "family" not in usable or usable["family"].nunique() <= 1
-    fits = scaling.fit_groups(usable, metric, groups, x_axis) if one_family else {}
-    shared_curve = parallel_fit(usable, precision, x_axis, lower) if one_family else None
     return Findings(
         metric=metric, lower=lower, x_axis=x_axis, n_runs=len(usable), models=models,
         median_stderr=stderrs[len(stderrs) // 2] if stderrs else None, precision=precision, frontier=front,
-        findings=found, fits=fits, predictions=scaling.predictions(fits, lower),
+        findings=found,
         family=str(usable["family"].iloc[0]) if one_family and "family" in usable and len(usable) else None,
         sweeps=sorted(int(s) for s in usable["sweep_id"].dropna().unique()) if "sweep_id" in usable else [],
         sixteen_bit_share=sixteen_bit_share(usable) if "n_quantized" in usable else {},

@@ -19,11 +19,15 @@ Goodness of fit: the curves are not parallel when a k's residuals drift along it
 drift is the slope of its residuals against log2 bits times the width of its range, with its
 bootstrap interval; when some k's drift is decided and larger than the winner's margin the
 offsets cannot say which k wins everywhere, and `parallel` is False: read the per-budget table.
+
+The fit is also the family's scaling law: `predict` gives a k's fitted score, g + d_k, with its
+interval, only inside the range of bits that k was measured on (a law fitted on four sizes says
+nothing past them), and `versus` gives d_k - d_4, the lead of one k over another at every budget.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -48,6 +52,12 @@ class ParallelFit:
     parallel: bool
     n_points: int
     rms_residual: float
+    lower: bool = False
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> its lowest, highest bits
+    top: np.ndarray | None = None  # (R + 1,) the leader's absolute offset (offsets are relative to it)
+    # g, cross-fitted: the slope basis's span (lo, hi log2 bits, knots) and its (knots, R + 1) coefficients
+    basis: tuple[float, float, int] = (0.0, 1.0, 2)
+    coefficients: np.ndarray | None = None
 
     def offset(self, group: str) -> Interval:
         return Interval.of(self.offsets[group])
@@ -55,6 +65,23 @@ class ParallelFit:
     def shown(self, group: str) -> Interval:
         """What a table shows for a group: the leader's lead over the next, else its gap behind the leader."""
         return self.margin if group == self.winner else self.offset(group)
+
+    def versus(self, group: str, reference: str) -> Interval | None:
+        """d_group - d_reference (goodness units) with its interval: how far `group` leads `reference`
+        at every budget if the curves are parallel; None when either has no offset."""
+        if group not in self.offsets or reference not in self.offsets:
+            return None
+        return Interval.of(self.offsets[group] - self.offsets[reference])
+
+    def predict(self, group: str, bits: np.ndarray) -> np.ndarray:
+        """(R + 1, len(bits)) `group`'s fitted score in the metric's units (g + its offset), NaN at
+        budgets outside the bits it was measured on."""
+        bits = np.asarray(bits, dtype=float)
+        lo, hi = self.ranges[group]
+        inside = (bits >= lo * (1 - 1e-9)) & (bits <= hi * (1 + 1e-9))
+        shared = slope_basis(*self.basis)(np.log2(bits)) @ self.coefficients  # (len(bits), R + 1)
+        good = shared.T + (self.offsets[group] + self.top)[:, None]
+        return np.where(inside[None, :], -good if self.lower else good, np.nan)
 
 
 def slope_basis(lo: float, hi: float, n_knots: int):
@@ -108,8 +135,13 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
     usable = np.isfinite(y).all(axis=0)
     y = np.where(usable, y, 0.0)
     n_knots = int(min(MAX_KNOTS, configs["model"].nunique()))
-    slopes = slope_basis(float(x.min()), float(x.max()), max(n_knots, 2))(x)
+    span = (float(x.min()), float(x.max()), max(n_knots, 2))
+    slopes = slope_basis(*span)(x)
     c, offsets = fit_columns(slopes, index, y)
+    by_row = c.reshape(-1, rows, replicates)
+    # a group's offset is cross-fitted (config chosen on one half, its offset read on the other), so
+    # its curve is too: the mean of the two halves' g
+    halves = (by_row[:, HALF_A, :] + by_row[:, HALF_B, :]) / 2
     offsets[:, ~usable] = np.nan
     per_label = offsets.reshape(len(labels), rows, replicates)  # (labels, 3, R + 1)
     residual = (y - slopes @ c - offsets[index]).reshape(-1, rows, replicates)[:, FULL, :]  # (points, R + 1)
@@ -142,5 +174,9 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
         slope = xs @ residual[points] / (xs @ xs)
         drift[name] = Interval.of(slope * (x[points].max() - x[points].min()))
     bent = [d for d in drift.values() if d.decided and abs(d.value) > abs(margin.value)]
+    ranges = {name: (float(2 ** x[points].min()), float(2 ** x[points].max()))
+              for name, members in groups.items() if name in group_offsets
+              for points in [np.flatnonzero(configs["label"].isin(members).to_numpy())]}
     return ParallelFit(offsets_rel, best, winner, margin, drift, parallel=not bent, n_points=len(configs),
-                       rms_residual=float(np.sqrt(np.mean(residual[:, 0] ** 2))))
+                       rms_residual=float(np.sqrt(np.mean(residual[:, 0] ** 2))), lower=lower, ranges=ranges,
+                       top=top, basis=span, coefficients=halves)

@@ -199,13 +199,13 @@ def progress_chart(sweeps: pd.DataFrame, states=tuple(STATE_COLORS)):
     )
 
 
-def fit_lines(fits: dict, points: int = 24) -> pd.DataFrame:
-    """Each fitted scaling law (kbit.analysis.scaling.Fit by group name '4-bit') as points over the
-    bits it was fitted on: columns bits (k), total_bits, value, fit (its formula)."""
+def fit_lines(fit, points: int = 24) -> pd.DataFrame:
+    """The parallel-curves fit (kbit.analysis.parallel.ParallelFit) as each k's fitted curve,
+    g + d_k, over the bits that k was measured on: columns bits (k), total_bits, value, fit."""
     rows = []
-    for name, fit in fits.items():
-        k = k_of(name)
-        for total in np.geomspace(fit.low, fit.high, points):
-            rows.append({"bits": k, "total_bits": float(total), "value": float(fit.predict(total)),
-                         "fit": f"{fit.a:.4f} {fit.b:+.4f}·log2(bits)"})
+    for name, (low, high) in (fit.ranges.items() if fit is not None else ()):
+        budgets = np.geomspace(low, high, points)
+        for total, value in zip(budgets, fit.predict(name, budgets)[0]):
+            rows.append({"bits": k_of(name), "total_bits": float(total), "value": float(value),
+                         "fit": f"parallel curves, {fit.offset(name).value:+.4f} vs the leader"})
     return pd.DataFrame(rows, columns=["bits", "total_bits", "value", "fit"])

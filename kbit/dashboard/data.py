@@ -74,7 +74,7 @@ def analysis(
     methods: tuple | None = None,
 ) -> Findings:
     """kbit.analysis.findings of the filtered runs, with their per-document scores: the equal-bits
-    table, the paper's findings and the scaling-law fits the Frontier page shows."""
+    table, the paper's findings and the parallel-curves fit the Frontier page shows."""
     with session_scope(engine_for(url)) as s:
         rows = queries.frontier_rows(
             s, task=task, metric=metric, teams=teams, sweeps=sweeps, families=families, dtypes=dtypes,

@@ -19,7 +19,8 @@ class Runs:
         self.rng = np.random.default_rng(seed)
 
     def add(self, model: str, bits: int, value: float, bits_per_param: float, *, dtype="nf", blocksize=64,
-            label=None, stderr=0.001, docs: int = 0, task="t", n_quantized_share=1.0):
+            label=None, stderr=0.001, docs: int = 0, task="t", n_quantized_share=1.0, method="rtn",
+            outlier_fraction=0.0):
         run_id = len(self.rows) + 1
         n_params = MODELS[model]
         if docs:
@@ -31,8 +32,10 @@ class Runs:
             "run_id": run_id, "sweep_id": 1, "sweep": "s", "team": "t", "model": model, "family": "f",
             "n_params": n_params, "n_quantized": n_params * n_quantized_share, "bits": bits,
             "dtype": "none" if bits == 16 else dtype, "blocksize": None if bits == 16 else blocksize,
-            "exponent_bits": None, "outlier_fraction": 0.0,
-            "label": label or ("16bit" if bits == 16 else f"{dtype}{bits}-b{blocksize}"),
+            "exponent_bits": None, "outlier_fraction": outlier_fraction, "method": method,
+            "label": label or ("16bit" if bits == 16 else f"{dtype}{bits}-b{blocksize}"
+                               + (f"-o{outlier_fraction * 100:g}%" if outlier_fraction else "")
+                               + ("" if method == "rtn" else f"-{method}")),
             "bits_per_param": bits_per_param,
             "total_bits": n_params * (n_quantized_share * bits_per_param + (1 - n_quantized_share) * 16),
             "value": value, "stderr": stderr,

@@ -1,10 +1,11 @@
 """The paper's findings on synthetic runs with a known answer: the data-type grouping (nf apart),
-block sizes at equal bits, 4-bit against the best other k, and the scaling-law fits."""
+block sizes at equal bits, 4-bit against every other k (on the parallel-curves offsets when the
+curves are parallel), GPTQ against round-to-nearest and outliers against none."""
 
 import numpy as np
 import pytest
 
-from kbit.analysis import findings, scaling
+from kbit.analysis import findings
 from tests.analysis.synthetic import MODELS, Runs
 
 DTYPE_GAIN = {"nf": 0.03, "int": 0.02, "dynamic": 0.0, "quantile": 0.005, "fp": 0.01}
@@ -72,26 +73,52 @@ def test_not_enough_data():
     runs = Runs()
     runs.add("m1", 4, 0.5, 4.0)
     found = findings(runs.frame(), "t/acc", n_boot=50)
-    assert found.verdicts == ["not enough data"] * 3
+    assert found.verdicts == ["not enough data"] * 5
     assert found.budgets.empty
 
 
-def test_fits_recover_a_known_line_and_predict_the_winner():
+def method_runs(gptq_gain: float, outlier_gain: float, stderr: float = 0.001) -> Runs:
+    """Round-to-nearest on a straight line in log bits; GPTQ at the same bits `gptq_gain` higher;
+    2% outlier columns kept at 16 bits (0.32 bits per parameter more) `outlier_gain` higher."""
     runs = Runs()
     for model, n in MODELS.items():
-        runs.add(model, 3, 0.1 + 0.04 * np.log2(n * 3.25), 3.25)
-        runs.add(model, 4, 0.05 + 0.04 * np.log2(n * 4.25), 4.25)
-    frame = runs.frame()
-    fits = scaling.fit_groups(frame, "t/acc", {"3-bit": frame["bits"] == 3, "4-bit": frame["bits"] == 4})
-    assert fits["3-bit"].a == pytest.approx(0.1) and fits["3-bit"].b == pytest.approx(0.04)
-    assert fits["4-bit"].loo_error == pytest.approx(0, abs=1e-9)
-    table = scaling.predictions(fits, lower=False)
-    assert set(table["winner"]) == {"3-bit"} and table["margin"].to_numpy() == pytest.approx(0.05)
-    assert table["extrapolated"].iloc[-1] and not table["extrapolated"].iloc[len(table) // 2]
+        runs.add(model, 16, 0.3 + 0.05 * np.log2(n * 16 / 1e6), 16, stderr=stderr)
+        for k in (3, 4, 8):
+            value = 0.3 + 0.05 * np.log2(n * k / 1e6)
+            runs.add(model, k, value, k + 0.25, stderr=stderr)
+            runs.add(model, k, value + gptq_gain, k + 0.25, method="gptq", stderr=stderr)
+            runs.add(model, k, value + outlier_gain, k + 0.25 + 0.02 * 16, outlier_fraction=0.02, stderr=stderr)
+    return runs
 
 
-def test_leave_one_out_error_measures_scatter():
-    x = np.log2(np.array([1e6, 2e6, 4e6, 8e6, 16e6]))
-    y = 0.5 + 0.01 * x + np.array([0.01, -0.01, 0.01, -0.01, 0.01])
-    assert 0.01 < scaling.leave_one_out(x, y) < 0.05
-    assert np.isnan(scaling.leave_one_out(x[:2], y[:2]))
+def test_gptq_is_compared_with_rtn_at_3_and_4_bits_and_other_k_do_not_count():
+    found = findings(method_runs(gptq_gain=0.02, outlier_gain=0.0).frame(), "t/acc", n_boot=200)
+    gptq = found.finding("gptq_beats_rtn")
+    assert gptq.verdict == "agrees" and gptq.margin.value == pytest.approx(0.02, abs=1e-3)
+    names = [r["name"] for r in gptq.rows]
+    assert names == ["k=3: GPTQ vs RTN", "k=4: GPTQ vs RTN", "k=8: GPTQ vs RTN (does not count)"]
+    worse = findings(method_runs(gptq_gain=-0.01, outlier_gain=0.0).frame(), "t/acc", n_boot=200)
+    assert worse.finding("gptq_beats_rtn").verdict == "differs"
+    assert findings(grid_runs().frame(), "t/acc", n_boot=50).finding("gptq_beats_rtn").verdict == "not enough data"
+
+
+def test_outliers_pay_for_their_16_bit_columns():
+    """2% outliers at 16 bits cost 0.32 bits per parameter: at equal bits that is 0.05 * log2(3.57 /
+    3.25) = 0.0068 at 3 bits, so a gain of 0.02 on the same model helps and one of 0.003 does not."""
+    helps = findings(method_runs(gptq_gain=0.0, outlier_gain=0.02).frame(), "t/acc", n_boot=200)
+    assert helps.finding("outliers_help_low_bits").verdict == "agrees"
+    small = findings(method_runs(gptq_gain=0.0, outlier_gain=0.003).frame(), "t/acc", n_boot=200)
+    outliers = small.finding("outliers_help_low_bits")
+    assert outliers.verdict == "differs" and outliers.margin.value < 0
+
+
+def test_four_bit_is_judged_on_the_offsets_only_when_the_curves_are_parallel():
+    parallel_runs = findings(grid_runs(k_offset={3: -0.05, 5: -0.02}).frame(), "t/acc", n_boot=200)
+    assert parallel_runs.parallel.parallel and parallel_runs.finding("four_bit_optimal").basis == "offsets"
+    crossing = Runs()
+    for model, n in MODELS.items():  # 3-bit gains 0.04 per doubling of model size more than 4-bit: they cross
+        for k, tilt in ((3, 0.04), (4, 0.0)):
+            value = 0.3 + 0.05 * np.log2(n * k / 1e6) + tilt * (np.log2(n / 1e6) - 1.5)
+            crossing.add(model, k, value, k + 0.25)
+    found = findings(crossing.frame(), "t/acc", n_boot=200)
+    assert not found.parallel.parallel and found.finding("four_bit_optimal").basis == "budgets"

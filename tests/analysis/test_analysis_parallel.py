@@ -61,3 +61,25 @@ def test_too_few_sizes_give_no_fit():
     frame, draws = family({3: 0.0, 4: 0.0})
     one_size = frame[frame["model"] == "s0"]
     assert parallel.fit(one_size, draws, groups(frame), lower=False) is None
+
+
+def test_predictions_follow_the_fit_inside_each_k_range_only():
+    frame, draws = family({3: -0.05, 4: 0.0})
+    fit = parallel.fit(frame, draws, groups(frame), lower=False)
+    low, high = fit.ranges["3-bit"]
+    assert low == pytest.approx(SIZES[0] * 3.25) and high == pytest.approx(SIZES[-1] * 3.25)
+    inside = np.geomspace(low, high, 5)
+    fitted = fit.predict("3-bit", np.concatenate([[low / 2], inside, [high * 2]]))
+    assert np.isnan(fitted[:, 0]).all() and np.isnan(fitted[:, -1]).all()  # never past the measured sizes
+    assert fitted[0, 1:-1] == pytest.approx(np.sqrt(np.log2(inside)) - 0.05, abs=0.01)
+    assert np.isfinite(fitted[1:, 1:-1]).all()  # every replicate gives one
+    lead = fit.versus("3-bit", "4-bit")
+    assert lead.value == pytest.approx(-0.05, abs=0.01) and lead.high < 0
+
+
+def test_predictions_of_a_lower_is_better_metric_are_in_its_own_units():
+    frame, draws = family({3: 0.05, 4: 0.0}, curve=lambda x: -np.sqrt(x))
+    fit = parallel.fit(frame, draws, groups(frame), lower=True)
+    low, high = fit.ranges["4-bit"]
+    middle = np.sqrt(low * high)
+    assert fit.predict("4-bit", np.array([middle]))[0, 0] == pytest.approx(-np.sqrt(np.log2(middle)), abs=0.01)

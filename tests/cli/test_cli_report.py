@@ -4,6 +4,7 @@ verdicts come from the data (kbit.analysis), the text from kbit.cli.report."""
 import json
 
 import numpy as np
+import pytest
 
 from kbit.analysis import FINDINGS, VERDICTS, findings, rows_to_frame
 from kbit.analysis.frontier import by_method
@@ -84,7 +85,14 @@ def test_json_report_has_the_documented_shape():
     assert partial and not any(b["decided"] for b in partial) and all(b["missing"] for b in partial)
     assert all(b["margin_low"] <= b["margin"] <= b["margin_high"] for b in budgets)
     assert {"budget_bits", "winner_config", "scores"} <= set(budgets[0])
-    assert data["fits"] and data["predictions"]
+    scaling = data["scaling"]
+    assert scaling["reference"] == "4-bit" and [g["bits"] for g in scaling["groups"]] == [3, 4, 8]
+    three = scaling["groups"][0]
+    assert three["margin"] == pytest.approx(-0.03, abs=0.01) and three["margin_high"] < 0  # d_3 - d_4
+    low, high = three["measured_bits"]
+    for row in scaling["fitted"]:  # a fitted score only inside the bits a k was measured on
+        assert (row["scores"]["3-bit"] is not None) == (low * (1 - 1e-9) <= row["budget_bits"] <= high * (1 + 1e-9))
+    assert data["findings"][0]["basis"] == "offsets"  # parallel curves: 4-bit judged on the offsets
 
 
 def test_each_rounding_method_is_analysed_against_the_same_sixteen_bit_runs():

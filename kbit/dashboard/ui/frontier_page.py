@@ -1,5 +1,5 @@
 """Frontier page: a metric against total model bits, one line per k across model sizes (the
-paper's Figure 2) with each k's fitted scaling law, the Pareto frontier, which precision wins at
+paper's Figure 2) with each k's curve from the parallel-curves fit, the Pareto frontier, which precision wins at
 equal bits (decided or undecided, with intervals) and the paper's findings."""
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ def render(url: str | None, opts: dict) -> dict:
         + (f" Thinned to {len(points):,} points for drawing." if len(points) < result["n_points"] else "")
     )
     found = common.cached_analysis(url, task, name, **dict(filters))
-    fits = charts.fit_lines(found.fits) if not facets else None
+    # the fit is on the analysis' x axis; the chart's is total bits
+    fits = charts.fit_lines(found.parallel) if not facets and found.x_axis == "total" else None
     chart = charts.scaling_chart(points, y_title=charts.metric_title(task, name, lower), lower=lower, fits=fits)
     st.altair_chart(chart)
     if fits is not None and not fits.empty:
-        st.caption("Dotted: each k's fitted scaling law, score = a + b·log2(bits), over the sizes it was fitted on.")
+        st.caption("Dotted: each k's fitted curve from the parallel-curves model (one shared curve plus the k's "
+                   "offset), over the bits that k was measured on.")
 
     st.subheader("Which precision wins at equal bits")
     st.caption(
