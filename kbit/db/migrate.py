@@ -21,12 +21,37 @@ def alembic_config() -> Config:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the newest revision in one transaction (a no-op when already there)."""
+    run_migration(engine, "upgrade", "head")
+
+
+def run_migration(engine: Engine, direction: str, revision: str) -> None:
+    """`alembic upgrade|downgrade REVISION` on `engine`, in one transaction.
+
+    On SQLite a migration that alters a table copies it and drops the old one (batch mode), and
+    with foreign keys enforced that drop deletes every row that references it (results, scores,
+    bit reports: ON DELETE CASCADE). So, as SQLite's own ALTER TABLE procedure says, enforcement is
+    off while migrating (the pragma has no effect inside a transaction: it is set before it) and the
+    references are checked before the transaction commits."""
     cfg = alembic_config()
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    step = command.upgrade if direction == "upgrade" else command.downgrade
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+                cfg.attributes["connection"] = conn
+                step(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration to {revision} left {len(broken)} broken references "
+                                           f"(first: {tuple(broken[0])}); the database was not changed")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(engine: Engine) -> str | None:
