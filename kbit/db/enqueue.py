@@ -85,7 +85,7 @@ def enqueue_sweep(
         row = run_row(run)
         source = cached_from.get(row["cache_key"])
         row.update(
-            sweep_id=sweep_id, priority=priority, attempts=0, max_attempts=max_attempts, created_at=now,
+            sweep_id=sweep_id, team_id=team_row.id, priority=priority, attempts=0, max_attempts=max_attempts, created_at=now,
             status="cached" if source else "queued", cached_from_id=source, finished_at=now if source else None,
         )
         rows.append(row)

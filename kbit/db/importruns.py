@@ -37,7 +37,7 @@ def import_runs(session: Session, team: str, name: str, runs: list[dict], file_h
     for index, run in enumerate(runs):
         config = run["config"]
         run_id = session.execute(insert(Run).values(
-            sweep_id=sweep_id, model=run["model"], revision=run["revision"], family=run["family"],
+            sweep_id=sweep_id, team_id=team_row.id, model=run["model"], revision=run["revision"], family=run["family"],
             config=config, bits=config["bits"], dtype=config["dtype"], blocksize=config["blocksize"],
             exponent_bits=config["exponent_bits"], outlier_fraction=config["outlier_fraction"],
             method=config.get("method", "rtn"), label=run["label"],

@@ -65,6 +65,12 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+def _queue_index(name: str, status: str, *columns: str) -> Index:
+    """An index over the runs in one state only (Postgres and SQLite partial indexes)."""
+    where = text(f"status = '{status}'")
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dt.datetime: UTCDateTime, dict: JSON, list: JSON}
@@ -118,10 +124,18 @@ class Run(Base):
         CheckConstraint(
             _one_of(RUN_STATES), name="status"
         ),
-        # The queue's claim: queued runs by priority then age, and the group of one (model, revision, eval).
-        Index("ix_runs_claim", "status", "priority", "id"),
-        Index("ix_runs_group", "status", "model", "revision", "eval_hash", "priority", "id"),
-        Index("ix_runs_lease", "status", "lease_expires_at"),
+        # The queue's indexes hold queued or running runs only (partial), so a claim's cost follows
+        # what is in flight, not the finished runs the table keeps. A claim finds each team's
+        # oldest queued run per priority (ix_runs_queued_team); a worker's affinity, the oldest
+        # run of a model in the team (ix_runs_queued_model); then the rest of its (model,
+        # revision, eval) group (ix_runs_queued_group). No index leads with priority: Postgres
+        # would walk it in claim order filtering for the team or model (see kbit/db/queue.py).
+        _queue_index("ix_runs_queued_team", "queued", "team_id", "priority", "id"),
+        _queue_index("ix_runs_queued_model", "queued", "team_id", "model", "priority", "id"),
+        _queue_index("ix_runs_queued_group", "queued", "model", "revision", "eval_hash", "priority", "id"),
+        # Leases that ran out, and how many runs each team has running (its fair share and quota).
+        _queue_index("ix_runs_running_lease", "running", "lease_expires_at"),
+        _queue_index("ix_runs_running_team", "running", "team_id"),
         Index("ix_runs_sweep_status", "sweep_id", "status"),
         # A finished result is stored once per cache key; other runs with that key point at it.
         Index(
@@ -137,6 +151,8 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
+    # The sweep's team, copied: the claim's fairness is per team, found by index without a join.
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     model: Mapped[str] = mapped_column(String(300))
     revision: Mapped[str] = mapped_column(String(100))
     family: Mapped[str] = mapped_column(String(100))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import func, insert, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,50 +48,134 @@ class ClaimedRun:
     attempt: int
 
 
+QUEUED = Run.status == "queued"
+HEAD_COLUMNS = (Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority)
+
+# Every lookup below walks one of the queue's indexes from its equality columns (`keys`, the
+# index's leading columns) in (priority, id) order. A priority level is given as a range
+# (BETWEEN p AND p), not `priority = p`: with an equality Postgres drops priority from the order,
+# and may then walk the primary key in id order and filter, guessing that matches are spread
+# evenly, which reads every run before the first match (finished ones included). The range keeps
+# (priority, id) an order only the queue's index provides.
+
+
+def _top_priority(keys: list, below=None, floor=None):
+    """The highest priority of the queued runs with `keys` ((column, value) pairs), as a scalar subquery."""
+    where = [QUEUED, *(column == value for column, value in keys)]
+    where += [] if below is None else [Run.priority < below]
+    where += [] if floor is None else [Run.priority >= floor]
+    return select(Run.priority).where(*where).order_by(Run.priority.desc()).limit(1).scalar_subquery()
+
+
+def _oldest(keys: list, priority, columns=HEAD_COLUMNS, extra=()):
+    """The queued runs with `keys` at `priority`, oldest first (a query to limit and lock)."""
+    where = [QUEUED, Run.priority.between(priority, priority), *(column == value for column, value in keys), *extra]
+    return select(*columns).where(*where).order_by(Run.priority, Run.id)
+
+
 def _running_per_team():
-    return (
-        select(Sweep.team_id, func.count().label("n")).join(Run, Run.sweep_id == Sweep.id)
-        .where(Run.status == "running").group_by(Sweep.team_id).subquery()
-    )
+    return select(Run.team_id, func.count().label("n")).where(Run.status == "running").group_by(Run.team_id).subquery()
+
+
+def _queued_levels():
+    """(team, priority, its oldest queued run id) for each priority at which a team has queued runs.
+
+    A loose index scan of ix_runs_queued_team: from each team's highest queued priority down to the
+    next lower one, one index lookup per step, so the cost follows the number of teams and
+    priorities, never the number of queued runs.
+    """
+    levels = select(Team.id.label("team_id"), _top_priority([(Run.team_id, Team.id)]).label("priority"))
+    levels = levels.cte("levels", recursive=True)
+    lower = _top_priority([(Run.team_id, levels.c.team_id)], below=levels.c.priority)
+    levels = levels.union_all(select(levels.c.team_id, lower).where(levels.c.priority.is_not(None)))
+    first = _oldest([(Run.team_id, levels.c.team_id)], levels.c.priority, columns=[Run.id]).limit(1).scalar_subquery()
+    return select(levels.c.team_id, levels.c.priority, first.label("first")).where(levels.c.priority.is_not(None)).subquery()
+
+
+def _by_priority(session: Session, keys: list, limit: int, floor: int | None = None, extra=()) -> list:
+    """Up to `limit` queued runs with `keys` ((column, value) pairs) and `extra` conditions, locked
+    (SKIP LOCKED): the highest priority (not below `floor`) first, then the oldest.
+
+    One ordered index scan per priority level, from the highest down (a queue holds few levels),
+    where `ORDER BY priority DESC, id` in one query would sort every matching run.
+    """
+    rows, level = [], None
+    while len(rows) < limit:
+        level = session.scalar(select(_top_priority(keys, below=level, floor=floor)))
+        if level is None:
+            break
+        query = _oldest(keys, level, extra=extra).limit(limit - len(rows)).with_for_update(skip_locked=True)
+        rows += session.execute(query).all()
+    return rows
 
 
 def _head_of_queue(session: Session, team_quota: int | None = None):
-    """(the run the next claim starts from, how many runs its team may still start) or None.
+    """(the run the next claim starts from, its team, how many runs its team may still start) or None.
 
     The highest priority first; within it, the team with the fewest runs running now (ties: the
     one waiting longest), so a team that submits ten times more does not hold every worker while
     another team's sweep waits; then that team's oldest run nobody holds a lock on. With
     `team_quota`, a team with that many runs running is passed over until one ends.
+    Every step is an index lookup (`_queued_levels`), so the cost does not grow with the queue.
     """
     running = _running_per_team()
     busy = func.coalesce(running.c.n, 0)
-    waiting = (
-        select(Sweep.team_id, Run.priority, func.min(Run.id).label("first")).join(Run, Run.sweep_id == Sweep.id)
-        .where(Run.status == "queued").group_by(Sweep.team_id, Run.priority).subquery()
-    )
+    levels = _queued_levels()
     candidates = (
-        select(waiting.c.team_id, waiting.c.priority, busy.label("busy"))
-        .outerjoin(running, running.c.team_id == waiting.c.team_id)
-        .order_by(waiting.c.priority.desc(), busy, waiting.c.first)
+        select(levels.c.team_id, levels.c.priority, busy.label("busy"))
+        .outerjoin(running, running.c.team_id == levels.c.team_id)
+        .order_by(levels.c.priority.desc(), busy, levels.c.first)
     )
     if team_quota is not None:
         candidates = candidates.where(busy < team_quota)
-    base = select(Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority).where(Run.status == "queued")
-    for team, priority, n_running in session.execute(candidates.limit(8)).all():
+    # The next candidate is tried only while another claimer holds every run of this one.
+    for team, priority, n_running in session.execute(candidates).all():
         room = None if team_quota is None else team_quota - n_running
-        of_team = select(Sweep.id).where(Sweep.team_id == team)
-        query = base.where(Run.priority == priority, Run.sweep_id.in_(of_team)).order_by(Run.id)
-        head = session.execute(query.limit(1).with_for_update(skip_locked=True)).first()
+        head = session.execute(_oldest([(Run.team_id, team)], priority).limit(1).with_for_update(skip_locked=True)).first()
         if head is not None:
             return head, team, room
-    if team_quota is not None:
-        return None  # every team with work is at its quota (or all its runs are being claimed)
-    # Only needed when every run of the first teams is locked by another claimer right now.
-    head = session.execute(base.order_by(Run.priority.desc(), Run.id).limit(1).with_for_update(skip_locked=True)).first()
-    return (head, None, None) if head is not None else None
+    return None  # nothing queued, every team with work is at its quota, or all its runs are being claimed
 
 
 SPREAD_LEVELS = 3  # how many "fewer workers" levels a claim tries before it takes the head's model
+
+
+def _queued_models(session: Session, team_keys: list) -> list[str]:
+    """The models with queued runs (of the head's team): a loose index scan of ix_runs_queued_model,
+    one lookup per model."""
+    def next_model(after=None):
+        where = [QUEUED, *(column == value for column, value in team_keys)]
+        where += [] if after is None else [Run.model > after]
+        order = [column for column, _ in team_keys] + [Run.model]
+        return select(Run.model).where(*where).order_by(*order).limit(1).scalar_subquery()
+
+    models = select(next_model().label("model")).cte("models", recursive=True)
+    models = models.union_all(select(next_model(models.c.model)).where(models.c.model.is_not(None)))
+    return list(session.scalars(select(models.c.model).where(models.c.model.is_not(None))))
+
+
+def _oldest_of(session: Session, models: list[tuple[str, str | None]], team_keys: list, floor: int):
+    """The queued run that goes first (highest priority, not below `floor`, then oldest) among
+    those of `models` ((model, revision or None for any)), locked; None when none is free.
+
+    Each model's best (priority, id) is two index lookups, all in one statement; only the winner
+    is then locked, and the next model tried when another claimer holds all of its runs.
+    """
+    if not models:
+        return None
+    keys = [[*team_keys, (Run.model, model)] for model, _ in models]
+    extras = [[Run.revision == revision] if revision else [] for _, revision in models]
+    lookups = []
+    for i, (key, extra) in enumerate(zip(keys, extras)):
+        level = _top_priority(key, floor=floor)
+        first = _oldest(key, level, columns=[Run.id], extra=extra).limit(1).scalar_subquery()
+        lookups.append(select(literal(i).label("i"), level.label("level"), first.label("first")))
+    found = [row for row in session.execute(union_all(*lookups)).all() if row.first is not None]
+    for i, _, _ in sorted(found, key=lambda row: (-row.level, row.first)):
+        locked = _by_priority(session, keys[i], 1, floor=floor, extra=extras[i])
+        if locked:
+            return locked[0]
+    return None
 
 
 def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]], avoid: dict[str, int]):
@@ -102,23 +186,21 @@ def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]],
     oldest run of a model no other worker has, or of one the fewest workers have when the head's
     model has more, so that workers spread over the models instead of all loading the oldest;
     else the head itself."""
-    def oldest(condition):
-        query = (select(Run.id, Run.model, Run.revision, Run.eval_hash, Run.priority)
-                 .where(Run.status == "queued", Run.priority >= head.priority, condition))
-        if team is not None:
-            query = query.where(Run.sweep_id.in_(select(Sweep.id).where(Sweep.team_id == team)))
-        return session.execute(query.order_by(Run.priority.desc(), Run.id).limit(1).with_for_update(skip_locked=True)).first()
+    of_team = [] if team is None else [(Run.team_id, team)]
+
+    def oldest(models):
+        return _oldest_of(session, models, of_team, head.priority)
 
     if prefer:
-        found = oldest(or_(*[and_(Run.model == model, Run.revision == revision) for model, revision in prefer]))
+        found = oldest(list(dict.fromkeys(prefer)))
         if found is not None:
             return found
     if avoid and head.model in avoid:
-        found = oldest(Run.model.not_in(list(avoid)))
+        found = oldest([(model, None) for model in _queued_models(session, of_team) if model not in avoid])
         if found is not None:
             return found
         for level in sorted({n for n in avoid.values() if n < avoid[head.model]})[:SPREAD_LEVELS]:
-            found = oldest(Run.model.in_([model for model, n in avoid.items() if n == level]))
+            found = oldest([(model, None) for model, n in avoid.items() if n == level])
             if found is not None:
                 return found
     return head
@@ -151,19 +233,9 @@ def claim_runs(session: Session, *, worker: str, limit: int = settings.MAX_RUNS_
     head, team, room = found
     if prefer or avoid:
         head = _preferred_head(session, head, team, prefer or [], avoid or {})
-    group = (
-        select(Run.id)
-        .where(
-            Run.status == "queued", Run.model == head.model, Run.revision == head.revision,
-            Run.eval_hash == head.eval_hash,
-        )
-        .order_by(Run.priority.desc(), Run.id)
-        .limit(limit if room is None else min(limit, room))
-        .with_for_update(skip_locked=True)
-    )
-    if team_quota is not None:
-        group = group.where(Run.sweep_id.in_(select(Sweep.id).where(Sweep.team_id == team)))
-    ids = list(session.scalars(group))
+    group = [(Run.model, head.model), (Run.revision, head.revision), (Run.eval_hash, head.eval_hash)]
+    of_team = [] if team_quota is None else [Run.team_id == team]
+    ids = [row.id for row in _by_priority(session, group, limit if room is None else min(limit, room), extra=of_team)]
     now = now_value(session)
     claimed = session.execute(
         update(Run)
