@@ -137,9 +137,8 @@ def render_report(analysed: list[tuple[str, Findings]]) -> str:
             head.append(f"| {claim} | " + " | ".join(cells) + " |")
         head += ["", "Margins are in the metric's units, positive where the data agrees with the paper. "
                  "Each is worked out in the metric's section below."
-                 + (f" No data yet for: {'; '.join(without)} (they need runs of both rounding methods, as "
-                    "examples/gptq.yaml makes, or with and without outlier columns, at 3 and 4 bits)."
-                    if without else ""), ""]
+                 + (f" No runs yet that test: {'; '.join(without)} (what each compares is said below the "
+                    "findings of each metric; examples/gptq.yaml runs both rounding methods)." if without else ""), ""]
     return "\n".join(head) + "\n" + "\n".join(render_section(metric, f) for metric, f in analysed)
 
 
