@@ -15,14 +15,16 @@ time. Writing a new sweep is `kbit.db.enqueue`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, literal, select, union_all, update
+from sqlalchemy import Integer, String, any_, case, cast, func, insert, literal, or_, select, type_coerce, union_all, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kbit import settings
-from kbit.db.clock import db_now, now_value
+from kbit.db.clock import now_value, utcnow
 from kbit.db.enqueue import enqueue_sweep
 from kbit.db.models import DocumentScore, Result, Run, RunBits, Sample, Sweep, Team
 from kbit.db.scorecodec import encode_scores
@@ -266,7 +268,7 @@ def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_second
     now = now_value(session)
     held = session.scalars(
         update(Run)
-        .where(Run.id.in_(list(run_ids)), Run.status == "running", Run.lease_owner == worker)
+        .where(_among(session, run_ids), Run.status == "running", Run.lease_owner == worker)
         .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
         .returning(Run.id)
     ).all()
@@ -283,27 +285,42 @@ def mark_started(session: Session, run_id: int, *, worker: str) -> bool:
     return done.rowcount == 1
 
 
+def _seconds_since(session: Session, moment):
+    """Seconds from `moment` (a column) to now, by the lease clock (`kbit.db.clock`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", func.now() - moment)
+    now = type_coerce(utcnow(), Run.started_at.type)
+    return (func.julianday(now) - func.julianday(moment)) * 86400.0
+
+
 def overdue_runs(session: Session, default_timeout_s: float) -> list[tuple[int, str, float]]:
     """(run id, lease owner, its limit in seconds) of every running run that started longer ago
-    than its sweep's `run_timeout_s` (the spec's, else `default_timeout_s`)."""
+    than its sweep's `run_timeout_s` (the spec's, else `default_timeout_s`): one query that
+    returns only the overdue runs."""
+    limit = func.coalesce(func.nullif(Sweep.spec["run_timeout_s"].as_float(), 0), float(default_timeout_s))
     rows = session.execute(
-        select(Run.id, Run.lease_owner, Run.started_at, Sweep.spec).join(Sweep, Sweep.id == Run.sweep_id)
-        .where(Run.status == "running", Run.started_at.is_not(None))
+        select(Run.id, Run.lease_owner, limit).join(Sweep, Sweep.id == Run.sweep_id)
+        .where(Run.status == "running", Run.started_at.is_not(None), _seconds_since(session, Run.started_at) > limit)
+        .order_by(Run.id)
     ).all()
-    now = db_now(session)
-    out = []
-    for run_id, owner, started, spec in rows:
-        limit = float((spec or {}).get("run_timeout_s") or default_timeout_s)
-        if (now - started).total_seconds() > limit:
-            out.append((run_id, owner, limit))
-    return out
+    return [(run_id, owner, float(seconds)) for run_id, owner, seconds in rows]
+
+
+def _among(session: Session, run_ids):
+    """`Run.id` is one of `run_ids`, bound as one array (Postgres) or one JSON list (SQLite): the
+    scheduler's 16,000 in-flight ids are one parameter, not an IN list of 16,000."""
+    ids = [int(run_id) for run_id in run_ids]
+    if session.get_bind().dialect.name == "postgresql":
+        return Run.id == any_(literal(ids, ARRAY(Integer)))
+    listed = func.json_each(json.dumps(ids)).table_valued("value")
+    return Run.id.in_(select(listed.c.value))
 
 
 def holders(session: Session, run_ids: list[int]) -> dict[int, str]:
     """{run id: lease owner} of those of `run_ids` that are running (held by someone)."""
     if not run_ids:
         return {}
-    rows = session.execute(select(Run.id, Run.lease_owner).where(Run.id.in_(list(run_ids)), Run.status == "running"))
+    rows = session.execute(select(Run.id, Run.lease_owner).where(_among(session, run_ids), Run.status == "running"))
     return {run_id: owner for run_id, owner in rows}
 
 
@@ -358,29 +375,30 @@ def requeue_expired(session: Session, now: dt.datetime | None = None) -> list[in
     """Return runs whose lease ran out to the queue; return their ids.
 
     The attempt that lost its lease counts: a run already at max_attempts becomes `failed`, with
-    the lease error and the previous attempt's error in its error text.
+    the lease error and the previous attempt's error in its error text. One UPDATE over the
+    expired leases (ix_runs_running_lease), however many there are.
     """
     now = now or now_value(session)
-    expired = session.execute(
-        select(Run.id, Run.attempts, Run.max_attempts, Run.lease_owner, Run.error)
-        .where(Run.status == "running", Run.lease_expires_at < now)
-        .order_by(Run.id)
-        .with_for_update(skip_locked=True)
+    expired = (
+        select(Run.id).where(Run.status == "running", Run.lease_expires_at < now).with_for_update(skip_locked=True)
+    )
+    again = Run.attempts < Run.max_attempts
+    lost = (
+        literal("worker ") + func.coalesce(Run.lease_owner, "None") + " stopped renewing its lease during attempt "
+        + cast(Run.attempts, String) + " of " + cast(Run.max_attempts, String) + " (it died or lost its connection)"
+    )
+    first_error = or_(again, Run.error.is_(None), Run.error == "")
+    requeued = session.scalars(
+        update(Run).where(Run.id.in_(expired), Run.status == "running")
+        .values(
+            status=case((again, "queued"), else_="failed"), error_type="lease_expired",
+            error=case((first_error, lost), else_=lost + "; previous error: " + Run.error),
+            lease_owner=None, lease_expires_at=None,
+            finished_at=case((again, None), else_=type_coerce(now, Run.finished_at.type)),
+        )
+        .returning(Run.id)
     ).all()
-    for run in expired:
-        lost = (
-            f"worker {run.lease_owner} stopped renewing its lease during attempt {run.attempts} of "
-            f"{run.max_attempts} (it died or lost its connection)"
-        )
-        again = run.attempts < run.max_attempts
-        error = lost if again or not run.error else f"{lost}; previous error: {run.error}"
-        session.execute(
-            update(Run).where(Run.id == run.id).values(
-                status="queued" if again else "failed", error=error, error_type="lease_expired",
-                lease_owner=None, lease_expires_at=None, finished_at=None if again else now,
-            )
-        )
-    return [run.id for run in expired]
+    return sorted(requeued)
 
 
 # -- results --------------------------------------------------------------------------------
