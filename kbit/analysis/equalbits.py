@@ -63,7 +63,7 @@ class Curve:
 
     label: str
     x: np.ndarray
-    draws: np.ndarray  # (3, R + 1, sizes)
+    draws: list[np.ndarray]  # per size, (3, R + 1): the runs' own arrays, not copies
 
     def covers(self, budget: float) -> bool:
         return len(self.x) >= 2 and self.x[0] - 1e-12 <= budget <= self.x[-1] + 1e-12
@@ -72,7 +72,7 @@ class Curve:
         """(3, R + 1) draws interpolated at log2 bits `budget` (which the curve covers)."""
         j = int(np.clip(np.searchsorted(self.x, budget, side="right") - 1, 0, len(self.x) - 2))
         t = (budget - self.x[j]) / (self.x[j + 1] - self.x[j])
-        return self.draws[..., j] * (1 - t) + self.draws[..., j + 1] * t
+        return self.draws[j] * (1 - t) + self.draws[j + 1] * t
 
 
 @dataclass
@@ -120,6 +120,14 @@ def x_bits(frame: pd.DataFrame, x_axis: str) -> pd.Series:
     return frame["total_bits"] - 16.0 * (frame["n_params"] - quantizable)
 
 
+def draws_of(frame: pd.DataFrame, metric: str, scores: dict | None, x_axis: str = "total", n_boot: int = N_BOOT,
+             seed: int = 0) -> tuple[dict, dict]:
+    """resample.run_draws of the runs `compare` would pick from `frame` (one per config placed on
+    the axis), to hand to several comparisons of subsets of them."""
+    placed = frame.assign(x=x_bits(frame, x_axis)) if len(frame) else frame.assign(x=pd.Series(dtype=float))
+    return run_draws(one_run_per_config(placed[placed["x"] > 0]), scores, metric, n_boot, seed)
+
+
 def one_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
     """The lowest run id of each (model, label) that can be placed on the bits axis."""
     return first_run_per_config(frame[frame["total_bits"].notna() & (frame["total_bits"] > 0)])
@@ -141,9 +149,8 @@ def curves_of(configs: pd.DataFrame, draws: dict[int, np.ndarray]) -> list[Curve
         runs = runs.sort_values("x")
         if runs["x"].nunique() < 2:
             continue
-        stacked = np.stack([draws[int(r)] for r in runs["run_id"]], axis=-1)
         name = f"{family}:{label}" if several else str(label)
-        out.append(Curve(name, np.log2(runs["x"].to_numpy(dtype=float)), stacked))
+        out.append(Curve(name, np.log2(runs["x"].to_numpy(dtype=float)), [draws[int(r)] for r in runs["run_id"]]))
     return out
 
 
@@ -183,16 +190,23 @@ def compare(
     n_boot: int = N_BOOT,
     n_budgets: int = N_BUDGETS,
     seed: int = 0,
+    drawn: tuple[dict, dict] | None = None,
 ) -> Comparison:
     """Compare `groups` (name -> boolean mask over `frame`'s rows) at equal bits. `frame` is
-    rows_to_frame's runs for `metric`; `scores` the runs' per-document scores for it (optional)."""
+    rows_to_frame's runs for `metric`; `scores` the runs' per-document scores for it (optional);
+    `drawn`, `draws_of` a superset of these runs (several comparisons of one family's runs resample
+    them once)."""
     lower = lower_is_better(metric)
     frame = frame.assign(x=x_bits(frame, x_axis)) if len(frame) else frame.assign(x=pd.Series(dtype=float))
     usable = frame[frame["x"] > 0]
     # One run per config within each group: two groups that both ran a config (two teams) keep one each.
     picked = {name: one_run_per_config(usable[mask.reindex(usable.index, fill_value=False)]) for name, mask in groups.items()}
     configs = pd.concat(list(picked.values())).drop_duplicates("run_id") if picked else usable.iloc[:0]
-    draws, evidence = run_draws(configs, scores, metric, n_boot, seed)
+    if drawn is not None and all(int(r) in drawn[0] for r in configs["run_id"]):
+        ids = [int(r) for r in configs["run_id"]]
+        draws, evidence = {r: drawn[0][r] for r in ids}, {r: drawn[1][r] for r in ids}
+    else:
+        draws, evidence = run_draws(configs, scores, metric, n_boot, seed)
     curves = {name: curves_of(runs, draws) for name, runs in picked.items()}
     budgets = budget_grid(curves, n_budgets)
     score = {name: np.full((n_boot + 1, len(budgets)), np.nan) for name in groups}

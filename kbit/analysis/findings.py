@@ -210,7 +210,7 @@ def four_bit_finding(precision: Comparison, shared_curve: "parallel.ParallelFit 
 
 
 def low_k_finding(finding_id: str, frame, metric, scores, x_axis, n_boot, sides: dict[str, pd.Series],
-                  name: str) -> Finding:
+                  name: str, drawn=None) -> Finding:
     """`sides` (two masks, the claim's side first) compared at equal bits within each k that has
     both; the claim must hold at every k of LOW_K that has data (all_of); other k are rows that
     do not count."""
@@ -222,7 +222,7 @@ def low_k_finding(finding_id: str, frame, metric, scores, x_axis, n_boot, sides:
         if not all(mask.any() for mask in groups.values()):
             continue
         comp = equalbits.compare(frame[at_k], metric, {g: m[at_k] for g, m in groups.items()}, scores,
-                                 x_axis=x_axis, n_boot=n_boot)
+                                 x_axis=x_axis, n_boot=n_boot, drawn=drawn)
         draws = advantage_draws(comp, mine, [theirs])
         counts = k in LOW_K
         rows.append(part(f"k={k}: {name}" + ("" if counts else " (does not count)"), draws))
@@ -232,21 +232,21 @@ def low_k_finding(finding_id: str, frame, metric, scores, x_axis, n_boot, sides:
     return all_of(finding_id, counted, rows)
 
 
-def gptq_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
+def gptq_finding(frame, metric, scores, x_axis, n_boot, drawn=None) -> Finding:
     if "method" not in frame:
         return Finding("gptq_beats_rtn", FINDINGS["gptq_beats_rtn"], "not enough data", None)
     method = frame["method"].fillna("rtn")
     return low_k_finding("gptq_beats_rtn", frame, metric, scores, x_axis, n_boot,
-                         {"gptq": method == "gptq", "rtn": method == "rtn"}, "GPTQ vs RTN")
+                         {"gptq": method == "gptq", "rtn": method == "rtn"}, "GPTQ vs RTN", drawn)
 
 
-def outlier_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
+def outlier_finding(frame, metric, scores, x_axis, n_boot, drawn=None) -> Finding:
     fraction = pd.to_numeric(frame["outlier_fraction"], errors="coerce").fillna(0.0)
     return low_k_finding("outliers_help_low_bits", frame, metric, scores, x_axis, n_boot,
-                         {"outliers": fraction > 0, "none": fraction == 0}, "outliers vs none")
+                         {"outliers": fraction > 0, "none": fraction == 0}, "outliers vs none", drawn)
 
 
-def within_k(frame, metric, scores, x_axis, n_boot, build) -> tuple[list[dict], list[np.ndarray]]:
+def within_k(frame, metric, scores, x_axis, n_boot, build, drawn=None) -> tuple[list[dict], list[np.ndarray]]:
     """For each k in 3..5: `build(runs of k)` -> (groups, [(row name, group, rivals, counts)]) ->
     compare at equal bits; the rows and the draws that count toward the finding."""
     rows, counted = [], []
@@ -257,7 +257,7 @@ def within_k(frame, metric, scores, x_axis, n_boot, build) -> tuple[list[dict], 
         groups, parts = build(runs)
         if sum(mask.any() for mask in groups.values()) < 2:
             continue
-        comp = equalbits.compare(runs, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
+        comp = equalbits.compare(runs, metric, groups, scores, x_axis=x_axis, n_boot=n_boot, drawn=drawn)
         for name, group, rivals, counts in parts:
             draws = advantage_draws(comp, group, rivals)
             rows.append(part(f"k={k}: {name}", draws))
@@ -271,7 +271,7 @@ def block_groups(runs: pd.DataFrame):
     return {"small": small, "large": ~small}, [("blocks <= 128 vs larger", "small", ["large"], True)]
 
 
-def dtype_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
+def dtype_finding(frame, metric, scores, x_axis, n_boot, drawn=None) -> Finding:
     """Each of the paper's data-type pairs at equal bits within k = 3 and 4 (averaged over the two),
     all of which must hold; k = 5 and nf shown on rows that do not count."""
     by_k = {}
@@ -279,7 +279,7 @@ def dtype_finding(frame, metric, scores, x_axis, n_boot) -> Finding:
         runs = frame[frame["bits"] == k]
         groups = {d: runs["dtype"] == d for d in (*GOOD_DTYPES, *WEAK_DTYPES, "nf") if (runs["dtype"] == d).any()}
         if len(groups) >= 2:
-            by_k[k] = equalbits.compare(runs, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
+            by_k[k] = equalbits.compare(runs, metric, groups, scores, x_axis=x_axis, n_boot=n_boot, drawn=drawn)
     pairs, rows = {}, []
     for good, weak in DTYPE_PAIRS:
         draws = [advantage_draws(by_k[k], good, [weak]) for k in DTYPE_K if k in by_k]
@@ -311,17 +311,19 @@ def findings(
     stderrs = sorted(float(s) for s in usable["stderr"].dropna() if s) if "stderr" in usable else []
     models = sorted({(float(n) if pd.notna(n) else 0.0, m) for n, m in zip(usable["n_params"], usable["model"])})
     groups = precision_groups(usable)
-    precision = equalbits.compare(usable, metric, groups, scores, x_axis=x_axis, n_boot=n_boot)
+    both_methods = plottable(family_runs) if family_runs is not None else usable
+    # every comparison below is of a subset of these runs: resample them once
+    drawn = equalbits.draws_of(both_methods, metric, scores, x_axis, n_boot)
+    precision = equalbits.compare(usable, metric, groups, scores, x_axis=x_axis, n_boot=n_boot, drawn=drawn)
     # The shared curve is a family's: across families only the measured comparison is made.
     one_family = "family" not in usable or usable["family"].nunique() <= 1
     shared_curve = parallel_fit(usable, precision, x_axis, lower) if one_family else None
     found = [four_bit_finding(precision, shared_curve)]
-    rows, counted = within_k(usable, metric, scores, x_axis, n_boot, block_groups)
+    rows, counted = within_k(usable, metric, scores, x_axis, n_boot, block_groups, drawn)
     found.append(one_comparison("small_blocks", combined_draws(counted), rows))
-    found.append(dtype_finding(usable, metric, scores, x_axis, n_boot))
-    both_methods = plottable(family_runs) if family_runs is not None else usable
-    found.append(gptq_finding(both_methods, metric, scores, x_axis, n_boot))
-    found.append(outlier_finding(usable, metric, scores, x_axis, n_boot))
+    found.append(dtype_finding(usable, metric, scores, x_axis, n_boot, drawn))
+    found.append(gptq_finding(both_methods, metric, scores, x_axis, n_boot, drawn))
+    found.append(outlier_finding(usable, metric, scores, x_axis, n_boot, drawn))
     decide_together(found)
     return Findings(
         metric=metric, lower=lower, x_axis=x_axis, n_runs=len(usable), models=models,

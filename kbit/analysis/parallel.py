@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.optimize import nnls
 
 from kbit.analysis.equalbits import Interval
@@ -38,6 +39,7 @@ from kbit.analysis.resample import FULL, HALF_A, HALF_B
 
 MAX_KNOTS = 4
 GRID = 512
+CHUNK = 200  # replicates fitted at once: 12,100 points x 3 x 200 columns is 58 MB of float64
 
 
 @dataclass
@@ -102,54 +104,72 @@ def slope_basis(lo: float, hi: float, n_knots: int):
 def fit_columns(slopes: np.ndarray, config_index: np.ndarray, y: np.ndarray):
     """Least squares of y (points, columns) on slopes @ c + offset[config], c >= 0: (c, offsets)."""
     n_configs = int(config_index.max()) + 1
-    counts = np.bincount(config_index, minlength=n_configs).astype(float)
+    member = sparse.csr_matrix((np.ones(len(config_index)), (config_index, np.arange(len(config_index)))),
+                               shape=(n_configs, len(config_index)))
+    counts = np.asarray(member.sum(axis=1)).ravel()
+
+    def config_means(a):
+        return (member @ a) / counts[:, None]
 
     def demean(a):  # within-config demeaning profiles the free offsets out
-        means = np.zeros((n_configs, a.shape[1]))
-        np.add.at(means, config_index, a)
-        return a - (means / counts[:, None])[config_index]
+        return a - config_means(a)[config_index]
 
     design, target = demean(slopes), demean(y)
     c = np.linalg.lstsq(design, target, rcond=None)[0]
     for column in np.flatnonzero((c < -1e-12).any(axis=0)):
         c[:, column] = nnls(design, target[:, column])[0]
-    rest = y - slopes @ c
-    offsets = np.zeros((n_configs, y.shape[1]))
-    np.add.at(offsets, config_index, rest)
-    return c, offsets / counts[:, None]
+    return c, config_means(y - slopes @ c)
 
 
 def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, list[str]], lower: bool) -> ParallelFit | None:
     """`configs`: one run per (model, label) with columns run_id, label and x (bits on the axis);
-    `groups`: group name -> its labels. None when fewer than two groups or sizes have points."""
+    `groups`: group name -> its labels. None when fewer than two groups or sizes have points.
+    The replicates are fitted CHUNK at a time, so memory does not grow with them."""
     configs = configs[configs["label"].isin({label for labels in groups.values() for label in labels})]
     if configs.empty or configs["x"].nunique() < 3 or sum(configs["label"].isin(ls).any() for ls in groups.values()) < 2:
         return None
     x = np.log2(configs["x"].to_numpy(dtype=float))
     labels = sorted(configs["label"].unique())
     index = configs["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    stacked = np.stack([draws[int(r)] for r in configs["run_id"]], axis=-1)  # (3, R + 1, points)
-    good = -stacked if lower else stacked
-    rows, replicates = good.shape[0], good.shape[1]
-    y = good.reshape(rows * replicates, -1).T  # (points, 3 * (R + 1))
-    usable = np.isfinite(y).all(axis=0)
-    y = np.where(usable, y, 0.0)
+    run_draws = [draws[int(r)] for r in configs["run_id"]]
+    rows, replicates = run_draws[0].shape
     n_knots = int(min(MAX_KNOTS, configs["model"].nunique()))
     span = (float(x.min()), float(x.max()), max(n_knots, 2))
     slopes = slope_basis(*span)(x)
-    c, offsets = fit_columns(slopes, index, y)
-    by_row = c.reshape(-1, rows, replicates)
-    # a group's offset is cross-fitted (config chosen on one half, its offset read on the other), so
-    # its curve is too: the mean of the two halves' g
-    halves = (by_row[:, HALF_A, :] + by_row[:, HALF_B, :]) / 2
-    offsets[:, ~usable] = np.nan
-    per_label = offsets.reshape(len(labels), rows, replicates)  # (labels, 3, R + 1)
-    residual = (y - slopes @ c - offsets[index]).reshape(-1, rows, replicates)[:, FULL, :]  # (points, R + 1)
-    residual[:, ~usable.reshape(rows, replicates)[FULL]] = np.nan
+    members = {name: np.flatnonzero(configs["label"].isin(ls).to_numpy()) for name, ls in groups.items()}
+    centred = {name: x[p] - x[p].mean() for name, p in members.items() if len(np.unique(x[p])) >= 2}
+
+    per_label = np.full((len(labels), rows, replicates), np.nan)
+    halves = np.zeros((span[2], replicates))
+    drift_slope = {name: np.full(replicates, np.nan) for name in centred}
+    rms = float("nan")
+    for start in range(0, replicates, CHUNK):
+        part = slice(start, min(start + CHUNK, replicates))
+        good = np.stack([d[:, part] for d in run_draws], axis=-1).astype(float)  # (3, n, points)
+        if lower:
+            good = -good
+        n = good.shape[1]
+        y = good.reshape(rows * n, -1).T  # (points, 3 * n)
+        usable = np.isfinite(y).all(axis=0)
+        y = np.where(usable, y, 0.0)
+        c, offsets = fit_columns(slopes, index, y)
+        offsets[:, ~usable] = np.nan
+        per_label[:, :, part] = offsets.reshape(len(labels), rows, n)
+        by_row = c.reshape(-1, rows, n)
+        # a group's offset is cross-fitted (config chosen on one half, its offset read on the other),
+        # so its curve is too: the mean of the two halves' g
+        halves[:, part] = (by_row[:, HALF_A, :] + by_row[:, HALF_B, :]) / 2
+        full = slice(FULL * n, (FULL + 1) * n)
+        residual = y[:, full] - slopes @ c[:, full] - offsets[index][:, full]  # (points, n)
+        residual[:, ~usable[full]] = np.nan
+        if start == 0:
+            rms = float(np.sqrt(np.mean(residual[:, 0] ** 2)))
+        for name, xs in centred.items():
+            drift_slope[name][part] = xs @ residual[members[name]] / (xs @ xs)
 
     group_offsets, best = {}, {}
-    for name, members in groups.items():
-        mine = [i for i, label in enumerate(labels) if label in members]
+    for name, ls in groups.items():
+        mine = [i for i, label in enumerate(labels) if label in ls]
         if not mine:
             continue
         values = per_label[mine]
@@ -165,18 +185,10 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
     top = group_offsets[winner].copy()
     offsets_rel = {g: v - top for g, v in group_offsets.items()}
 
-    drift = {}
-    for name, members in groups.items():
-        points = np.flatnonzero(configs["label"].isin(members).to_numpy())
-        if name not in group_offsets or len(np.unique(x[points])) < 2:
-            continue
-        xs = x[points] - x[points].mean()
-        slope = xs @ residual[points] / (xs @ xs)
-        drift[name] = Interval.of(slope * (x[points].max() - x[points].min()))
+    drift = {name: Interval.of(slope * (x[members[name]].max() - x[members[name]].min()))
+             for name, slope in drift_slope.items() if name in group_offsets}
     bent = [d for d in drift.values() if d.decided and abs(d.value) > abs(margin.value)]
-    ranges = {name: (float(2 ** x[points].min()), float(2 ** x[points].max()))
-              for name, members in groups.items() if name in group_offsets
-              for points in [np.flatnonzero(configs["label"].isin(members).to_numpy())]}
+    ranges = {name: (float(2 ** x[members[name]].min()), float(2 ** x[members[name]].max()))
+              for name in group_offsets}
     return ParallelFit(offsets_rel, best, winner, margin, drift, parallel=not bent, n_points=len(configs),
-                       rms_residual=float(np.sqrt(np.mean(residual[:, 0] ** 2))), lower=lower, ranges=ranges,
-                       top=top, basis=span, coefficients=halves)
+                       rms_residual=rms, lower=lower, ranges=ranges, top=top, basis=span, coefficients=halves)

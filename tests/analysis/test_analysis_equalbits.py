@@ -38,7 +38,7 @@ def test_three_bit_wins_at_equal_bits_where_four_bit_wins_on_every_model():
     assert len(table) >= 5
     assert set(table["winner"]) == {"3-bit"}
     assert table["decided"].all()
-    assert table["margin"].to_numpy() == pytest.approx(0.02, abs=1e-9)
+    assert table["margin"].to_numpy() == pytest.approx(0.02, abs=1e-6)  # draws are kept in float32
 
 
 def test_interpolation_never_extrapolates():
