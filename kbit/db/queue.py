@@ -173,10 +173,12 @@ def _oldest_of(session: Session, models: list[tuple[str, str | None]], team_keys
         first = _oldest(key, level, columns=[Run.id], extra=extra).limit(1).scalar_subquery()
         lookups.append(select(literal(i).label("i"), level.label("level"), first.label("first")))
     found = [row for row in session.execute(union_all(*lookups)).all() if row.first is not None]
-    for i, _, _ in sorted(found, key=lambda row: (-row.level, row.first)):
-        locked = _by_priority(session, keys[i], 1, floor=floor, extra=extras[i])
-        if locked:
-            return locked[0]
+    for i, _, first in sorted(found, key=lambda row: (-row.level, row.first)):
+        locked = session.execute(select(*HEAD_COLUMNS).where(Run.id == first, QUEUED).with_for_update(skip_locked=True)).first()
+        if locked is None:  # another claimer took or holds it: the model's next free run
+            locked = next(iter(_by_priority(session, keys[i], 1, floor=floor, extra=extras[i])), None)
+        if locked is not None:
+            return locked
     return None
 
 
@@ -297,10 +299,15 @@ def overdue_runs(session: Session, default_timeout_s: float) -> list[tuple[int, 
     """(run id, lease owner, its limit in seconds) of every running run that started longer ago
     than its sweep's `run_timeout_s` (the spec's, else `default_timeout_s`): one query that
     returns only the overdue runs."""
+    # Each sweep's limit is read from its spec once (a materialized CTE over the sweeps with running
+    # runs), not once per run: a spec can be megabytes of JSON, parsed anew for every row that reads it.
+    running = select(Run.id).where(Run.sweep_id == Sweep.id, Run.status == "running").exists()
     limit = func.coalesce(func.nullif(Sweep.spec["run_timeout_s"].as_float(), 0), float(default_timeout_s))
+    limits = select(Sweep.id, limit.label("seconds")).where(running).cte("limits").prefix_with("MATERIALIZED")
     rows = session.execute(
-        select(Run.id, Run.lease_owner, limit).join(Sweep, Sweep.id == Run.sweep_id)
-        .where(Run.status == "running", Run.started_at.is_not(None), _seconds_since(session, Run.started_at) > limit)
+        select(Run.id, Run.lease_owner, limits.c.seconds).join(limits, limits.c.id == Run.sweep_id)
+        .where(Run.status == "running", Run.started_at.is_not(None),
+               _seconds_since(session, Run.started_at) > limits.c.seconds)
         .order_by(Run.id)
     ).all()
     return [(run_id, owner, float(seconds)) for run_id, owner, seconds in rows]
