@@ -39,7 +39,7 @@ from kbit.analysis.resample import FULL, HALF_A, HALF_B
 
 MAX_KNOTS = 4
 GRID = 512
-CHUNK = 200  # replicates fitted at once: 12,100 points x 3 x 200 columns is 58 MB of float64
+CHUNK = 100  # replicates fitted at once: 12,100 points x 3 x 100 columns is 29 MB of float64
 
 
 @dataclass
@@ -101,24 +101,29 @@ def slope_basis(lo: float, hi: float, n_knots: int):
     return basis
 
 
+def indicator(index: np.ndarray, n_rows: int, weights: np.ndarray | None = None) -> sparse.csr_matrix:
+    """(n_rows, points) sparse matrix with weights[p] (default 1) at (index[p], p): sums by row."""
+    values = np.ones(len(index)) if weights is None else weights
+    return sparse.csr_matrix((values, (index, np.arange(len(index)))), shape=(n_rows, len(index)))
+
+
 def fit_columns(slopes: np.ndarray, config_index: np.ndarray, y: np.ndarray):
-    """Least squares of y (points, columns) on slopes @ c + offset[config], c >= 0: (c, offsets)."""
-    n_configs = int(config_index.max()) + 1
-    member = sparse.csr_matrix((np.ones(len(config_index)), (config_index, np.arange(len(config_index)))),
-                               shape=(n_configs, len(config_index)))
+    """Least squares of y (points, columns) on slopes @ c + offset[config], c >= 0: (c, offsets).
+
+    The free offsets are profiled out by demeaning within each config; demeaning is a projection,
+    so the demeaned design's normal equations need y itself, never a demeaned copy of it."""
+    member = indicator(config_index, int(config_index.max()) + 1)
     counts = np.asarray(member.sum(axis=1)).ravel()
 
     def config_means(a):
         return (member @ a) / counts[:, None]
 
-    def demean(a):  # within-config demeaning profiles the free offsets out
-        return a - config_means(a)[config_index]
-
-    design, target = demean(slopes), demean(y)
-    c = np.linalg.lstsq(design, target, rcond=None)[0]
+    design = slopes - config_means(slopes)[config_index]
+    c = np.linalg.lstsq(design.T @ design, design.T @ y, rcond=None)[0]
     for column in np.flatnonzero((c < -1e-12).any(axis=0)):
-        c[:, column] = nnls(design, target[:, column])[0]
-    return c, config_means(y - slopes @ c)
+        target = y[:, [column]] - config_means(y[:, [column]])[config_index]
+        c[:, column] = nnls(design, target[:, 0])[0]
+    return c, config_means(y) - config_means(slopes) @ c
 
 
 def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, list[str]], lower: bool) -> ParallelFit | None:
@@ -137,11 +142,21 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
     span = (float(x.min()), float(x.max()), max(n_knots, 2))
     slopes = slope_basis(*span)(x)
     members = {name: np.flatnonzero(configs["label"].isin(ls).to_numpy()) for name, ls in groups.items()}
-    centred = {name: x[p] - x[p].mean() for name, p in members.items() if len(np.unique(x[p])) >= 2}
+    drifting = [name for name, p in members.items() if len(np.unique(x[p])) >= 2]
+    # a group's drift: the slope of its residuals on log2 bits, as one sparse product per chunk
+    weights = np.zeros(len(x))
+    for name in drifting:
+        xs = x[members[name]] - x[members[name]].mean()
+        weights[members[name]] = xs / (xs @ xs)
+    group_of = np.full(len(x), len(drifting))
+    for i, name in enumerate(drifting):
+        group_of[members[name]] = i
+    slope_of = indicator(group_of, len(drifting) + 1, weights)[: len(drifting)]
+    by_config = slope_of @ indicator(index, len(labels)).T  # (groups, configs)
 
-    per_label = np.full((len(labels), rows, replicates), np.nan)
+    per_label = np.full((len(labels), rows, replicates), np.nan, dtype=np.float32)  # like the draws
     halves = np.zeros((span[2], replicates))
-    drift_slope = {name: np.full(replicates, np.nan) for name in centred}
+    drift_slope = np.full((len(drifting), replicates), np.nan)
     rms = float("nan")
     for start in range(0, replicates, CHUNK):
         part = slice(start, min(start + CHUNK, replicates))
@@ -160,12 +175,13 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
         # so its curve is too: the mean of the two halves' g
         halves[:, part] = (by_row[:, HALF_A, :] + by_row[:, HALF_B, :]) / 2
         full = slice(FULL * n, (FULL + 1) * n)
-        residual = y[:, full] - slopes @ c[:, full] - offsets[index][:, full]  # (points, n)
-        residual[:, ~usable[full]] = np.nan
-        if start == 0:
-            rms = float(np.sqrt(np.mean(residual[:, 0] ** 2)))
-        for name, xs in centred.items():
-            drift_slope[name][part] = xs @ residual[members[name]] / (xs @ xs)
+        # slope_of @ residual, the residual (y - slopes @ c - offsets[index]) never formed
+        drift = slope_of @ y[:, full] - (slope_of @ slopes) @ c[:, full] - by_config @ offsets[:, full]
+        drift[:, ~usable[full]] = np.nan
+        drift_slope[:, part] = drift
+        if start == 0 and usable[FULL * n]:
+            first = y[:, FULL * n] - slopes @ c[:, FULL * n] - offsets[index, FULL * n]
+            rms = float(np.sqrt(np.mean(first ** 2)))
 
     group_offsets, best = {}, {}
     for name, ls in groups.items():
@@ -185,8 +201,8 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
     top = group_offsets[winner].copy()
     offsets_rel = {g: v - top for g, v in group_offsets.items()}
 
-    drift = {name: Interval.of(slope * (x[members[name]].max() - x[members[name]].min()))
-             for name, slope in drift_slope.items() if name in group_offsets}
+    drift = {name: Interval.of(drift_slope[i] * (x[members[name]].max() - x[members[name]].min()))
+             for i, name in enumerate(drifting) if name in group_offsets}
     bent = [d for d in drift.values() if d.decided and abs(d.value) > abs(margin.value)]
     ranges = {name: (float(2 ** x[members[name]].min()), float(2 ** x[members[name]].max()))
               for name in group_offsets}

@@ -28,6 +28,7 @@ DOCUMENTS, STDERR, NO_NOISE = "documents", "stderr", "none"
 # Draws are computed in float64 and kept in float32: 12,100 configs x 3 rows x 4,001 replicates
 # is 0.6 GB so, 1.2 GB in float64; margins are read to 1e-4, float32 holds 1e-7 of a score.
 DRAW_DTYPE = np.float32
+RUN_CHUNK = 256
 
 
 def metric_tasks(metric: str) -> str:
@@ -103,23 +104,28 @@ def task_matrix(run_ids: list[int], scores: dict, task: str):
 
 def document_draws(run_ids: list[int], scores: dict, tasks: list[str], n_boot: int, seed: int) -> dict[int, np.ndarray]:
     """Paired bootstrap of one model's runs over the documents of `tasks` (the metric is the mean
-    over tasks of each task's score: sum(values)/sum(weights), or the mean of values)."""
-    total = np.zeros((3, n_boot + 1, len(run_ids)))
+    over tasks of each task's score: sum(values)/sum(weights), or the mean of values). Worked out
+    RUN_CHUNK runs at a time, so the float64 working arrays stay small whatever the sweep's size."""
+    kept = np.empty((3, n_boot + 1, len(run_ids)), dtype=DRAW_DTYPE)
+    per_task = []
     for task in tasks:
         doc_ids, values, weights = task_matrix(run_ids, scores, task)
         counts = replicate_counts(doc_ids, n_boot, _seed(seed, task, "boot"))
         in_a = halves(doc_ids, _seed(seed, task, "halves"))
-        sums = {}
-        for row, mask in ((HALF_A, in_a), (HALF_B, ~in_a)):
-            w = counts * mask
-            sums[row] = (w @ values.T, w @ weights if weights is not None else w.sum(axis=1))
-        # the whole is the two halves together (one product fewer than three)
-        sums[FULL] = (sums[HALF_A][0] + sums[HALF_B][0], sums[HALF_A][1] + sums[HALF_B][1])
-        for row, (numerator, denominator) in sums.items():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                total[row] += numerator / denominator[:, None]
-    total /= len(tasks)
-    kept = total.astype(DRAW_DTYPE)
+        w = {HALF_A: counts * in_a, HALF_B: counts * ~in_a}
+        per_task.append((values, w, {row: w[row] @ weights if weights is not None else w[row].sum(axis=1) for row in w}))
+    for start in range(0, len(run_ids), RUN_CHUNK):
+        runs = slice(start, start + RUN_CHUNK)
+        total = np.zeros((3, n_boot + 1, len(run_ids[runs])))
+        for values, w, denominators in per_task:
+            numerators = {row: w[row] @ values[runs].T for row in w}
+            # the whole is the two halves together (one product fewer than three)
+            numerators[FULL] = numerators[HALF_A] + numerators[HALF_B]
+            denominators = {**denominators, FULL: denominators[HALF_A] + denominators[HALF_B]}
+            for row in (FULL, HALF_A, HALF_B):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    total[row] += numerators[row] / denominators[row][:, None]
+        kept[:, :, runs] = total / len(tasks)
     return {run: kept[:, :, i] for i, run in enumerate(run_ids)}
 
 
