@@ -24,7 +24,9 @@ from kbit.errors import DatabaseUnreachable, SchemaMissing
 SQLITE_BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10
 # A connection to a server that vanished (network cut, failover) is noticed in about a minute by
-# TCP keepalives instead of hanging for hours; no statement runs longer than STATEMENT_TIMEOUT_MS.
+# TCP keepalives instead of hanging for hours; no statement runs longer than 120 s. That timeout is a
+# session setting: behind PgBouncer (transaction pooling) it is ignored, and the server's own
+# statement_timeout holds instead (docker-compose.yml sets it; docs/operations.md).
 PG_CONNECT_ARGS = {
     "connect_timeout": PG_CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
     "keepalives_count": 3, "options": "-c statement_timeout=120000",
@@ -86,6 +88,27 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _closes_prepared_statements() -> bool:
+    """Whether this psycopg (and its libpq, 17 or later) closes prepared statements with the
+    protocol's Close message, which PgBouncer >= 1.22 tracks in transaction pooling."""
+    try:
+        import psycopg
+
+        return bool(psycopg.capabilities.has_send_close_prepared())
+    except (ImportError, AttributeError):  # a psycopg older than 3.2 has no capabilities
+        return False
+
+
+def pg_connect_args() -> dict:
+    """psycopg's connection arguments: PG_CONNECT_ARGS, and no prepared statements where this
+    psycopg would close them with DEALLOCATE (it prepares after 5 runs; behind PgBouncer's
+    transaction pooling a DEALLOCATE reaches another connection and fails)."""
+    args = dict(PG_CONNECT_ARGS)
+    if not _closes_prepared_statements():
+        args["prepare_threshold"] = None
+    return args
+
+
 def make_engine(url: str, pool_size: int | None = None) -> Engine:
     """An engine for `url` without touching the schema (see `connect`). `pool_size` caps the
     connections it opens on a server database (no overflow): a long-lived worker holds one, so a
@@ -97,7 +120,7 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
     try:
         if backend == "sqlite":
             return _sqlite_engine(url)
-        connect_args = dict(PG_CONNECT_ARGS) if backend == "postgresql" else {}
+        connect_args = pg_connect_args() if backend == "postgresql" else {}
         pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     except (ArgumentError, ImportError) as exc:
