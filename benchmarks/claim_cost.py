@@ -108,6 +108,7 @@ def lease_checks(url: str, runs: int, running: int, submitted: int, repeat: int 
     checks = {
         f"holders ({running:,} ids)": lambda s: queue.holders(s, ids),
         f"heartbeat, {len(groups):,} groups": lambda s: [queue.heartbeat(s, g, worker=w, lease_seconds=3600) for w, g in groups.items()],
+        f"renew_leases, {len(groups):,} groups in one statement": lambda s: queue.renew_leases(s, ids, list(groups), lease_seconds=3600),
         "overdue_runs": lambda s: queue.overdue_runs(s, default_timeout_s=3 * 3600),
         "requeue_expired": lambda s: queue.requeue_expired(s),
     }

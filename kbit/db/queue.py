@@ -277,6 +277,28 @@ def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_second
     return sorted(held)
 
 
+def renew_leases(session: Session, run_ids: list[int], owners: list[str], *,
+                 lease_seconds: float = settings.LEASE_SECONDS) -> int:
+    """Renew, in one statement, the leases on those of `run_ids` that are running and held by one of
+    `owners` (a scheduler's in-flight groups: one owner each); how many were renewed. A run
+    cancelled, finished or re-leased to someone else is left alone, as `heartbeat` leaves it."""
+    if not run_ids or not owners:
+        return 0
+    now = now_value(session)
+    if session.get_bind().dialect.name == "postgresql":
+        held_by = Run.lease_owner == any_(literal(sorted(set(owners)), ARRAY(String)))
+    else:
+        listed = func.json_each(json.dumps(sorted(set(owners)))).table_valued("value")
+        held_by = Run.lease_owner.in_(select(listed.c.value))
+    result = session.execute(
+        update(Run)
+        .where(_among(session, run_ids), Run.status == "running", held_by)
+        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
 def mark_started(session: Session, run_id: int, *, worker: str) -> bool:
     """Record that `worker` starts evaluating the run now (claims set one start for a whole group);
     False when the worker no longer holds it."""

@@ -218,9 +218,9 @@ class Scheduler:
         """
         if not self.inflight or time.monotonic() - self._renewed_at < self.lease_seconds / 3:
             return
-        with session_scope(self.engine) as s:
-            for info in self.inflight.values():
-                queue.heartbeat(s, info.run_ids, worker=info.worker, lease_seconds=self.lease_seconds)
+        with session_scope(self.engine) as s:  # one statement for every group (1,000 groups: one, not 1,000)
+            queue.renew_leases(s, [run_id for info in self.inflight.values() for run_id in info.run_ids],
+                               [info.worker for info in self.inflight.values()], lease_seconds=self.lease_seconds)
         self._renewed_at = time.monotonic()
 
     def _release(self, worker: str, run_ids: list[int], error: str, charge: bool = True,

@@ -1,4 +1,4 @@
-"""The scheduler's set-based lease checks (holders, overdue_runs, requeue_expired), and a claim
+"""The scheduler's set-based lease checks (holders, renew_leases, overdue_runs, requeue_expired), and a claim
 whose reads do not grow with the queue (Postgres plans)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 from dbtest_helpers import make_run
-from sqlalchemy import event, text, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.orm import Session
 
 from kbit.db import queue, session_scope
@@ -28,6 +28,25 @@ def test_holders_takes_more_ids_than_a_statement_may_bind(engine, team_token):
         assert queue.holders(s, list(range(1, 70_001))) == dict.fromkeys(claimed, "w1")
         assert queue.heartbeat(s, [*claimed, *range(100, 70_000)], worker="w1") == claimed
         assert queue.holders(s, []) == {}
+
+
+def test_renew_leases_renews_every_group_in_one_statement_and_only_what_they_hold(engine, team_token):
+    enqueue(engine, [make_run(i, f"m{i % 3}") for i in range(6)])
+    with session_scope(engine) as s:
+        groups = {w: [r.run_id for r in queue.claim_runs(s, worker=w, limit=16)] for w in ("s/t1", "s/t2", "other")}
+        s.execute(update(Run).values(lease_expires_at=utcnow()))  # every lease about to run out
+    mine = groups["s/t1"] + groups["s/t2"]
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with session_scope(engine) as s:
+        renewed = queue.renew_leases(s, [*mine, *groups["other"], 70_000], ["s/t1", "s/t2"], lease_seconds=600)
+    assert renewed == len(mine) and sum("UPDATE runs" in q for q in statements) == 1
+    with session_scope(engine) as s:
+        expires = dict(s.execute(select(Run.id, Run.lease_expires_at)).all())
+        later = utcnow() + dt.timedelta(seconds=500)
+        assert all(expires[i] > later for i in mine)  # the scheduler's groups: renewed
+        assert all(expires[i] < later for i in groups["other"])  # another owner's: left alone
+        assert queue.renew_leases(s, [], ["s/t1"]) == 0 and queue.renew_leases(s, mine, []) == 0
 
 
 def test_overdue_runs_are_those_past_their_sweeps_limit_or_the_default(engine, team_token):
