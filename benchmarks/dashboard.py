@@ -19,16 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from tqdm import tqdm
 
+import kbit.dashboard
 from benchmarks.timing import timed
 from kbit.analysis import findings, frontier
 from kbit.dashboard import charts, data
 from kbit.db import connect, queue, session_scope, teams
 from kbit.db.models import Result, Run, RunBits
+from kbit.kernels.config import QuantConfig
 
-APP = Path(__file__).with_name("app.py")
+APP = Path(kbit.dashboard.__file__).with_name("app.py")
 FAMILIES = [f"family{i}" for i in range(5)]
 SIZES = [int(10 ** (6 + 3 * i / 19)) for i in range(20)]  # 1M .. 1B parameters
 DTYPES = ("int", "fp", "nf", "quantile", "dynamic")
@@ -76,13 +78,14 @@ def populate(url: str, n_runs: int, n_sweeps: int = 100) -> None:
                 break
             picked = [grid[(sweep * per_sweep + j) % len(grid)] for j in range(count)]
             runs = [{"model": r["model"], "revision": "main", "family": r["family"], "config": r["config"],
+                     "label": QuantConfig.from_dict(r["config"]).label(),
                      "eval": {"tasks": ["kbit_lastword", "kbit_choice"], "seed": sweep}, "cache_key": f"{sweep}-{j}"}
                     for j, r in enumerate(picked)]
             with session_scope(engine) as s:
                 sweep_id = queue.enqueue_sweep(s, team=("nlp", "vision")[sweep % 2], name=f"sweep{sweep}",
                                                spec={"i": sweep}, runs=runs)
                 ids = list(s.scalars(select(Run.id).where(Run.sweep_id == sweep_id).order_by(Run.id)))
-                s.execute(update(Run).where(Run.sweep_id == sweep_id).values(status="done"))
+                s.execute(update(Run).where(Run.sweep_id == sweep_id).values(status="done", finished_at=func.now()))
                 results, reports = [], []
                 for run_id, r in zip(ids, picked):
                     noise = ((run_id * 2654435761) % 1000 - 500) / 1e5
@@ -133,7 +136,7 @@ def main(argv=None) -> None:
         figures["query: data.frontier (all runs)"], frame = timed(lambda: data.frontier(url, "mean_zero_shot", "acc"), args.repeat)
         figures["aggregate: chart_points + thin"], points = timed(
             lambda: frontier.thin(frontier.chart_points(frame, "bits", [], False), "bits", False), args.repeat)
-        figures["analysis: findings (equal bits, 1,000 bootstrap replicates)"], _ = timed(
+        figures["analysis: findings (equal bits, 4,000 bootstrap replicates)"], _ = timed(
             lambda: findings(frame, "mean_zero_shot/acc"), args.repeat)
         figures["chart: scaling_chart(...).to_dict()"], _ = timed(
             lambda: charts.scaling_chart(points, y_title="acc").to_dict(), args.repeat)
