@@ -1,6 +1,6 @@
 """The durable queue: the whole life cycle of a run's lease, in one place.
 
-    claim_runs -> mark_started, heartbeat ... -> complete_run | fail_run (retry or give up)
+    claim_runs -> mark_started, heartbeat (a worker) or renew_leases (the scheduler) ... -> complete_run | fail_run
     requeue_expired: leases nobody renewed go back to the queue (or fail at max_attempts)
     cancel_sweep: queued and running runs of a sweep end; their workers see it at the next heartbeat
     sweep_progress: counts by state and an ETA
@@ -33,7 +33,7 @@ from kbit.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
     "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "count_queued", "heartbeat", "mark_started", "complete_run", "fail_run",
-    "requeue_expired", "overdue_runs", "holders", "leases_of", "cancel_sweep", "sweep_progress",
+    "requeue_expired", "renew_leases", "overdue_runs", "holders", "leases_of", "cancel_sweep", "sweep_progress",
 ]
 
 
