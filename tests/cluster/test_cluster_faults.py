@@ -89,7 +89,13 @@ def test_a_hung_run_times_out_and_its_ray_task_is_cancelled(ray_head, db):
         rows = {r["label"]: r for r in svc.results(reply["sweep_id"])}
         assert final["done"] == 2 and final["failed"] == 1
         assert (rows["nf8-b64"]["status"], rows["nf8-b64"]["error_type"]) == ("failed", "timeout")
-        info = ray.get(svc.actor.ping.remote())
+        # The run fails at its limit (the sweep is then over); the stopped group is counted when the
+        # scheduler collects it, a round or more later: wait for that, not for luck (CI once read 0).
+        def counted():
+            info = ray.get(svc.actor.ping.remote())
+            return info if info["groups_cancelled"] >= 1 else None
+
+        info = wait_until(counted, timeout=30, what="the stopped group counted")
         assert info["runs_timed_out"] == 1 and info["groups_cancelled"] >= 1
         wait_until(lambda: not [p for p in group_task_pids()], timeout=30)  # no hung process left behind
     finally:
