@@ -285,14 +285,9 @@ def renew_leases(session: Session, run_ids: list[int], owners: list[str], *,
     if not run_ids or not owners:
         return 0
     now = now_value(session)
-    if session.get_bind().dialect.name == "postgresql":
-        held_by = Run.lease_owner == any_(literal(sorted(set(owners)), ARRAY(String)))
-    else:
-        listed = func.json_each(json.dumps(sorted(set(owners)))).table_valued("value")
-        held_by = Run.lease_owner.in_(select(listed.c.value))
     result = session.execute(
         update(Run)
-        .where(_among(session, run_ids), Run.status == "running", held_by)
+        .where(_among(session, run_ids), Run.status == "running", _among(session, owners, Run.lease_owner))
         .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
@@ -335,14 +330,16 @@ def overdue_runs(session: Session, default_timeout_s: float) -> list[tuple[int, 
     return [(run_id, owner, float(seconds)) for run_id, owner, seconds in rows]
 
 
-def _among(session: Session, run_ids):
-    """`Run.id` is one of `run_ids`, bound as one array (Postgres) or one JSON list (SQLite): the
-    scheduler's 16,000 in-flight ids are one parameter, not an IN list of 16,000."""
-    ids = [int(run_id) for run_id in run_ids]
+def _among(session: Session, run_ids, column=Run.id):
+    """`column` is one of the values, bound as one array (Postgres) or one JSON list (SQLite): the
+    scheduler's 16,000 in-flight ids are one parameter, not an IN list of 16,000. Run ids by default;
+    lease owners (strings) with column=Run.lease_owner."""
+    strings = column is Run.lease_owner
+    values = sorted({str(v) for v in run_ids}) if strings else [int(v) for v in run_ids]
     if session.get_bind().dialect.name == "postgresql":
-        return Run.id == any_(literal(ids, ARRAY(Integer)))
-    listed = func.json_each(json.dumps(ids)).table_valued("value")
-    return Run.id.in_(select(listed.c.value))
+        return column == any_(literal(values, ARRAY(String if strings else Integer)))
+    listed = func.json_each(json.dumps(values)).table_valued("value")
+    return column.in_(select(listed.c.value))
 
 
 def holders(session: Session, run_ids: list[int]) -> dict[int, str]:
