@@ -11,6 +11,7 @@ The variables, their meaning and defaults are `VARIABLES` below, the one list of
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from kbit.errors import UsageError
@@ -56,6 +57,21 @@ def variables_table() -> str:
 
 # What a run stores of a model's bit accounting (kbit.kernels.BitReport has these and more).
 BIT_FIELDS = ("n_params", "n_quantized", "bits_per_param", "total_bits")
+
+# A model trained with another of its training seeds is named `<model>@seed<N>` (`kbit/demo/s1@seed2`;
+# seed 1, the model as named, has no suffix). kbit.sweeps.modelids builds and checks such ids of the
+# bundled families; the analysis pools the seeds of one model into one point. One spelling, kept here.
+SEED_MARK = "@seed"
+_SEEDED = re.compile(re.escape(SEED_MARK) + r"([1-9][0-9]*)$")
+
+
+def split_seed(model: str) -> tuple[str, int]:
+    """'kbit/demo/s1@seed2' -> ('kbit/demo/s1', 2); an id without a seed suffix -> (the id, 1)."""
+    found = _SEEDED.search(model) if isinstance(model, str) else None
+    if found is None or found.start() == 0:
+        return model, 1
+    return model[: found.start()], int(found.group(1))
+
 
 # Run states, in the order tables show them. FINAL: a run in one of these never changes again.
 RUN_STATES = ("queued", "running", "done", "cached", "failed", "cancelled")

@@ -1,6 +1,7 @@
-"""`kbit family build [NAME ...] [--ship]`: train a bundled family here with kbit's own training
-code (under $KBIT_HOME/models, as KBIT_FAMILY_WEIGHTS=build uses it) and, with --ship, write it as
-the package's shipped 16-bit weights with checksums (what every machine then loads; maintainers)."""
+"""`kbit family build [NAME ...] [--seeds N] [--ship]`: train a bundled family here with kbit's own
+training code (under $KBIT_HOME/models, as KBIT_FAMILY_WEIGHTS=build uses it), with its first N
+training seeds (kbit/demo/s1, kbit/demo/s1@seed2, ...), and, with --ship, write seed 1 as the
+package's shipped 16-bit weights with checksums (what every machine then loads; maintainers)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def add_parser(sub) -> None:
     p = family_sub.add_parser("build", help=HELP, description=HELP + ". Training takes minutes on a CPU (demo: about "
                               "6 min on 2 cores); a member already built here with the current recipe is reused.")
     p.add_argument("names", nargs="*", default=["demo"], metavar="NAME", help="families to build (default: demo)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="build the first N training seeds of each member (default 1: the family's own seed); "
+                   "seed n is kbit/<family>/<size>@seed<n>, what a sweep's `seeds: N` evaluates")
     p.add_argument("--ship", action="store_true",
                    help="write the result into the package (kbit/family/weights/) as float16 safetensors "
                    "with checksums; commit it, and update docs/RESULTS.md from a fresh `kbit demo`")
@@ -28,8 +32,12 @@ def cmd_family(args) -> int:
     unknown = [n for n in args.names if n not in members.FAMILIES]
     if unknown:
         raise UsageError(f"no bundled family {', '.join(map(repr, unknown))}; use one of {', '.join(members.FAMILIES)}")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: give a number of seeds of 1 or more")
+    if args.ship and args.seeds != 1:
+        raise UsageError("--ship writes the family's own seed only; leave out --seeds (other seeds are trained on first use)")
     for name in args.names:
-        for model in members.family_members(name):
+        for model in (m for seed in range(1, args.seeds + 1) for m in members.family_members(name, seed)):
             started = time.perf_counter()
             path = members.build_model(model)
             info = members.built_info(model)

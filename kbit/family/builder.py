@@ -61,14 +61,16 @@ def ensure_tokenizer(spec, family_dir: Path):
     return tok, stream
 
 
-def build_member(spec, family: str, size: str, out: Path, home: Path) -> dict:
-    """Train member `size` of `family` into folder `out`; returns the training figures."""
+def build_member(spec, family: str, size: str, out: Path, home: Path, seed: int | None = None,
+                 name: str | None = None) -> dict:
+    """Train member `size` of `family` into folder `out` with torch seed `seed` (default: the
+    recipe's); returns the training figures. Every seed shares the family's tokenizer and text."""
     tok, stream = ensure_tokenizer(spec, home / "models" / family)
     geometry = spec.sizes[size]
     config = llama_config(geometry, len(tok), spec.context, tok.eos_token_id)
     model, stats = train_model(
         config, stream, tokens=geometry.tokens, batch_size=spec.batch_size, lr=geometry.lr,
-        seed=spec.seed, desc=f"build kbit/{family}/{size}",
+        seed=spec.seed if seed is None else seed, desc=f"build {name or f'kbit/{family}/{size}'}",
     )
     model.save_pretrained(out)
     tok.save_pretrained(out)

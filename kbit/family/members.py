@@ -5,10 +5,16 @@ KBIT_FAMILY_WEIGHTS=build (or when no shipped copy matches the recipe) it is tra
 under `$KBIT_HOME/models/<family>/<size>` (a `save_pretrained` folder with its tokenizer), behind a
 file lock so two processes never build the same model at once, and written atomically.
 
+A member can also be trained with another seed: `kbit/demo/s1@seed2` is s1 trained with the family's
+second seed (seed n trains with the recipe's seed + n - 1; seed 1, the id without a suffix, is the
+shipped model). Other seeds ship no weights: they are trained on first use, under
+`$KBIT_HOME/models/<family>/<size>@seed<n>`, deterministically given the seed (on one machine).
+
     family_members("demo")           -> ["kbit/demo/s1", ..., "kbit/demo/s4"]
     ensure_model("kbit/demo/s2")     -> Path of the model (the shipped one, or built here if needed)
     ensure_family("micro", home)     -> the paths of every member (tests and demos)
     build_model("kbit/demo/s2")      -> Path of the model trained here (`kbit family build`)
+    family_members("demo", seed=2)   -> ["kbit/demo/s1@seed2", ..., "kbit/demo/s4@seed2"]
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from filelock import FileLock
 from kbit import settings
 from kbit.family import shipped
 from kbit.family.recipes import FAMILIES
-from kbit.sweeps.modelids import bundled_parts
+from kbit.sweeps.modelids import bundled_parts, bundled_seed, with_seed
 
 RECIPE_VERSION = 4  # bump when a recipe changes so stale builds are rebuilt
 MARKER = "kbit-build.json"
@@ -35,23 +41,27 @@ class UnknownBundledModel(LookupError):
     """A `kbit/...` id that names no bundled family or size."""
 
 
-def family_members(name: str) -> list[str]:
-    """The model ids of a bundled family, smallest first. ValueError for an unknown family."""
+def family_members(name: str, seed: int = 1) -> list[str]:
+    """The model ids of a bundled family trained with its `seed`-th seed, smallest first. ValueError
+    for an unknown family."""
     if name not in FAMILIES:
         raise ValueError(f"{name!r} is not a bundled model family; use one of {', '.join(FAMILIES)}")
-    return [f"kbit/{name}/{size}" for size in FAMILIES[name].sizes]
+    return [with_seed(f"kbit/{name}/{size}", seed) for size in FAMILIES[name].sizes]
 
 
 def is_bundled(model: str) -> bool:
-    """True for ids of the form kbit/<family>/<size> (never a Hugging Face id: those have two parts)."""
+    """True for ids of the form kbit/<family>/<size>[@seed<n>] (never a Hugging Face id: those have two parts)."""
     return bundled_parts(model) is not None
 
 
 def parse_bundled(model: str) -> tuple[str, str]:
-    """'kbit/demo/s1' -> ('demo', 's1'); UnknownBundledModel names the valid ids otherwise."""
+    """'kbit/demo/s1' -> ('demo', 's1'), the same for every seed of it ('kbit/demo/s1@seed2');
+    UnknownBundledModel names the valid ids otherwise."""
     if not is_bundled(model):
         raise UnknownBundledModel(f"{model!r} is not a bundled model id; bundled ids look like kbit/demo/s1")
-    _, family, size = model.split("/")
+    family, size = bundled_parts(model)
+    if with_seed(model, 1) != model and bundled_seed(model) == 1:
+        raise UnknownBundledModel(f"bundled model {model!r}: seed 1 is the family's own; write {with_seed(model, 1)!r}")
     if family not in FAMILIES:
         raise UnknownBundledModel(
             f"bundled model {model!r}: no family {family!r}; bundled families are {', '.join(FAMILIES)}"
@@ -64,15 +74,27 @@ def parse_bundled(model: str) -> tuple[str, str]:
 
 
 def model_dir(model: str, home: str | os.PathLike | None = None) -> Path:
-    family, size = parse_bundled(model)
-    return settings.kbit_home(home) / "models" / family / size
+    family, _ = parse_bundled(model)
+    return settings.kbit_home(home) / "models" / family / model.split("/")[2]
 
 
-def recipe(family: str, size: str) -> dict:
-    """Everything the build depends on; a stored model with another recipe is rebuilt."""
+def training_seed(family: str, seed: int = 1) -> int:
+    """The torch seed of a family's `seed`-th training seed: the recipe's own, then the next ones."""
+    return FAMILIES[family].seed + seed - 1
+
+
+def recipe(family: str, size: str, seed: int = 1) -> dict:
+    """Everything the build depends on; a stored model with another recipe is rebuilt. Seed 1's is
+    the recipe the shipped weights record."""
     spec = FAMILIES[family]
     return {"version": RECIPE_VERSION, "family": family, "size": size,
-            **{k: v for k, v in asdict(spec).items() if k != "sizes"}, "geometry": asdict(spec.sizes[size])}
+            **{k: v for k, v in asdict(spec).items() if k != "sizes"}, "seed": training_seed(family, seed),
+            "geometry": asdict(spec.sizes[size])}
+
+
+def model_recipe(model: str) -> dict:
+    """The recipe of bundled model `model` (its seed included)."""
+    return recipe(*parse_bundled(model), seed=bundled_seed(model))
 
 
 def build_info(model: str, home: str | os.PathLike | None = None) -> dict | None:
@@ -92,14 +114,14 @@ def built_info(model: str, home: str | os.PathLike | None = None) -> dict | None
 
 
 def _shipped(model: str) -> Path | None:
-    if settings.family_weights() != "shipped":
+    if settings.family_weights() != "shipped" or bundled_seed(model) != 1:  # other seeds ship no weights
         return None
-    return shipped.shipped_model(model, recipe(*parse_bundled(model)))
+    return shipped.shipped_model(model, model_recipe(model))
 
 
 def _is_current(model: str, home) -> bool:
     info = built_info(model, home)
-    return info is not None and info.get("recipe") == recipe(*parse_bundled(model))
+    return info is not None and info.get("recipe") == model_recipe(model)
 
 
 def ensure_model(model: str, home: str | os.PathLike | None = None) -> Path:
@@ -133,8 +155,9 @@ def _build(model: str, target: Path, home) -> None:
     taskdata.ensure_task_data(home)
     scratch = Path(tempfile.mkdtemp(prefix=f".{size}-build-", dir=target.parent))
     try:
-        stats = builder.build_member(FAMILIES[family], family, size, scratch, settings.kbit_home(home))
-        (scratch / MARKER).write_text(json.dumps({"model": model, "recipe": recipe(family, size), "train": stats}, indent=1))
+        stats = builder.build_member(FAMILIES[family], family, size, scratch, settings.kbit_home(home),
+                                     seed=training_seed(family, bundled_seed(model)), name=model)
+        (scratch / MARKER).write_text(json.dumps({"model": model, "recipe": model_recipe(model), "train": stats}, indent=1))
         if target.exists():
             shutil.rmtree(target)
         os.replace(scratch, target)

@@ -77,3 +77,36 @@ def test_corpus_is_split_by_chapter():
     leaked = [v for c in heldout for v in c.verses if v in train_verses and len(v) > 80]
     assert len(leaked) < 0.02 * sum(len(c.verses) for c in heldout)  # only the Bible's own repeated verses
     assert not any(":" in v.split(" ")[0] and v.split(" ")[0][0].isdigit() for c in heldout for v in c.verses)
+
+
+def test_seed_ids_parse_to_one_family_and_refuse_a_spelled_out_seed_one():
+    from kbit.sweeps.modelids import bundled_parts, bundled_seed, model_family, with_seed
+
+    assert members.family_members("demo", seed=2) == [f"kbit/demo/s{i}@seed2" for i in range(1, 5)]
+    assert bundled_parts("kbit/demo/s3@seed12") == ("demo", "s3") and bundled_seed("kbit/demo/s3@seed12") == 12
+    assert members.parse_bundled("kbit/demo/s3@seed2") == ("demo", "s3")
+    assert {model_family(m) for m in ("kbit/demo/s1", "kbit/demo/s1@seed2", "kbit/demo/s1@seed3")} == {"kbit-demo"}
+    assert with_seed("kbit/demo/s1", 1) == "kbit/demo/s1" and with_seed("kbit/demo/s1@seed2", 3) == "kbit/demo/s1@seed3"
+    assert members.recipe("demo", "s1") == members.model_recipe("kbit/demo/s1")  # the shipped weights' recipe
+    assert members.model_recipe("kbit/demo/s1@seed3")["seed"] == members.FAMILIES["demo"].seed + 2
+    assert members.model_dir("kbit/demo/s1@seed2").name == "s1@seed2"
+    with pytest.raises(members.UnknownBundledModel, match="seed 1 is the family's own; write 'kbit/demo/s1'"):
+        members.parse_bundled("kbit/demo/s1@seed1")
+    for bad in ("kbit/demo/s1@seed0", "kbit/demo/s1@seedx", "kbit/demo/@seed2"):
+        with pytest.raises(members.UnknownBundledModel, match="has no size"):
+            members.parse_bundled(bad)
+
+
+def test_another_seed_is_built_here_deterministically_and_differs(micro, monkeypatch, tmp_path):
+    """Seed 2 ships no weights, so it is trained on first use (even with shipped weights for seed 1),
+    the same weights every time it is built here, and not seed 1's."""
+    monkeypatch.setenv("KBIT_HOME", str(tmp_path))
+    model = "kbit/micro/m1@seed2"
+    path = members.ensure_model(model)
+    assert path == members.model_dir(model) and members.build_info(model)["recipe"]["seed"] == 1235
+    first = AutoModelForCausalLM.from_pretrained(path).state_dict()
+    monkeypatch.setattr(members, "RECIPE_VERSION", members.RECIPE_VERSION + 1)  # stale: trained again
+    again = AutoModelForCausalLM.from_pretrained(members.ensure_model(model)).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    seed_one = AutoModelForCausalLM.from_pretrained(micro["kbit/micro/m1"]).state_dict()
+    assert not torch.allclose(first["model.layers.0.mlp.up_proj.weight"], seed_one["model.layers.0.mlp.up_proj.weight"].float())
