@@ -20,6 +20,8 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
                                   # memory one evaluation needs (weights + activations), 0 < x <= 100000:
                                   # where the scheduler places it (not part of the cache key)
       - {family: demo}            # every member of a bundled family (kbit/demo/s1 ...)
+      - {family: demo, seeds: 3}  # ... each trained with its first 3 seeds, 1..20 (kbit/demo/s1,
+                                  # kbit/demo/s1@seed2, kbit/demo/s1@seed3 ...; one seed: kbit/demo/s1@seed2)
     grid:
       bits: [3, 4, 5, 6, 8]       # 2..8; 16 is the unquantized baseline
       dtypes: [int, fp, nf, quantile, dynamic]
@@ -49,7 +51,7 @@ from kbit import settings
 from kbit.errors import SweepError
 from kbit.kernels.config import DTYPES, METHODS, QuantConfig
 from kbit.sweeps.evalspec import Calibration, EvalSpec, check_device_map, check_dtype, check_memory_gb
-from kbit.sweeps.modelids import bundled_parts
+from kbit.sweeps.modelids import bundled_parts, bundled_seed, with_seed
 from kbit.sweeps.sweep import (
     RUN_TIMEOUT_S,
     ModelEntry,
@@ -59,6 +61,7 @@ from kbit.sweeps.sweep import (
     check_name,
     check_priority,
     check_run_timeout,
+    check_seeds,
     check_team,
     family_entries,
 )
@@ -69,7 +72,7 @@ TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models
 GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions", "methods")
 EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
 CALIBRATION_KEYS = tuple(f.name for f in fields(Calibration))
-MODEL_KEYS = ("model", "revision", "family", "dtype", "device_map", "memory_gb")
+MODEL_KEYS = ("model", "revision", "family", "seeds", "dtype", "device_map", "memory_gb")
 LOAD_CHECKS = (("dtype", check_dtype), ("device_map", check_device_map), ("memory_gb", check_memory_gb))
 GRID_DEFAULTS = {"exponent_bits": [None], "outlier_fractions": [0.0], "methods": ["rtn"]}
 
@@ -235,7 +238,12 @@ class _Checker:
         self.unknown_keys(item, path, MODEL_KEYS)
         revision = item.get("revision", "main")
         load = self.load_settings(item, path)
-        if load is None:
+        seeds = self.check(path + ("seeds",), check_seeds, item.get("seeds", 1))
+        if load is None or seeds is None:
+            return []
+        if "model" in item and "seeds" in item:
+            self.add(path + ("seeds",), "goes with `family:` (every member, each seed); for one model name its seed "
+                     "in the id, e.g. kbit/demo/s1@seed2")
             return []
         if "model" not in item:
             # {family: demo}: every member of a bundled family
@@ -247,7 +255,7 @@ class _Checker:
             if members is None:
                 self.add(path + ("family",), f"{family!r} is not a bundled model family; use e.g. demo or micro")
                 return []
-            return self.check(path, lambda: family_entries(members, revision, **load)) or []
+            return self.check(path, lambda: family_entries(members, revision, seeds, **load)) or []
         entry = self.check(path, lambda: ModelEntry(item["model"], revision, family=item.get("family") or "", **load))
         if entry is None:
             return []
@@ -257,8 +265,12 @@ class _Checker:
             if members is None:
                 self.add(path, f"{entry.model!r}: {parts[0]!r} is not a bundled model family; use e.g. kbit/demo/s1")
                 return []
-            if entry.model not in members:
-                self.add(path, f"{entry.model!r} is not in the bundled family {parts[0]!r}; allowed: {', '.join(members)}")
+            if with_seed(entry.model, 1) not in members:
+                self.add(path, f"{entry.model!r} is not in the bundled family {parts[0]!r}; allowed: {', '.join(members)}"
+                         " (each with a seed suffix such as @seed2, or none)")
+                return []
+            if bundled_seed(entry.model) == 1 and with_seed(entry.model, 1) != entry.model:
+                self.add(path, f"{entry.model!r}: seed 1 is the family's own; write {with_seed(entry.model, 1)!r}")
                 return []
         return [entry]
 

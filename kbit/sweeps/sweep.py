@@ -15,12 +15,13 @@ from kbit import settings
 from kbit.errors import SweepError
 from kbit.kernels.config import QuantConfig
 from kbit.sweeps.evalspec import Calibration, EvalSpec, ModelSpec, check_memory_gb, load_options
-from kbit.sweeps.modelids import model_family
+from kbit.sweeps.modelids import model_family, with_seed
 
 NAME_MAX = 200  # the database's column width
 MAX_ATTEMPTS = (1, 20)
 RUN_TIMEOUT_S = 3 * 3600  # a run (one config of one model) that takes longer is failed with `timeout`
 RUN_TIMEOUT_RANGE = (1, 7 * 24 * 3600)
+SEEDS = (1, 20)  # a bundled family's training seeds one sweep may evaluate
 
 
 def _is_int(value) -> bool:
@@ -201,7 +202,18 @@ class Sweep:
             raise SweepError(source, [f"not a valid sweep spec: {type(exc).__name__}: {exc}"]) from None
 
 
-def family_entries(members: list[str], revision: str = "main", **load) -> list[ModelEntry]:
+def check_seeds(seeds) -> int:
+    """How many training seeds of a bundled family a sweep evaluates (seed 1 is the family's own)."""
+    low, high = SEEDS
+    if not _is_int(seeds) or not low <= seeds <= high:
+        raise ValueError(f"must be a whole number from {low} to {high} (each seed past the first trains the "
+                         f"family anew), not {seeds!r}")
+    return seeds
+
+
+def family_entries(members: list[str], revision: str = "main", seeds: int = 1, **load) -> list[ModelEntry]:
     """A bundled family's members (smallest first) as sweep models, largest first: its long runs
-    start first, so the sweep's tail stays short. `load`: dtype, device_map, memory_gb."""
-    return [ModelEntry(m, revision, **load) for m in reversed(members)]
+    start first, so the sweep's tail stays short; each member with its first `seeds` training seeds
+    (kbit/demo/s4, kbit/demo/s4@seed2, ...). `load`: dtype, device_map, memory_gb."""
+    seeds = check_seeds(seeds)
+    return [ModelEntry(with_seed(m, seed), revision, **load) for m in reversed(members) for seed in range(1, seeds + 1)]

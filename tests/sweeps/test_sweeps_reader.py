@@ -128,6 +128,13 @@ BAD = {
     "unknown family": ("models:\n  - family: gigantic\ntasks: [x]\n", 2, ["'gigantic' is not a bundled model family"]),
     "unknown bundled member": ("models: [kbit/demo/s9]\ntasks: [x]\n", 1, ["not in the bundled family 'demo'",
                                                                            "kbit/demo/s1"]),
+    "seeds not a count": ("models:\n  - {family: demo, seeds: 0}\ntasks: [x]\n", 2,
+                          ["models[0].seeds", "whole number from 1 to 20", "not 0"]),
+    "seeds of one model": ("models:\n  - {model: kbit/demo/s1, seeds: 2}\ntasks: [x]\n", 2,
+                           ["models[0].seeds: goes with `family:`", "kbit/demo/s1@seed2"]),
+    "seed one spelled out": ("models: [kbit/demo/s2@seed1]\ntasks: [x]\n", 1, ["seed 1 is the family's own",
+                                                                                "write 'kbit/demo/s2'"]),
+    "seed of an unknown member": ("models: [kbit/demo/s9@seed2]\ntasks: [x]\n", 1, ["not in the bundled family"]),
     "bad eval values": ("models: [a]\ntasks: [x]\neval:\n  batch_size: 0\n", 4,
                         ["eval.batch_size", "0 is not allowed", "1 to 4096"]),
     "negative limit": ("models: [a]\ntasks: [x]\neval: {limit: -5}\n", 3, ["eval.limit", "-5"]),
@@ -286,3 +293,20 @@ def test_the_examples_check_fails_when_the_examples_are_gone(tmp_path, monkeypat
     monkeypatch.setattr(paths, "EXAMPLES", tmp_path)
     with pytest.raises(AssertionError, match="examples missing"):
         paths.example_sweeps()
+
+
+def test_seeds_expand_every_member_of_a_family_and_keep_the_keys_of_seed_one():
+    """`seeds: 3` is every member with seeds 1..3 (seed 1 the plain id, so a sweep without `seeds:`
+    keeps its runs and cache keys); every seed is one family on the frontier."""
+    text = "name: s\nmodels:\n  - {family: demo, seeds: 3}\ngrid: {bits: [4], dtypes: [nf], blocksizes: [64]}\ntasks: [x]\n"
+    sweep = parse(text)
+    assert [m.model for m in sweep.models] == [
+        "kbit/demo/s2", "kbit/demo/s2@seed2", "kbit/demo/s2@seed3", "kbit/demo/s1", "kbit/demo/s1@seed2", "kbit/demo/s1@seed3"]
+    assert {m.family for m in sweep.models} == {"kbit-demo"}
+    assert Sweep.from_spec(sweep.spec()) == sweep
+    plain = parse(text.replace(", seeds: 3", ""))
+    one = parse(text.replace("seeds: 3", "seeds: 1"))
+    keys = {(r["model"], r["cache_key"]) for r in expand_runs(sweep, "v")}
+    assert {(r["model"], r["cache_key"]) for r in expand_runs(plain, "v")} == {(r["model"], r["cache_key"]) for r in expand_runs(one, "v")}
+    assert {(r["model"], r["cache_key"]) for r in expand_runs(plain, "v")} < keys
+    assert len({k for _, k in keys}) == 6 * 2  # every (model, config) its own measurement
