@@ -1,4 +1,5 @@
-"""Blockwise k-bit quantization of whole tensors: `quantize`, `dequantize`, `matmul`, and the
+"""Blockwise k-bit quantization of whole tensors: `quantize`, `dequantize`, `matmul`, `embedding`
+(rows of a quantized table), and the
 `QuantizedTensor` that holds packed codes, 16-bit block scales and the codebook, with its bit
 accounting (DESIGN.md "Bits are the x-axis").
 """
@@ -133,3 +134,18 @@ def matmul(x: torch.Tensor, qt: QuantizedTensor, backend: str = "auto") -> torch
     x2 = x.reshape(-1, k_in).contiguous()
     y = impl.matmul_packed(x2, qt.codes, qt.absmax, qt.codebook, qt.bits, qt.blocksize, n_out, k_in)
     return y.view(*x.shape[:-1], n_out)
+
+
+def embedding(ids: torch.Tensor, qt: QuantizedTensor, backend: str = "auto", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Rows `ids` of a quantized 2-D table (rows, dim), dequantized: (*ids.shape, dim). On the
+    Triton backend only the rows looked up are decoded."""
+    if len(qt.shape) != 2:
+        raise ValueError(f"embedding: the quantized table must be 2-D (rows, dim), got shape {tuple(qt.shape)}")
+    if ids.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"embedding: ids must be an int32 or int64 tensor, got {ids.dtype}")
+    n_rows, dim = qt.shape
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_rows):
+        raise IndexError(f"embedding: ids must lie in [0, {n_rows}); got [{int(ids.min())}, {int(ids.max())}]")
+    impl = backends.kernels(backend, qt.codes.device)
+    return impl.embedding_rows(ids.to(qt.codes.device), qt.codes, qt.absmax, qt.codebook, qt.bits, qt.blocksize,
+                               n_rows, dim, dtype or qt.dtype)

@@ -15,6 +15,8 @@ BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 BLOCKSIZES = tuple(2**i for i in range(5, 13))  # 32 .. 4096
 METHODS = ("rtn", "gptq")  # round-to-nearest; GPTQ (kbit.kernels.gptq), which needs calibration data
 DEFAULT_METHOD = "rtn"
+ENDS = ("embeddings", "head")  # the parts outside the transformer blocks a config may also quantize
+LABELS = {"embeddings": "emb", "head": "head"}
 
 
 def default_exponent_bits(bits: int) -> int:
@@ -47,6 +49,8 @@ class QuantConfig:
     method: how weights are rounded to the codebook: "rtn" (round to nearest, the paper's) or
       "gptq" (GPTQ with error feedback from calibration inputs, kbit.kernels.gptq). Both store
       the same k-bit format; the baseline normalizes it to "rtn".
+    embeddings, head: also quantize the token embedding table and the output head (rtn only; a
+      tied pair is one tensor, so both or neither). Off by default: the paper keeps them 16-bit.
     """
 
     bits: int
@@ -55,6 +59,8 @@ class QuantConfig:
     exponent_bits: int | None = None
     outlier_fraction: float = 0.0
     method: str = DEFAULT_METHOD
+    embeddings: bool = False
+    head: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or self.bits not in BITS:
@@ -66,6 +72,8 @@ class QuantConfig:
             object.__setattr__(self, "exponent_bits", None)
             object.__setattr__(self, "outlier_fraction", 0.0)
             object.__setattr__(self, "method", DEFAULT_METHOD)
+            object.__setattr__(self, "embeddings", False)
+            object.__setattr__(self, "head", False)
             return
         if self.method not in METHODS:
             raise ValueError(f"QuantConfig.method={self.method!r} is not allowed; use one of {', '.join(METHODS)}")
@@ -96,6 +104,19 @@ class QuantConfig:
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= float(f) < 0.5:
             raise ValueError(f"QuantConfig.outlier_fraction={f!r} is not allowed; use a fraction in [0, 0.5), e.g. 0.02")
         object.__setattr__(self, "outlier_fraction", float(f))
+        for name in ENDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"QuantConfig.{name}={value!r} is not allowed; use true or false")
+            if value and self.method != DEFAULT_METHOD:
+                raise ValueError(f"QuantConfig.{name}=True is not allowed with method={self.method!r}: GPTQ "
+                                 "calibrates the transformer blocks only; quantize the embeddings and head with rtn, "
+                                 "or leave them 16-bit")
+
+    @property
+    def quantizes_ends(self) -> tuple[str, ...]:
+        """Which of the model's ends (embeddings, head) this config quantizes beside its blocks."""
+        return tuple(name for name in ENDS if getattr(self, name))
 
     @property
     def is_baseline(self) -> bool:
@@ -107,6 +128,9 @@ class QuantConfig:
         data = asdict(self)
         if self.method == DEFAULT_METHOD:
             del data["method"]
+        for name in ENDS:  # likewise: a config that quantizes no end keeps its dict and key
+            if not data[name]:
+                del data[name]
         return data
 
     @classmethod
@@ -118,18 +142,21 @@ class QuantConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """A stable string for cache keys: canonical JSON of the normalized fields (`to_dict`)."""
+        """A stable string for cache keys: canonical JSON of the normalized fields (`to_dict`): a field
+        at its default (method rtn, embeddings and head off) is left out, so old keys stay."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]
 
     def label(self) -> str:
-        """Short human label, e.g. 'nf4-b64', 'fp4e2-b64', 'int3-bT-o2%', 'nf3-b64-gptq', '16bit'."""
+        """Short human label, e.g. 'nf4-b64', 'fp4e2-b64', 'int3-bT-o2%', 'nf3-b64-gptq',
+        'nf4-b64-emb-head' (embeddings and head quantized too), '16bit'."""
         if self.is_baseline:
             return "16bit"
         dt = f"fp{self.bits}e{self.exponent_bits}" if self.dtype == "fp" else f"{self.dtype}{self.bits}"
         block = f"b{self.blocksize}" if self.blocksize else "bT"
         out = f"-o{self.outlier_fraction * 100:g}%" if self.outlier_fraction else ""
         method = "" if self.method == DEFAULT_METHOD else f"-{self.method}"
-        return f"{dt}-{block}{out}{method}"
+        ends = "".join(f"-{LABELS[name]}" for name in self.quantizes_ends)
+        return f"{dt}-{block}{out}{method}{ends}"

@@ -4,9 +4,11 @@
 Every weight-matrix layer (nn.Linear, transformers' Conv1D) not named in `skip` becomes a
 QuantLinear, rounded to nearest or by GPTQ from calibration data (`cfg.method`,
 kbit.kernels.gptq); embeddings, norms, biases and skipped layers stay as they are and are charged
-16 bits per parameter (DESIGN.md):
-total_bits = sum of quantized layers' stored weight bits + (n_params - n_quantized) * 16,
-bits_per_param = quantized layers' stored weight bits / n_quantized.
+16 bits per parameter (DESIGN.md), unless the config quantizes the token embedding and the output
+head too (`cfg.embeddings`, `cfg.head`, kbit.kernels.ends: a QuantEmbedding, and the head as a
+QuantLinear, or a TiedQuantLinear sharing the embedding's quantized table, charged once):
+total_bits = sum of quantized tensors' stored bits + (n_params - n_quantized) * 16,
+bits_per_param = quantized tensors' stored bits / n_quantized.
 A config that would quantize nothing, or leave a weight matrix of a transformer block in 16 bit
 without `skip` naming it, is refused: a 16-bit model must never be reported as k-bit.
 """
@@ -20,6 +22,9 @@ from tqdm.auto import tqdm
 
 from kbit.kernels.architectures import block_prefixes, layer_kinds, model_type
 from kbit.kernels.config import QuantConfig
+from kbit.kernels.embedding import QuantEmbedding, TiedQuantLinear
+from kbit.kernels.ends import EndsError, check_ends, quantize_ends_
+from kbit.kernels.ends import set_module as _set_module
 from kbit.kernels.gptq import check_calibration, gptq_model_
 from kbit.kernels.linear import QuantLinear, is_quantizable
 from kbit.kernels.outliers import outlier_dims
@@ -39,9 +44,10 @@ class BitReport:
 
     n_params: parameters the model stores (unique tensors, quantized weights included);
     n_quantized: weights stored at k bits (all weights of replaced layers, outlier columns
-    included: their extra cost is inside bits_per_param); n_layers: replaced layers;
-    by_kind: per module kind ("attention.q", "mlp.down", ...; see kbit.kernels.architectures)
-    {"n_layers", "n_quantized", "bits_per_param"}.
+    included: their extra cost is inside bits_per_param; a tied embedding and head once);
+    n_layers: replaced modules (a quantized embedding and head included);
+    by_kind: per module kind ("attention.q", "mlp.down", ...; see kbit.kernels.architectures;
+    "embedding", "head", or "embedding+head" for a tied pair) {"n_layers", "n_quantized", "bits_per_param"}.
     """
 
     config: dict
@@ -61,34 +67,43 @@ def _skipped(name: str, skip: tuple[str, ...]) -> bool:
     return any(name == s or name.endswith("." + s) for s in skip)
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def bit_report(model: nn.Module, cfg: QuantConfig) -> BitReport:
     """Count the bits of `model` as it is now (quantized or not)."""
-    named = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    named = quantized_modules(model)
     qlayers = list(named.values())
-    unquantized = sum(p.numel() for p in model.parameters())  # unique tensors; QuantLinear holds buffers
-    n_quantized = sum(m.weight_numel for m in qlayers)
+    unquantized = sum(p.numel() for p in model.parameters())  # unique tensors; quantized modules hold buffers
+    n_quantized = sum(m.weight_numel for m in qlayers)  # a tied head counts 0: its embedding holds the tensor
     quant_bits = sum(m.weight_bits for m in qlayers)
     return BitReport(
         config=cfg.to_dict(),
         n_params=unquantized + n_quantized,
         n_quantized=n_quantized,
         n_layers=len(qlayers),
-        n_outlier_params=sum(m.n_outliers * m.out_features for m in qlayers),
+        n_outlier_params=sum(m.n_outliers * m.out_features for m in qlayers if isinstance(m, QuantLinear)),
         bits_per_param=quant_bits / n_quantized if n_quantized else float(UNQUANTIZED_BITS),
         total_bits=float(quant_bits + unquantized * UNQUANTIZED_BITS),
         by_kind=_by_kind(model, named),
     )
 
 
-def _by_kind(model: nn.Module, named: dict[str, QuantLinear]) -> dict[str, dict]:
+def quantized_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """{name: module} of every QuantLinear and QuantEmbedding of `model`."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, (QuantLinear, QuantEmbedding))}
+
+
+def _kinds(model: nn.Module, named: dict[str, nn.Module]) -> dict[str, str]:
+    """The bit report's kind of each quantized module: the token embedding is "embedding" (with a
+    tied head: both are "embedding+head"), every other layer as kbit.kernels.architectures names it."""
+    tied = any(isinstance(m, TiedQuantLinear) for m in named.values())
+    own = {name: "embedding+head" if tied else "embedding" for name, m in named.items()
+           if isinstance(m, (QuantEmbedding, TiedQuantLinear))}
+    inside = [name for name in named if name not in own]
+    return {**layer_kinds(model, inside), **own}
+
+
+def _by_kind(model: nn.Module, named: dict[str, nn.Module]) -> dict[str, dict]:
     totals: dict[str, list[int]] = {}
-    for name, kind in layer_kinds(model, list(named)).items():
+    for name, kind in _kinds(model, named).items():
         entry = totals.setdefault(kind, [0, 0, 0])
         entry[0] += 1
         entry[1] += named[name].weight_numel
@@ -125,11 +140,12 @@ def check_coverage(model: nn.Module, targets: list[str], skip: tuple[str, ...], 
 
 
 def restore_model_(model: nn.Module) -> int:
-    """Put the original layers (nn.Linear or Conv1D) back (bit-identical weights); returns how many."""
-    names = [name for name, m in model.named_modules() if isinstance(m, QuantLinear)]
+    """Put the original layers (nn.Linear, Conv1D, nn.Embedding) back (bit-identical weights, a tied
+    pair tied again: both originals hold the one Parameter); returns how many."""
+    names = list(quantized_modules(model))
     loaded = [name for name in names if model.get_submodule(name).original is None]
     if loaded:
-        raise ValueError(f"{len(loaded)} QuantLinear layers ({loaded[0]}, ...) were loaded from a kbit checkpoint "
+        raise ValueError(f"{len(loaded)} quantized layers ({loaded[0]}, ...) were loaded from a kbit checkpoint "
                          "and have no 16-bit weights to restore; load the 16-bit model to quantize it differently")
     for name in names:
         _set_module(model, name, model.get_submodule(name).original)
@@ -145,7 +161,8 @@ def quantize_model_(
     calibration=None,
 ) -> BitReport:
     """Quantize every nn.Linear and Conv1D of `model` in place (names or name suffixes in `skip`
-    are kept).
+    are kept), and the token embedding and output head when `cfg` asks for them (the head then
+    despite `skip`).
 
     `cfg.method == "gptq"` needs `calibration`: a list of LongTensor input ids (batch, tokens),
     run through the model block by block on the device it is on (kbit.kernels.gptq); round to
@@ -167,7 +184,13 @@ def quantize_model_(
     if cfg.is_baseline:
         return bit_report(model, cfg)
     skip = tuple(skip)
-    targets = [name for name, m in model.named_modules() if is_quantizable(m) and not _skipped(name, skip)]
+    try:
+        ends = check_ends(model, cfg, _describe(model))
+    except EndsError as exc:
+        raise CoverageError(str(exc)) from None
+    head = ends.head if cfg.head else None  # installed with the ends, whatever skip says
+    targets = [name for name, m in model.named_modules()
+               if is_quantizable(m) and not _skipped(name, skip) and name != head]
     check_coverage(model, targets, skip, cfg)
     outliers = outlier_dims(model, targets, cfg.outlier_fraction) if cfg.outlier_fraction > 0 else {}
 
@@ -181,6 +204,7 @@ def quantize_model_(
         else:
             for name in tqdm(targets, desc=f"quantize {cfg.label()}", unit="layer", disable=not progress):
                 install(name)
+        quantize_ends_(model, cfg, ends, backend=backend)
     except BaseException:
         restore_model_(model)  # never leave a half-quantized model behind
         raise

@@ -7,7 +7,8 @@ These define the numerics the Triton kernels reproduce, with the same signatures
   rounded scale in fp32, clamped to [-1, 1] and mapped to the nearest codebook entry (ties go to
   the lower entry: the count of codebook midpoints strictly below the value);
 - dequantization is codebook[code] * scale in fp32, then cast to the output dtype;
-- the matmul accumulates in fp32.
+- the matmul accumulates in fp32;
+- an embedding lookup returns rows of the (rows, dim) tensor, dequantized exactly as above.
 """
 
 from __future__ import annotations
@@ -87,3 +88,19 @@ def matmul_packed(
     """x (M, K) @ W.T for the packed (N, K) weight W, accumulated in fp32; returns x.dtype."""
     w = dequantize_blocks(packed, absmax, code, bits, blocksize, out_features * in_features, torch.float32)
     return (x.to(torch.float32) @ w.view(out_features, in_features).T).to(x.dtype)
+
+
+def embedding_rows(
+    ids: torch.Tensor,
+    packed: torch.Tensor,
+    absmax: torch.Tensor,
+    code: torch.Tensor,
+    bits: int,
+    blocksize: int | None,
+    n_rows: int,
+    dim: int,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """Rows `ids` (any shape) of the packed (n_rows, dim) table: (*ids.shape, dim) in `out_dtype`."""
+    table = dequantize_blocks(packed, absmax, code, bits, blocksize, n_rows * dim, out_dtype).view(n_rows, dim)
+    return table[ids.long()]

@@ -114,6 +114,20 @@ def _dequantize_kernel(codes_ptr, absmax_ptr, cb_ptr, out_ptr, n,
 
 
 @triton.jit
+def _embedding_kernel(ids_ptr, codes_ptr, absmax_ptr, cb_ptr, out_ptr, dim,
+                      K_BITS: tl.constexpr, STRADDLE: tl.constexpr, LOG2B: tl.constexpr,
+                      PER_TENSOR: tl.constexpr, TILE: tl.constexpr):
+    """One looked-up row per program along axis 0, `TILE` columns of it per program along axis 1:
+    only the rows asked for are decoded (the table is never materialized)."""
+    token = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * TILE + tl.arange(0, TILE)
+    mask = cols < dim
+    row = tl.load(ids_ptr + token).to(tl.int64)
+    w = _weights(codes_ptr, absmax_ptr, cb_ptr, row * dim + cols, mask, K_BITS, STRADDLE, LOG2B, PER_TENSOR)
+    tl.store(out_ptr + token * dim + cols, w.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _gemv_kernel(x_ptr, codes_ptr, absmax_ptr, cb_ptr, out_ptr, N, K, k_per_split,
                  K_BITS: tl.constexpr, STRADDLE: tl.constexpr, LOG2B: tl.constexpr,
                  PER_TENSOR: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -226,6 +240,17 @@ def dequantize_blocks(packed, absmax, code, bits, blocksize, numel, out_dtype):
         packed, absmax, code, out, numel, TILE=DEQUANT_TILE, BIG=_big(numel), **_layout(bits, blocksize)
     )
     return out.to(out_dtype)
+
+
+def embedding_rows(ids, packed, absmax, code, bits, blocksize, n_rows, dim, out_dtype):
+    """Triton twin of reference.embedding_rows."""
+    flat = ids.reshape(-1).to(torch.int64).contiguous()
+    out = torch.empty(flat.numel(), dim, dtype=_store_dtype(out_dtype), device=packed.device)
+    if flat.numel():
+        tile = min(1024, triton.next_power_of_2(dim))
+        grid = (flat.numel(), triton.cdiv(dim, tile))
+        _embedding_kernel[grid](flat, packed, absmax, code, out, dim, TILE=tile, **_layout(bits, blocksize))
+    return out.to(out_dtype).view(*ids.shape, dim)
 
 
 def _sm_count(device: torch.device) -> int:
