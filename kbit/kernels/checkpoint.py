@@ -1,8 +1,10 @@
 """kbit's checkpoint format: a quantized model written as it is in memory, and read back.
 
-`save_quantized(model, folder)` writes a model quantized by `quantize_model_` (QuantLinear layers)
-as safetensors: each quantized layer's packed k-bit codes, 16-bit block scales, outlier column
-indices and 16-bit outlier columns, its bias, and its codebook when the codebook is data-dependent
+`save_quantized(model, folder)` writes a model quantized by `quantize_model_` (QuantLinear layers,
+and a QuantEmbedding when the config quantizes the embeddings; a head tied to it is written as a
+reference to it and its bias, the table once) as safetensors: each quantized layer's packed k-bit
+codes, 16-bit block scales, outlier column indices and 16-bit outlier columns, its bias, and its
+codebook when the codebook is data-dependent
 (`quantile`; the fixed codebooks of int, fp, nf and dynamic are constants of the format, rebuilt on
 load and checked against the sha256 the manifest keeps); every other tensor of the model as it is
 (the embeddings, norms and skipped layers; a tied tensor once; a float32 tensor whose values are
@@ -38,13 +40,16 @@ from kbit import settings
 from kbit.kernels.blockwise import QuantizedTensor
 from kbit.kernels.codebooks import codebook
 from kbit.kernels.config import QuantConfig
+from kbit.kernels.embedding import QuantEmbedding, TiedQuantLinear
+from kbit.kernels.ends import set_module
 from kbit.kernels.linear import QuantLinear
-from kbit.kernels.model import bit_report
+from kbit.kernels.model import bit_report, quantized_modules
 
 FORMAT = "kbit-checkpoint"
 # Bump FORMAT_VERSION when the files' layout changes, NUMERICS_VERSION when what stored codes decode
 # to changes (codebooks, packing, block order): a reader refuses a checkpoint newer than itself.
 FORMAT_VERSION = 1
+ENDS_FORMAT_VERSION = 2  # a checkpoint with a quantized embedding (older readers refuse it); others stay 1
 NUMERICS_VERSION = 1
 MANIFEST = "kbit-manifest.json"
 TENSORS = "model.safetensors"
@@ -106,11 +111,12 @@ def _fixed_codebook(cfg: QuantConfig) -> torch.Tensor | None:
     return codebook(cfg.dtype, cfg.bits, cfg.exponent_bits).to(torch.float32)
 
 
-def quantized_layers(model: nn.Module) -> dict[str, QuantLinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+def quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """{name: module} of the model's QuantLinear (TiedQuantLinear included) and QuantEmbedding modules."""
+    return quantized_modules(model)
 
 
-def _model_config(layers: dict[str, QuantLinear], config: QuantConfig | None) -> QuantConfig:
+def _model_config(layers: dict[str, nn.Module], config: QuantConfig | None) -> QuantConfig:
     configs = {m.config for m in layers.values()}
     if config is not None:
         configs.add(config)
@@ -126,12 +132,24 @@ def checkpoint_tensors(model: nn.Module, cfg: QuantConfig) -> tuple[dict[str, to
     fixed = _fixed_codebook(cfg)
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, dict] = {}
+    names = {id(m): n for n, m in model.named_modules()}
     for name, layer in layers.items():
+        if isinstance(layer, TiedQuantLinear):  # its table is the embedding's, written there
+            if layer.bias is not None:
+                tensors[f"{name}.bias"] = layer.bias
+            meta[name] = {"kind": "tied_head", "tied_to": names[id(layer.source)], "bias": layer.bias is not None}
+            continue
         qt = layer.qtensor
         parts = {"codes": qt.codes, "absmax": qt.absmax}
         stored_codebook = fixed is None or not torch.equal(qt.codebook.cpu(), fixed)
         if stored_codebook:
             parts["codebook"] = qt.codebook
+        if isinstance(layer, QuantEmbedding):
+            tensors.update({f"{name}.{part}": t for part, t in parts.items()})
+            meta[name] = {"kind": "embedding", "num_embeddings": layer.num_embeddings,
+                          "embedding_dim": layer.embedding_dim, "padding_idx": layer.padding_idx,
+                          "weight_dtype": _dtype_name(qt.dtype), "codebook": "stored" if stored_codebook else "fixed"}
+            continue
         if layer.n_outliers:
             parts["outlier_idx"] = layer.outlier_idx
             parts["outlier_weight"] = layer.outlier_weight
@@ -215,7 +233,8 @@ def save_quantized(model: nn.Module, folder, *, tokenizer=None, info: dict | Non
         files = {p.name: {"sha256": _sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(scratch.iterdir()) if p.is_file()}
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "numerics_version": NUMERICS_VERSION,
+            "format": FORMAT, "numerics_version": NUMERICS_VERSION,
+            "format_version": ENDS_FORMAT_VERSION if any("kind" in m for m in meta.values()) else FORMAT_VERSION,
             "kbit_version": _kbit_version(),
             "config": cfg.to_dict(), "label": cfg.label(),
             "model_dtype": _dtype_name(model_dtype),
@@ -268,7 +287,7 @@ def read_manifest(folder, verify_files: bool = True) -> dict:
         raise ChecksumMismatch(f"{path} does not match its sha256 (edited or damaged); export the run again")
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} manifest (format {manifest.get('format')!r})")
-    for key, mine in (("format_version", FORMAT_VERSION), ("numerics_version", NUMERICS_VERSION)):
+    for key, mine in (("format_version", ENDS_FORMAT_VERSION), ("numerics_version", NUMERICS_VERSION)):
         theirs = manifest.get(key)
         if not isinstance(theirs, int) or theirs > mine:
             raise NewerCheckpoint(f"{folder} was written with {key} {theirs} (kbit {manifest.get('kbit_version')}); "
@@ -313,14 +332,41 @@ def quantized_layer(name: str, meta: dict, tensors: dict[str, torch.Tensor], cfg
                                    outlier_weight=part["outlier_weight"], bias=part["bias"], backend=backend)
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+def quantized_embedding(name: str, meta: dict, tensors: dict[str, torch.Tensor], cfg: QuantConfig,
+                        backend: str = "auto") -> QuantEmbedding:
+    """The QuantEmbedding `name` of a checkpoint, its tensors taken out of `tensors`."""
+    codes, absmax = tensors.pop(f"{name}.codes", None), tensors.pop(f"{name}.absmax", None)
+    if codes is None or absmax is None:
+        raise CheckpointError(f"the checkpoint lacks the packed table of embedding {name}; export the run again")
+    book = tensors.pop(f"{name}.codebook", None)
+    shape = torch.Size((meta["num_embeddings"], meta["embedding_dim"]))
+    qt = QuantizedTensor(codes, absmax, _fixed_codebook(cfg) if book is None else book, shape,
+                         _DTYPES[meta["weight_dtype"]], cfg)
+    return QuantEmbedding.from_packed(cfg, qt, padding_idx=meta["padding_idx"], backend=backend)
+
+
+def _install(model: nn.Module, layers: dict, tensors: dict[str, torch.Tensor], cfg: QuantConfig, backend: str) -> None:
+    """Put every quantized module of the manifest's `layers` into the skeleton: tables first, so a
+    tied head finds the one it computes with."""
+    order = sorted(layers.items(), key=lambda item: item[1].get("kind") != "embedding")
+    for name, meta in order:
+        kind = meta.get("kind", "linear")
+        if kind == "embedding":
+            module = quantized_embedding(name, meta, tensors, cfg, backend)
+        elif kind == "tied_head":
+            source = model.get_submodule(meta["tied_to"])
+            if not isinstance(source, QuantEmbedding):
+                raise CheckpointError(f"head {name} is tied to {meta['tied_to']}, which the checkpoint does not hold "
+                                      "quantized; export the run again")
+            module = TiedQuantLinear(None, source, tensors.pop(f"{name}.bias", None), backend=backend)
+        else:
+            module = quantized_layer(name, meta, tensors, cfg, backend)
+        set_module(model, name, module)
 
 
 def load_quantized(folder, *, device: str | torch.device = "auto", backend: str = "auto") -> nn.Module:
     """The model saved in `folder` (a transformers model, eval mode, on `device`: "auto" is the GPU
-    when there is one), its quantized layers `QuantLinear`s running on `backend`."""
+    when there is one), its quantized layers `QuantLinear`s (a quantized embedding a `QuantEmbedding`) running on `backend`."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -335,8 +381,7 @@ def load_quantized(folder, *, device: str | torch.device = "auto", backend: str 
     for name, wide in manifest.get("narrowed", {}).items():
         tensors[name] = tensors[name].to(_DTYPES[wide])
     model = _skeleton(folder, _DTYPES[manifest["model_dtype"]])
-    for name, meta in manifest["layers"].items():
-        _set_module(model, name, quantized_layer(name, meta, tensors, cfg, backend))
+    _install(model, manifest["layers"], tensors, cfg, backend)
     for alias, source in manifest["tied"].items():
         tensors[alias] = tensors[source]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
