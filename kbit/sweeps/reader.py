@@ -29,6 +29,10 @@ as one `SweepError`; nothing is written anywhere on error. The format, with defa
       exponent_bits: [null]       # fp only; null = default_exponent_bits(k): E2 at 3..6 bits, E3 at 7..8
       outlier_fractions: [0.0]
       methods: [rtn]              # rtn (round to nearest) and/or gptq (calibrated; see calibration)
+    quantize: {embeddings: false, head: false}
+                                  # also quantize the token embedding table and the output head with
+                                  # each config (rtn only; a tied pair: both or neither); when set,
+                                  # labels end in -emb / -head and the runs get their own cache keys
     calibration: {samples: 128, seq_len: 512, source: bundled, seed: 0}
                                   # only with gptq (these defaults when left out): seq_len is capped
                                   # at the model's context; source: bundled (the bundled family's
@@ -49,7 +53,7 @@ from pathlib import Path as FsPath
 
 from kbit import settings
 from kbit.errors import SweepError
-from kbit.kernels.config import DTYPES, METHODS, QuantConfig
+from kbit.kernels.config import DTYPES, ENDS, METHODS, QuantConfig
 from kbit.sweeps.evalspec import Calibration, EvalSpec, check_device_map, check_dtype, check_memory_gb
 from kbit.sweeps.modelids import bundled_parts, bundled_seed, with_seed
 from kbit.sweeps.sweep import (
@@ -67,8 +71,8 @@ from kbit.sweeps.sweep import (
 )
 from kbit.sweeps.yamllines import YamlSyntaxError, load_with_lines, path_text
 
-TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models", "grid", "baseline", "tasks", "eval",
-            "calibration")
+TOP_KEYS = ("name", "team", "priority", "max_attempts", "run_timeout_s", "models", "grid", "quantize", "baseline", "tasks",
+            "eval", "calibration")
 GRID_KEYS = ("bits", "dtypes", "blocksizes", "exponent_bits", "outlier_fractions", "methods")
 EVAL_KEYS = tuple(f.name for f in fields(EvalSpec) if f.name != "tasks")
 CALIBRATION_KEYS = tuple(f.name for f in fields(Calibration))
@@ -332,6 +336,7 @@ class _Checker:
         exps = self.grid_values(grid, "exponent_bits")
         outliers = self.grid_values(grid, "outlier_fractions")
         methods = self.grid_values(grid, "methods")
+        ends = self.ends(data, methods)
         if self.problems:
             return []
         grid_size = (len(quantized) * len(axes["dtypes"]) * len(axes["blocksizes"]) * len(outliers) * len(exps)
@@ -348,10 +353,28 @@ class _Checker:
             # exponent bits only shape the fp type; the other types take each grid point once
             for exp in exps if dtype == "fp" else [None]:
                 cfg = self.check(("grid", "exponent_bits"), lambda: QuantConfig(
-                    k, dtype, block, exponent_bits=exp, outlier_fraction=outlier, method=method))
+                    k, dtype, block, exponent_bits=exp, outlier_fraction=outlier, method=method, **ends))
                 if cfg is not None:
                     configs[cfg] = None
         return list(configs)
+
+    def ends(self, data: dict, methods: list) -> dict:
+        """The `quantize:` mapping ({embeddings, head}: true or false), each key checked at its line
+        by QuantConfig with every method of the grid; {} when it is left out."""
+        given = data.get("quantize")
+        if given is None:
+            return {}
+        if not isinstance(given, dict):
+            self.add(("quantize",), f"must be a mapping with keys {', '.join(ENDS)}, e.g. {{embeddings: true, head: true}}")
+            return {}
+        self.unknown_keys(given, ("quantize",), ENDS)
+        ends = {}
+        for key in ENDS:
+            if key in given and all(
+                    self.check(("quantize", key), lambda m=m, key=key: QuantConfig(4, "int", method=m, **{key: given[key]}))
+                    for m in methods or ["rtn"]):
+                ends[key] = given[key]
+        return ends
 
     # -- tasks and eval ----------------------------------------------------------------------
 
