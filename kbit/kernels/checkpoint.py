@@ -41,7 +41,7 @@ from kbit.kernels.blockwise import QuantizedTensor
 from kbit.kernels.codebooks import codebook
 from kbit.kernels.config import QuantConfig
 from kbit.kernels.embedding import QuantEmbedding, TiedQuantLinear
-from kbit.kernels.ends import set_module
+from kbit.kernels.ends import hold_tie_, set_module
 from kbit.kernels.linear import QuantLinear
 from kbit.kernels.model import bit_report, quantized_modules
 
@@ -359,6 +359,7 @@ def _install(model: nn.Module, layers: dict, tensors: dict[str, torch.Tensor], c
                 raise CheckpointError(f"head {name} is tied to {meta['tied_to']}, which the checkpoint does not hold "
                                       "quantized; export the run again")
             module = TiedQuantLinear(None, source, tensors.pop(f"{name}.bias", None), backend=backend)
+            hold_tie_(model)
         else:
             module = quantized_layer(name, meta, tensors, cfg, backend)
         set_module(model, name, module)

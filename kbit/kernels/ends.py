@@ -7,6 +7,10 @@ largest nn.Embedding and a layer named lm_head) and whether they are one tied te
 `quantize_ends_` replaces them: the table by a `QuantEmbedding`, the head by a `QuantLinear`, or,
 when tied, by a `TiedQuantLinear` that computes with the embedding's quantized table (stored and
 charged once). Positional embeddings stay 16-bit: only the token table is an "embedding" here.
+
+A model with a quantized tied pair gets a `tie_weights` of its own that ties nothing (`hold_tie_`,
+undone by `release_tie_`): transformers' would set the head's weight to the embedding's 16-bit
+`weight`, which is gone, and lm-eval calls it on every model it wraps; the pair is one tensor already.
 """
 
 from __future__ import annotations
@@ -112,8 +116,24 @@ def quantize_ends_(model: nn.Module, cfg: QuantConfig, ends: Ends, backend: str 
         if ends.tied:
             bias = None if head.bias is None else head.bias.detach().clone()
             replacement = TiedQuantLinear(head, table, bias, backend=backend)
+            hold_tie_(model)
         else:
             replacement = QuantLinear(head, cfg, backend=backend)
         set_module(model, ends.head, replacement)
         done.append(ends.head)
     return done
+
+
+def _tied_already(*args, **kwargs) -> None:
+    """tie_weights of a model whose tied embedding and head kbit holds quantized: one tensor already."""
+
+
+def hold_tie_(model: nn.Module) -> None:
+    """Make `model.tie_weights()` a no-op while its tied ends are quantized (see the module docstring)."""
+    if hasattr(model, "tie_weights"):
+        object.__setattr__(model, "tie_weights", _tied_already)
+
+
+def release_tie_(model: nn.Module) -> None:
+    """Give `model` its own tie_weights back (the 16-bit pair is restored)."""
+    model.__dict__.pop("tie_weights", None)

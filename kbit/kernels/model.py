@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from kbit.kernels.architectures import block_prefixes, layer_kinds, model_type
 from kbit.kernels.config import QuantConfig
 from kbit.kernels.embedding import QuantEmbedding, TiedQuantLinear
-from kbit.kernels.ends import EndsError, check_ends, quantize_ends_
+from kbit.kernels.ends import EndsError, check_ends, quantize_ends_, release_tie_
 from kbit.kernels.ends import set_module as _set_module
 from kbit.kernels.gptq import check_calibration, gptq_model_
 from kbit.kernels.linear import QuantLinear, is_quantizable
@@ -149,6 +149,7 @@ def restore_model_(model: nn.Module) -> int:
                          "and have no 16-bit weights to restore; load the 16-bit model to quantize it differently")
     for name in names:
         _set_module(model, name, model.get_submodule(name).original)
+    release_tie_(model)
     return len(names)
 
 

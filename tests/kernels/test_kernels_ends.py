@@ -58,6 +58,8 @@ def test_the_micro_models_embedding_is_really_k_bit_and_the_bits_drop_by_its_16_
         emb, head = model.model.embed_tokens, model.lm_head
         assert isinstance(emb, QuantEmbedding) and isinstance(head, TiedQuantLinear)
         assert head.qtensor.codes is emb.codes  # one quantized tensor for both ends
+        model.tie_weights()  # lm-eval calls it on every model: the pair is one tensor already
+        assert model.lm_head is head and not hasattr(head, "weight")
         # k-bit for real: every 64-value block of the stored table takes at most 2**4 distinct values
         values = emb.dequantized_weight(torch.float32).reshape(-1, 64)
         assert max(len(torch.unique(block)) for block in values) <= 16
@@ -76,6 +78,7 @@ def test_the_micro_models_embedding_is_really_k_bit_and_the_bits_drop_by_its_16_
     finally:
         restore_model_(model)
     assert model.lm_head.weight is model.model.embed_tokens.weight  # tied again
+    assert "tie_weights" not in vars(model)  # transformers' own again
     assert torch.equal(model.model.embed_tokens.weight, table)
 
 
