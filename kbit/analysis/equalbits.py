@@ -10,7 +10,8 @@ least two groups cover; a budget that not every compared group reaches is *parti
 shown, never decided (the missing groups are named), so coverage alone never makes a winner. Every
 bootstrap replicate of `resample.run_draws` goes through the same steps, so an interval holds the
 noise of the documents and of the choice of config. The margins of a table share one simultaneous
-95% band; a margin whose band includes zero is undecided.
+95% band; a margin whose band includes zero is undecided. Runs of one size trained with several seeds
+(`kbit/demo/s1@seed2`) are one point, their seeds resampled before the documents (`seeds.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kbit.analysis import multiplicity
+from kbit.analysis import multiplicity, seeds
 from kbit.analysis.metrics import lower_is_better
 from kbit.analysis.resample import FULL, HALF_A, HALF_B, run_draws
 
@@ -123,20 +124,35 @@ def x_bits(frame: pd.DataFrame, x_axis: str) -> pd.Series:
 def draws_of(frame: pd.DataFrame, metric: str, scores: dict | None, x_axis: str = "total", n_boot: int = N_BOOT,
              seed: int = 0) -> tuple[dict, dict]:
     """resample.run_draws of the runs `compare` would pick from `frame` (one per config placed on
-    the axis), to hand to several comparisons of subsets of them."""
+    the axis; a config's seeds pooled under its `one_run_per_config` run), to hand to several
+    comparisons of subsets of them."""
+    frame = seeds.points(frame)
     placed = frame.assign(x=x_bits(frame, x_axis)) if len(frame) else frame.assign(x=pd.Series(dtype=float))
-    return run_draws(one_run_per_config(placed[placed["x"] > 0]), scores, metric, n_boot, seed)
+    return seed_draws(seed_runs(placed[placed["x"] > 0]), scores, metric, n_boot, seed)
 
 
-def one_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
-    """The lowest run id of each (model, label) that can be placed on the bits axis."""
+def seed_draws(runs: pd.DataFrame, scores: dict | None, metric: str, n_boot: int, seed: int) -> tuple[dict, dict]:
+    """run_draws of `seed_runs`' rows, each config's seeds pooled under its `one_run_per_config` run."""
+    return seeds.pooled(runs, *run_draws(runs, scores, metric, n_boot, seed), n_boot, seed)
+
+
+def seed_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The lowest run id of each (model, seed, label) that can be placed on the bits axis."""
     return first_run_per_config(frame[frame["total_bits"].notna() & (frame["total_bits"] > 0)])
 
 
+def one_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, label) that can be placed on the bits axis: the lowest run id, or, for a
+    model trained with several seeds, the row standing for all of them (seeds.collapse)."""
+    return seeds.collapse(seed_runs(seeds.points(frame)))
+
+
 def first_run_per_config(frame: pd.DataFrame) -> pd.DataFrame:
-    """The lowest run id of each (model, label) with a value: repeats of a config are one measurement here."""
+    """The lowest run id of each (model, label) with a value (of each seed, after seeds.points):
+    repeats of a config are one measurement here."""
     usable = frame[frame["value"].notna()]
-    return usable.sort_values("run_id", kind="mergesort").drop_duplicates(["model", "label"])
+    keys = ["model", seeds.SEED, "label"] if seeds.SEED in usable else ["model", "label"]
+    return usable.sort_values("run_id", kind="mergesort").drop_duplicates(keys)
 
 
 def curves_of(configs: pd.DataFrame, draws: dict[int, np.ndarray]) -> list[Curve]:
@@ -197,16 +213,19 @@ def compare(
     `drawn`, `draws_of` a superset of these runs (several comparisons of one family's runs resample
     them once)."""
     lower = lower_is_better(metric)
+    frame = seeds.points(frame)
     frame = frame.assign(x=x_bits(frame, x_axis)) if len(frame) else frame.assign(x=pd.Series(dtype=float))
     usable = frame[frame["x"] > 0]
     # One run per config within each group: two groups that both ran a config (two teams) keep one each.
-    picked = {name: one_run_per_config(usable[mask.reindex(usable.index, fill_value=False)]) for name, mask in groups.items()}
+    runs = {name: seed_runs(usable[mask.reindex(usable.index, fill_value=False)]) for name, mask in groups.items()}
+    picked = {name: seeds.collapse(of_group) for name, of_group in runs.items()}
     configs = pd.concat(list(picked.values())).drop_duplicates("run_id") if picked else usable.iloc[:0]
     if drawn is not None and all(int(r) in drawn[0] for r in configs["run_id"]):
         ids = [int(r) for r in configs["run_id"]]
         draws, evidence = {r: drawn[0][r] for r in ids}, {r: drawn[1][r] for r in ids}
     else:
-        draws, evidence = run_draws(configs, scores, metric, n_boot, seed)
+        every = pd.concat(list(runs.values())).drop_duplicates("run_id") if runs else usable.iloc[:0]
+        draws, evidence = seed_draws(every, scores, metric, n_boot, seed)
     curves = {name: curves_of(runs, draws) for name, runs in picked.items()}
     budgets = budget_grid(curves, n_budgets)
     score = {name: np.full((n_boot + 1, len(budgets)), np.nan) for name in groups}

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kbit.analysis import equalbits, multiplicity, parallel
+from kbit.analysis import equalbits, multiplicity, parallel, seeds
 from kbit.analysis.equalbits import Comparison, Interval
 from kbit.analysis.frontier import frontier_view, plottable, sixteen_bit_share
 from kbit.analysis.metrics import lower_is_better
@@ -89,6 +89,7 @@ class Findings:
     sweeps: list[int] = field(default_factory=list)  # the sweeps whose runs were used
     sixteen_bit_share: dict[str, tuple[float, float]] = field(default_factory=dict)  # frontier.sixteen_bit_share
     parallel: "parallel.ParallelFit | None" = None  # the parallel-curves model (one family only)
+    seeds: dict[str, int] = field(default_factory=dict)  # {model: its training seeds} when any has several
 
     @property
     def budgets(self) -> pd.DataFrame:
@@ -305,7 +306,9 @@ def findings(
     chose); `family_runs`, when the caller split the family by method, holds all of them, for the
     comparison of the methods."""
     lower = lower_is_better(metric)
-    usable = plottable(frame)
+    # the seeds of one size are one point from here on (seeds.py); a no-op with one seed per size
+    usable = seeds.points(plottable(frame))
+    family_runs = seeds.points(family_runs) if family_runs is not None else None
     points = frontier_view(usable, metric)
     front = points[points["on_frontier"]].sort_values("total_bits") if not points.empty else points
     stderrs = sorted(float(s) for s in usable["stderr"].dropna() if s) if "stderr" in usable else []
@@ -332,7 +335,7 @@ def findings(
         family=str(usable["family"].iloc[0]) if one_family and "family" in usable and len(usable) else None,
         sweeps=sorted(int(s) for s in usable["sweep_id"].dropna().unique()) if "sweep_id" in usable else [],
         sixteen_bit_share=sixteen_bit_share(usable) if "n_quantized" in usable else {},
-        parallel=shared_curve,
+        parallel=shared_curve, seeds=seeds.counts(usable),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kbit.analysis import seeds
 from kbit.analysis.metrics import lower_is_better
 
 PER_TENSOR = "per-tensor"
@@ -123,9 +124,10 @@ def chart_points(frame: pd.DataFrame, line: str, panels: list[str], lower: bool)
     """The points of a scaling chart: for each panel, line value (e.g. k) and model, the best config.
 
     `frame` is rows_to_frame output. Adds `panel` (the facet title, "" without facets) and
-    `on_frontier` (the point is on its panel's Pareto frontier).
+    `on_frontier` (the point is on its panel's Pareto frontier). The seeds of a model are one point
+    (seeds.points): their runs are averaged like repeats.
     """
-    usable = plottable(frame)
+    usable = seeds.points(plottable(frame))
     configs = average_repeats(usable, keys=[*CONFIG_KEYS, *panels, line])
     if configs.empty:
         points = configs.assign(panel=pd.Series(dtype=str), on_frontier=pd.Series(dtype=bool))

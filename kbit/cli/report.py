@@ -187,6 +187,10 @@ def scope_lines(f: Findings) -> list[str]:
         shares = sixteen_bit_share_text(f.sixteen_bit_share)
         out[0] += (" Share of a quantized run's total bits kept at 16 bits (embeddings, head, norms): " + shares
                    + "; `--x-axis paper` charges every parameter at the config's bits instead.")
+    if f.seeds:
+        out.append("Training seeds per size: " + ", ".join(f"{m} {n}" for m, n in f.seeds.items())
+                   + ". The seeds of a size are one point per config (their mean); every bootstrap replicate "
+                   "resamples them, with replacement, before the documents, so the intervals hold the seeds' spread.")
     return out + [""]
 
 
@@ -370,7 +374,8 @@ def report_json(metric: str, f: Findings) -> dict:
         "family": f.family,
         "method": method_of(metric),
         "sweeps": f.sweeps,
-        "models": [{"model": m, "n_params": n, "sixteen_bit_share": list(f.sixteen_bit_share.get(m, ())) or None}
+        "models": [{"model": m, "n_params": n, "sixteen_bit_share": list(f.sixteen_bit_share.get(m, ())) or None,
+                    "seeds": f.seeds.get(m, 1)}
                    for n, m in f.models],
         "lower_is_better": f.lower,
         "x_axis": f.x_axis,

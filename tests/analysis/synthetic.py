@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kbit import settings
 from kbit.analysis import rows_to_frame
 
 MODELS = {"m1": 1e6, "m2": 2e6, "m3": 4e6, "m4": 8e6}
@@ -20,11 +21,11 @@ class Runs:
 
     def add(self, model: str, bits: int, value: float, bits_per_param: float, *, dtype="nf", blocksize=64,
             label=None, stderr=0.001, docs: int = 0, task="t", n_quantized_share=1.0, method="rtn",
-            outlier_fraction=0.0):
+            outlier_fraction=0.0, outcomes=None):
         run_id = len(self.rows) + 1
-        n_params = MODELS[model]
+        n_params = MODELS[settings.split_seed(model)[0]]  # every seed of a size: its parameters
         if docs:
-            outcomes = (self.rng.random(docs) < value).astype(float)
+            outcomes = (self.rng.random(docs) < value).astype(float) if outcomes is None else outcomes
             self.scores[run_id] = {task: {"doc_ids": np.arange(docs), "values": outcomes, "weights": None}}
             value = float(outcomes.mean())
             stderr = float(outcomes.std(ddof=1) / np.sqrt(docs))
