@@ -144,9 +144,10 @@ def combined_draws(parts: list[np.ndarray]) -> np.ndarray | None:
 
 def advantage_draws(comp: Comparison, group: str, others: list[str]) -> np.ndarray | None:
     """(R + 1,) `group`'s advantage over the best of `others`, averaged over the budgets both cover."""
-    if group not in comp.score:
+    rivals = [o for o in others if o in comp.score]
+    if group not in comp.score or not rivals:  # e.g. a sweep without dynamic: that pair has no data
         return None
-    adv = comp.advantage(group, [o for o in others if o in comp.score])
+    adv = comp.advantage(group, rivals)
     covered = np.isfinite(adv[0])
     return adv[:, covered].mean(axis=1) if covered.any() else None
 

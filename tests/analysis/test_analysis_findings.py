@@ -122,3 +122,11 @@ def test_four_bit_is_judged_on_the_offsets_only_when_the_curves_are_parallel():
             crossing.add(model, k, value, k + 0.25)
     found = findings(crossing.frame(), "t/acc", n_boot=200)
     assert not found.parallel.parallel and found.finding("four_bit_optimal").basis == "budgets"
+
+
+def test_a_sweep_without_some_data_types_tests_the_pairs_it_has():
+    """int and quantile only (no fp, no dynamic): the data-type finding is the one pair, not a crash."""
+    found = findings(grid_runs({"int": 0.0, "quantile": 0.02}).frame(), "t/acc", n_boot=200)
+    dtype = found.finding("quantile_float_beat_int_dynamic")
+    assert [r["name"] for r in dtype.rows if r["name"].startswith("k=3+4")] == ["k=3+4: quantile vs int"]
+    assert dtype.verdict == "agrees" and dtype.margin.value == pytest.approx(0.02, abs=1e-6)
