@@ -1,6 +1,6 @@
 """`kbit export` through the real worker path on the micro family: runs submitted, claimed and
 evaluated by `run_group` with `evaluate_group` (rtn and GPTQ, k = 2..8, every data type, with and
-without outliers, a float32 and a bfloat16 model), then exported; each checkpoint, loaded and
+without outliers, a float32 and a bfloat16 model, one with its embeddings and head quantized), then exported; each checkpoint, loaded and
 evaluated with the run's own eval spec, gives the run's stored scores to the last digit, and its
 tensors take the run's total bits / 8. Every error is one line and exit 1."""
 
@@ -37,6 +37,9 @@ RUNS = {
                                "methods: [gptq]", CALIBRATION),
     "int7-b128": ("[kbit/micro/m1]", "bits: [7], dtypes: [int], blocksizes: [128]", ""),
     "bf16 nf4-b64": ("[{model: kbit/micro/m1, dtype: bf16}]", "bits: [4], dtypes: [nf], blocksizes: [64]", ""),
+    # the tied embedding and head quantized too: one packed table in the checkpoint
+    "nf4-b64-emb-head": ("[kbit/micro/m1]", "bits: [4], dtypes: [nf], blocksizes: [64]",
+                         "quantize: {embeddings: true, head: true}\n"),
 }
 
 

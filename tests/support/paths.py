@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-KNOWN_EXAMPLES = {"bloom.yaml", "demo.yaml", "gpt2.yaml", "gptq.yaml", "llama.yaml", "micro.yaml", "opt.yaml", "pythia.yaml",
+KNOWN_EXAMPLES = {"bloom.yaml", "demo.yaml", "ends.yaml", "gpt2.yaml", "gptq.yaml", "llama.yaml", "micro.yaml", "opt.yaml", "pythia.yaml",
                   "seeds.yaml"}
 
 

@@ -135,6 +135,8 @@ BAD = {
     "seed one spelled out": ("models: [kbit/demo/s2@seed1]\ntasks: [x]\n", 1, ["seed 1 is the family's own",
                                                                                 "write 'kbit/demo/s2'"]),
     "seed of an unknown member": ("models: [kbit/demo/s9@seed2]\ntasks: [x]\n", 1, ["not in the bundled family"]),
+    "quantize an unknown end": ("models: [a]\ngrid: {bits: [4], dtypes: [nf], blocksizes: [64]}\nquantize:\n"
+                                "  heads: true\ntasks: [x]\n", 4, ["quantize.heads: unknown key", "did you mean 'head'"]),
     "bad eval values": ("models: [a]\ntasks: [x]\neval:\n  batch_size: 0\n", 4,
                         ["eval.batch_size", "0 is not allowed", "1 to 4096"]),
     "negative limit": ("models: [a]\ntasks: [x]\neval: {limit: -5}\n", 3, ["eval.limit", "-5"]),
