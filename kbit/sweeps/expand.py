@@ -15,6 +15,7 @@ import json
 
 from kbit import settings
 from kbit.kernels.config import QuantConfig
+from kbit.sweeps.modelids import bundled_seed
 from kbit.sweeps.runspec import RunEval, RunSpec
 from kbit.sweeps.sweep import Sweep
 from kbit.version import numerics_version as current_numerics_version
@@ -44,16 +45,19 @@ def cache_key(model: str, revision: str, config: QuantConfig, eval_spec: dict, n
 def expand_runs(sweep: Sweep, numerics_version: str | None = None) -> list[dict]:
     """One run dict per (model, config), in model order then grid order (the baseline first); their
     cache keys hold `numerics_version` (default: this installation's; marked when the bundled
-    family is trained here rather than loaded from the shipped weights: other weights, other keys)."""
+    family is trained here rather than loaded from the shipped weights: other weights, other keys;
+    so are a bundled member's other training seeds, which ship no weights and are always trained here)."""
     code = numerics_version or current_numerics_version()
+    built_here = code + "+family-built-here"
     if settings.family_weights() == "build":
-        code += "+family-built-here"
+        code = built_here
     eval_spec = sweep.eval.to_dict()
     calibration = sweep.calibration.to_dict() if sweep.calibration is not None else None
     runs = []
     for entry in sweep.models:
         evaluation = RunEval(sweep.eval, entry.load, entry.memory_gb, sweep.calibration)
         for config in sweep.configs:
-            key = cache_key(entry.model, entry.revision, config, eval_spec, code, entry.dtype, calibration)
+            key = cache_key(entry.model, entry.revision, config, eval_spec,
+                            code if bundled_seed(entry.model) == 1 else built_here, entry.dtype, calibration)
             runs.append(RunSpec(entry.model, entry.revision, entry.family, config, evaluation, key).to_dict())
     return runs

@@ -312,3 +312,7 @@ def test_seeds_expand_every_member_of_a_family_and_keep_the_keys_of_seed_one():
     assert {(r["model"], r["cache_key"]) for r in expand_runs(plain, "v")} == {(r["model"], r["cache_key"]) for r in expand_runs(one, "v")}
     assert {(r["model"], r["cache_key"]) for r in expand_runs(plain, "v")} < keys
     assert len({k for _, k in keys}) == 6 * 2  # every (model, config) its own measurement
+    seeded = next(r for r in expand_runs(sweep, "v") if r["model"] == "kbit/demo/s1@seed2")
+    config = QuantConfig.from_dict(seeded["config"])
+    # trained here whatever KBIT_FAMILY_WEIGHTS says: its key says so, like any family built here
+    assert seeded["cache_key"] == cache_key("kbit/demo/s1@seed2", "main", config, sweep.eval.to_dict(), "v+family-built-here")
