@@ -14,6 +14,7 @@ _LAZY = {
     "QuantizedTensor": "kbit.kernels.blockwise",
     "matmul": "kbit.kernels.blockwise",
     "QuantLinear": "kbit.kernels.linear",
+    "QuantEmbedding": "kbit.kernels.embedding",
     "quantize_model_": "kbit.kernels.model",
     "restore_model_": "kbit.kernels.model",
     "BitReport": "kbit.kernels.model",

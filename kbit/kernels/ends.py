@@ -75,8 +75,10 @@ def model_ends(model: nn.Module) -> Ends:
     if head is None or id(head) not in names:
         head = dict(model.named_modules()).get(HEAD_NAME)
     emb_weight, head_weight = _weight(embedding), _weight(head)
-    tied = (isinstance(head, TiedQuantLinear)
-            or (emb_weight is not None and head_weight is not None and emb_weight.data_ptr() == head_weight.data_ptr()))
+    tied = isinstance(head, TiedQuantLinear) or (
+        emb_weight is not None and head_weight is not None
+        # the same Parameter, or one storage (meta tensors all have data_ptr 0: not a tie)
+        and (emb_weight is head_weight or emb_weight.data_ptr() == head_weight.data_ptr() != 0))
     return Ends(names.get(id(embedding)) if embedding is not None else None,
                 names.get(id(head)) if head is not None else None, tied)
 
