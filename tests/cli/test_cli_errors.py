@@ -161,3 +161,18 @@ def test_an_operator_sets_a_teams_priority_limit(home, capsys):
     assert "max priority 11 is not allowed; use a whole number from -10 to 10" in capsys.readouterr().err
     assert main(["team", "priority", "nobody", "1"]) == 1
     assert "team 'nobody' does not exist" in capsys.readouterr().err
+
+
+def test_family_build_takes_seeds_and_ships_only_the_familys_own(home, capsys, monkeypatch):
+    from kbit.family import members
+
+    built = []
+    monkeypatch.setattr(members, "build_model", lambda model: built.append(model) or members.model_dir(model))
+    monkeypatch.setattr(members, "built_info", lambda model: {"train": {"n_params": 1}})
+    code, out, _ = run_cli(capsys, "family", "build", "micro", "--seeds", "2")
+    assert code == 0 and built == ["kbit/micro/m1", "kbit/micro/m2", "kbit/micro/m1@seed2", "kbit/micro/m2@seed2"]
+    assert "kbit/micro/m2@seed2: built at" in out
+    code, _, err = run_cli(capsys, "family", "build", "micro", "--seeds", "2", "--ship")
+    assert_one_line_error(code, err, "--ship writes the family's own seed only")
+    code, _, err = run_cli(capsys, "family", "build", "micro", "--seeds", "0")
+    assert_one_line_error(code, err, "--seeds 0", "1 or more")
