@@ -28,11 +28,16 @@ def equal_bits_table(found: Findings) -> pd.DataFrame:
 
 def share_caption(found: Findings) -> str:
     """How much of each model's total bits stays at 16 bits in its quantized runs (the x axis is
-    mostly not k on small models), as the report says it."""
-    if not found.sixteen_bit_share:
-        return ""
-    shares = sixteen_bit_share_text(found.sixteen_bit_share)
-    return f"Share of a quantized run's total bits kept at 16 bits (embeddings, head, norms): {shares}."
+    mostly not k on small models), and the training seeds of each size where some has several, as
+    the report says them."""
+    parts = []
+    if found.sixteen_bit_share:
+        shares = sixteen_bit_share_text(found.sixteen_bit_share)
+        parts.append(f"Share of a quantized run's total bits kept at 16 bits (embeddings, head, norms): {shares}.")
+    if found.seeds:
+        parts.append("Training seeds per size: " + ", ".join(f"{m} {n}" for m, n in found.seeds.items())
+                     + " (a size's seeds are one point, resampled before the documents).")
+    return " ".join(parts)
 
 
 def findings_table(found: Findings) -> pd.DataFrame:
