@@ -294,12 +294,19 @@ def renew_leases(session: Session, run_ids: list[int], owners: list[str], *,
     return result.rowcount
 
 
-def mark_started(session: Session, run_id: int, *, worker: str) -> bool:
-    """Record that `worker` starts evaluating the run now (claims set one start for a whole group);
-    False when the worker no longer holds it."""
+def _ago(session: Session, seconds: float):
+    """The lease clock's now, `seconds` ago (a worker that writes several runs in one transaction
+    says how long ago each event happened; its own clock only measures the intervals)."""
+    now = now_value(session)
+    return now - dt.timedelta(seconds=seconds) if seconds > 0 else now
+
+
+def mark_started(session: Session, run_id: int, *, worker: str, ago: float = 0.0) -> bool:
+    """Record that `worker` started evaluating the run `ago` seconds ago (claims set one start for
+    a whole group); False when the worker no longer holds it."""
     done = session.execute(
         update(Run).where(Run.id == run_id, Run.status == "running", Run.lease_owner == worker)
-        .values(started_at=now_value(session))
+        .values(started_at=_ago(session, ago))
     )
     return done.rowcount == 1
 
@@ -471,8 +478,10 @@ def _check_result(result: dict) -> None:
             raise ValueError(f"complete_run: bits needs {', '.join(settings.BIT_FIELDS)}; got {bits}")
 
 
-def complete_run(session: Session, run_id: int, result: dict, *, worker: str) -> bool:
-    """Store a finished run's RunResult.to_dict(); return True when this call stored it.
+def complete_run(session: Session, run_id: int, result: dict, *, worker: str, ago: float = 0.0,
+                 started_ago: float | None = None) -> bool:
+    """Store a run's RunResult.to_dict(), finished `ago` seconds ago (and started `started_ago`
+    seconds ago, when its start was not written yet); return True when this call stored it.
 
     Compare-and-set, in one transaction with the run's row locked: only the worker that holds the
     run's lease, while the run is `running`, stores a result. A cancelled or failed run stays so; a
@@ -487,9 +496,10 @@ def complete_run(session: Session, run_id: int, result: dict, *, worker: str) ->
     run = locked_run(session, run_id)
     if run.status != "running" or run.lease_owner != worker:
         return False
-    now = now_value(session)
+    now = _ago(session, ago)
     common = {
         "lease_owner": None, "lease_expires_at": None, "finished_at": now, "worker": worker,
+        **({} if started_ago is None else {"started_at": _ago(session, started_ago)}),
         "device": result.get("device"), "wall_time_s": result.get("wall_time_s"),
         "peak_memory_bytes": result.get("peak_memory_bytes"), "provenance": result.get("provenance"),
     }

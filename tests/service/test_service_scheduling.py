@@ -116,9 +116,69 @@ def test_results_are_stored_as_they_arrive(db):
                 seen_done.append(queue.sweep_progress(s, reply["sweep_id"])["done"])
             yield result
 
-    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30)
+    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, flush_s=0)  # every run counts as slow
     assert summary["stored"] == 4 and summary["unfinished"] == []
     assert seen_done == [0, 1, 2, 3]  # before config i, the i earlier results are already in the database
+
+
+def claimed_group(db, **sweep):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(**sweep))
+    with session_scope(engine) as s:
+        claimed = queue.claim_runs(s, worker="w1", limit=16, lease_seconds=30)
+    runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
+            for c in claimed]
+    return reply, runs
+
+
+def test_short_runs_are_written_a_batch_per_transaction_with_their_own_times(db, monkeypatch):
+    engine, url, *_ = db
+    reply, runs = claimed_group(db, models=("m/a",), bits=(3, 4, 5), dtypes=("int", "nf"))  # 7 runs
+    real, sessions = queue.complete_run, []
+
+    def counting(session, run_id, result, **kw):
+        sessions.append(session)  # the objects, kept alive, so no two share an id
+        return real(session, run_id, result, **kw)
+
+    monkeypatch.setattr(queue, "complete_run", counting)
+
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        for result in noop_evaluate(model, revision, configs, eval_spec, should_stop):
+            time.sleep(0.02)
+            yield result
+
+    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, heartbeat_seconds=60, batch=3, flush_s=60)
+    assert summary["stored"] == 7 and summary["unfinished"] == []
+    assert len(sessions) == 7 and len({id(x) for x in sessions}) == 3  # 3 + 3, then the last one at the end
+    from datetime import datetime
+
+    with session_scope(engine) as s:
+        details = [queries.run_detail(s, r["run_id"]) for r in runs]
+    times = [(datetime.fromisoformat(str(d["started_at"])), datetime.fromisoformat(str(d["finished_at"])))
+             for d in details]
+    assert len({f for _, f in times}) == 7  # each its own finish, not the batch's commit
+    assert all(0.015 <= (f - b).total_seconds() < 1.0 for b, f in times)
+    assert all(later[0] >= earlier[1] for earlier, later in zip(times, times[1:]))
+
+
+def test_a_result_waiting_in_a_batch_is_written_while_the_next_run_is_long(db):
+    engine, url, *_ = db
+    reply, runs = claimed_group(db, models=("m/a",), bits=(4,), dtypes=("nf",))  # baseline + nf4
+    first_stored = []
+
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        results = noop_evaluate(model, revision, configs, eval_spec, should_stop)
+        yield next(results)  # short: it waits for a batch
+        for _ in range(200):  # the second run lasts until the heartbeat thread has written the first
+            with session_scope(engine) as s:
+                if queue.sweep_progress(s, reply["sweep_id"])["done"] == 1:
+                    first_stored.append(True)
+                    break
+            time.sleep(0.05)
+        yield next(results)
+
+    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, flush_s=0.2)
+    assert first_stored and summary["stored"] == 2
 
 
 def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
@@ -139,7 +199,8 @@ def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
                 Operations(engine).cancel(reply["sweep_id"], team, token)
             yield next(iter(noop_evaluate(model, revision, [config], eval_spec, lambda: False)))
 
-    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, heartbeat_seconds=0.05)
+    summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, heartbeat_seconds=0.05, check_s=0,
+                        flush_s=0)  # a result not yet written when the cancel comes is cancelled with its run
     assert len(started) == 2  # stopped before the third config
     assert summary["stored"] == 1 and summary["skipped"] == 1
     statuses = sorted(r["status"] for r in runs_of(engine, reply["sweep_id"]))
@@ -206,11 +267,11 @@ def test_a_finished_result_waits_out_a_database_outage(db, monkeypatch):
             for c in claimed]
     real, failures = queue.complete_run, []
 
-    def outage_then_back(session, run_id, result, *, worker):
+    def outage_then_back(session, run_id, result, **kw):
         if len(failures) < 3:
             failures.append(run_id)
             raise DatabaseUnreachable("cannot open the database: server closed the connection")
-        return real(session, run_id, result, worker=worker)
+        return real(session, run_id, result, **kw)
 
     monkeypatch.setattr(queue, "complete_run", outage_then_back)
     summary = run_group(url, "w1", runs, noop_evaluate, lease_seconds=30)
