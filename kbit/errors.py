@@ -60,6 +60,10 @@ class SchemaMissing(DatabaseError):
     """A reader (the dashboard) found a database whose schema is older than this kbit."""
 
 
+class TooManyRuns(KbitError):
+    """A dashboard view over more finished runs than it analyses at once (KBIT_DASHBOARD_MAX_RUNS)."""
+
+
 class ClusterUnreachable(KbitError, ConnectionError):
     """No Ray cluster answers at the given address."""
 

@@ -42,6 +42,8 @@ VARIABLES = (
     ("KBIT_WORKER_IDLE_S", "60", "a worker with nothing to do for this long gives its GPU share back"),
     ("KBIT_DASHBOARD_TTL", "30", "seconds the dashboard caches a query"),
     ("KBIT_DASHBOARD_REFRESH_S", "5", "the queue page's refresh interval"),
+    ("KBIT_DASHBOARD_MAX_RUNS", "250000", "most finished runs one dashboard view analyses (its memory stays under 1 GB); "
+     "a view over more asks for a sweep, family or team"),
     ("KBIT_FAMILY_WEIGHTS", "shipped", "bundled models: `shipped` (16-bit weights in the package, the same on every "
      "machine) or `build` (trained here under KBIT_HOME)"),
     ("KBIT_DEBUG", "off", "show tracebacks of unexpected errors"),
@@ -181,6 +183,10 @@ def worker_idle_seconds() -> float:
 
 def dashboard_ttl_seconds() -> float:
     return _number("KBIT_DASHBOARD_TTL", 30.0)
+
+
+def dashboard_max_runs() -> int:
+    return int(_number("KBIT_DASHBOARD_MAX_RUNS", 250_000))
 
 
 def dashboard_refresh_seconds() -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kbit.dashboard.ui import common, compare_page, frontier_page, queue_page, run_page, scaling_page
-from kbit.errors import DatabaseError, DatabaseUnreachable
+from kbit.errors import DatabaseError, DatabaseUnreachable, TooManyRuns
 
 PAGES = {
     # Short names: the sidebar's page picker cuts longer ones.
@@ -31,6 +31,9 @@ def main() -> None:
         hint = ("\n\nStart the database, or point the dashboard at one with `kbit dashboard --database-url URL` "
                 "(or KBIT_DATABASE_URL).") if isinstance(exc, DatabaseUnreachable) else ""
         st.error(f"{exc}{hint}")
+        return
+    except TooManyRuns as exc:
+        st.info(str(exc))
         return
     for problem in common.unused_url_params(current):
         st.warning(f"Link: {problem}")

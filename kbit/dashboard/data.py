@@ -1,8 +1,10 @@
 """Everything the dashboard reads, as plain functions of (database URL, filters) -> DataFrame or dict.
 
-Only kbit.db is used; these are thin compositions of its queries. No Streamlit here: the app
-wraps each function in `st.cache_data`, whose key is exactly these arguments (URL, team, filters),
-so filters are tuples and None means "all".
+Thin compositions of kbit.db's queries and kbit.analysis. No Streamlit here: the app wraps each
+function in `st.cache_data`, whose key is exactly these arguments (URL, team, filters), so filters
+are tuples and None means "all". A view of many runs (its chart points, its analysis) is also kept
+in the database under its runs' fingerprint (kbit.dashboard.stored), and no view reads more than
+KBIT_DASHBOARD_MAX_RUNS runs.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import functools
 
 import pandas as pd
 
-from kbit.analysis import Findings, findings
-from kbit.analysis.frontier import rows_to_frame
+from kbit import settings
+from kbit.analysis import findings, frontier_view
+from kbit.analysis.equalbits import x_bits
+from kbit.analysis.frontier import plottable, rows_to_frame, thin
+from kbit.dashboard import charts, stored, tables
 from kbit.db import connect_reader, queries, queue, session_scope
-from kbit.errors import NotFound
+from kbit.errors import NotFound, TooManyRuns
 from kbit.settings import RUN_STATES as STATE_COLUMNS
 
 
@@ -38,6 +43,20 @@ def options(url: str | None) -> dict:
     return out
 
 
+def fingerprint(url: str | None, task: str, metric: str, **filters) -> dict:
+    """queries.frontier_fingerprint of the filtered runs; TooManyRuns past KBIT_DASHBOARD_MAX_RUNS,
+    so no view reads (or analyses) an unbounded share of the store."""
+    with session_scope(engine_for(url)) as s:
+        found = queries.frontier_fingerprint(s, task=task, metric=metric, **filters)
+    limit = settings.dashboard_max_runs()
+    if found["runs"] > limit:
+        raise TooManyRuns(
+            f"{found['runs']:,} finished runs have {task}/{metric} under these filters, more than the dashboard "
+            f"analyses at once ({limit:,}, KBIT_DASHBOARD_MAX_RUNS); pick a sweep, a model family or a team."
+        )
+    return found
+
+
 def frontier(
     url: str | None,
     task: str,
@@ -51,11 +70,11 @@ def frontier(
     methods: tuple | None = None,
 ) -> pd.DataFrame:
     """The finished runs that have `task/metric`, filtered, as rows_to_frame's DataFrame."""
+    filters = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
+               "bits": bits, "methods": methods}
+    fingerprint(url, task, metric, **filters)
     with session_scope(engine_for(url)) as s:
-        rows = queries.frontier_rows(
-            s, task=task, metric=metric, teams=teams, sweeps=sweeps, families=families, dtypes=dtypes,
-            blocksizes=blocksizes, bits=bits, methods=methods,
-        )
+        rows = queries.frontier_rows(s, task=task, metric=metric, **filters)
     return rows_to_frame(rows)
 
 
@@ -68,20 +87,64 @@ def baseline_in_every_method(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, *copies], ignore_index=True) if copies and baseline.any() else frame
 
 
+def points(url: str | None, task: str, metric: str, filters: tuple, line: str, panels: tuple, lower: bool,
+           group: str | None = None) -> dict:
+    """A chart's points and counts for one view (`filters`: common.run_filters' tuple): the runs
+    averaged per config, the best per line and panel, thinned for drawing. Kept in the database."""
+    found = fingerprint(url, task, metric, **dict(filters))
+    params = {"task": task, "metric": metric, "filters": filters, "line": line, "panels": panels, "lower": lower,
+              "group": group}
+
+    def compute() -> dict:
+        frame = frontier(url, task, metric, **dict(filters))
+        usable = plottable(frame)
+        if "method" in panels:
+            usable = baseline_in_every_method(usable)
+        if group == "sweep":
+            usable = usable.assign(sweep="#" + usable["sweep_id"].astype(str) + " " + usable["sweep"].astype(str))
+        every = frontier_view(usable, metric, line, list(panels))
+        return {"points": thin(every, line, lower), "n_runs": len(frame), "n_unplottable": len(frame) - len(usable),
+                "n_points": len(every)}
+
+    return stored.stored(engine_for(url), "points", found, params, compute)
+
+
 def analysis(
     url: str | None, task: str, metric: str, teams: tuple | None = None, sweeps: tuple | None = None,
     families: tuple | None = None, dtypes: tuple | None = None, blocksizes: tuple | None = None, bits: tuple | None = None,
     methods: tuple | None = None,
-) -> Findings:
-    """kbit.analysis.findings of the filtered runs, with their per-document scores: the equal-bits
-    table, the paper's findings and the parallel-curves fit the Frontier page shows."""
-    with session_scope(engine_for(url)) as s:
-        rows = queries.frontier_rows(
-            s, task=task, metric=metric, teams=teams, sweeps=sweeps, families=families, dtypes=dtypes,
-            blocksizes=blocksizes, bits=bits, methods=methods,
-        )
-        scores = queries.document_scores(s, [r["run_id"] for r in rows], task, metric)
-    return findings(rows_to_frame(rows), f"{task}/{metric}", scores)
+) -> dict:
+    """What the Frontier page shows of kbit.analysis.findings of the filtered runs (with their
+    per-document scores), kept in the database: the analysis' x axis (`x_axis`), the equal-bits
+    table (`equal_bits`), the paper's findings (`findings`), the parallel-curves fit (`parallel`,
+    `parallel_caption`, and `fits`, its curves on the total-bits axis; None without a fit), the
+    16-bit share and seeds caption (`share_caption`), and per budget the `kbit export` command of
+    the winner's run nearest it (`exports`)."""
+    filters = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
+               "bits": bits, "methods": methods}
+    found = fingerprint(url, task, metric, **filters)
+
+    def compute() -> dict:
+        with session_scope(engine_for(url)) as s:
+            rows = queries.frontier_rows(s, task=task, metric=metric, **filters)
+            scores = queries.document_scores(s, [r["run_id"] for r in rows], task, metric)
+        runs = rows_to_frame(rows)
+        del rows
+        answer = findings(runs, f"{task}/{metric}", scores)
+        del scores
+        table = tables.equal_bits_table(answer)
+        exports = tables.with_export_commands(table, runs, x_bits(runs, answer.x_axis))
+        fit = answer.parallel
+        return {
+            "x_axis": answer.x_axis, "share_caption": tables.share_caption(answer), "equal_bits": table,
+            "findings": tables.findings_table(answer), "exports": exports[["budget_bits", "config", "export"]],
+            "parallel": tables.parallel_table(answer) if fit is not None else None,
+            "parallel_caption": tables.parallel_caption(answer) if fit is not None else None,
+            "fits": charts.fit_lines(fit) if fit is not None and answer.x_axis == "total" else None,
+        }
+
+    return stored.stored(engine_for(url), "analysis", found, {"task": task, "metric": metric, "filters": filters},
+                         compute)
 
 
 def sweeps(url: str | None, team: str | None = None) -> pd.DataFrame:

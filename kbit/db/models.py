@@ -147,6 +147,8 @@ class Run(Base):
         ),
         Index("ix_runs_cache_key", "cache_key"),
         Index("ix_runs_frontier", "status", "family", "dtype", "bits", "blocksize"),
+        # The dashboard's team filter, on the runs' own team (no join through sweeps).
+        Index("ix_runs_team_status", "team_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -230,6 +232,19 @@ class DocumentScore(Base):
     doc_ids: Mapped[bytes] = mapped_column(LargeBinary)
     values: Mapped[bytes] = mapped_column(LargeBinary)
     weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class AnalysisCache(Base):
+    """A derived answer the dashboard computed (kbit/dashboard/stored.py), kept under a digest of
+    everything it was computed from (the runs' fingerprint, the metric, the view, the analysis'
+    version): a new finished run changes the digest, so a row is never stale, only unused."""
+
+    __tablename__ = "analysis_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Sample(Base):

@@ -43,6 +43,26 @@ def _in_filter(column, values):
     return or_(*clauses)
 
 
+def _frontier_query(query, task, metric, teams, sweeps, families, dtypes, blocksizes, bits, methods):
+    """`query` over the done or cached runs that have `task/metric` and pass the filters. A sweep,
+    family or team filter is on the runs' own columns, each led by an index (ix_runs_sweep_status,
+    ix_runs_frontier, ix_runs_team_status), so a page of one of them reads that one's runs only."""
+    query = (
+        query.join(Result, and_(Result.run_id == SOURCE, Result.task == task, Result.metric == metric))
+        .outerjoin(RunBits, RunBits.run_id == SOURCE)
+        .where(Run.status.in_(FINISHED))
+    )
+    if teams is not None:
+        query = query.where(Run.team_id.in_(select(Team.id).where(Team.name.in_(list(teams)))))
+    for column, values in (
+        (Run.sweep_id, sweeps), (Run.family, families), (Run.dtype, dtypes),
+        (Run.blocksize, blocksizes), (Run.bits, bits), (Run.method, methods),
+    ):
+        if values is not None:
+            query = query.where(_in_filter(column, values))
+    return query
+
+
 def frontier_rows(
     session: Session,
     task: str = "mean_zero_shot",
@@ -60,7 +80,7 @@ def frontier_rows(
     Filters take iterables (None = all): team names, sweep ids, families, dtypes, block sizes
     (None in the list matches per-tensor scaling), bits, rounding methods (rtn, gptq). One SQL query.
     """
-    query = (
+    query = _frontier_query(
         select(
             Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
             Run.revision, Run.family, RunBits.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
@@ -69,19 +89,31 @@ def frontier_rows(
             Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
         )
         .join(Sweep, Sweep.id == Run.sweep_id)
-        .join(Team, Team.id == Sweep.team_id)
-        .join(Result, and_(Result.run_id == SOURCE, Result.task == task, Result.metric == metric))
-        .outerjoin(RunBits, RunBits.run_id == SOURCE)
-        .where(Run.status.in_(FINISHED))
+        .join(Team, Team.id == Sweep.team_id),
+        task, metric, teams, sweeps, families, dtypes, blocksizes, bits, methods,
     )
-    for column, values in (
-        (Team.name, teams), (Run.sweep_id, sweeps), (Run.family, families), (Run.dtype, dtypes),
-        (Run.blocksize, blocksizes), (Run.bits, bits), (Run.method, methods),
-    ):
-        if values is not None:
-            query = query.where(_in_filter(column, values))
     # Sorted here, not in SQL: Postgres would spill a 100k-row sort of wide rows to disk.
     return sorted(_dicts(session, query), key=lambda row: row["run_id"])
+
+
+def frontier_fingerprint(
+    session: Session, task: str = "mean_zero_shot", metric: str = "acc", teams=None, sweeps=None, families=None,
+    dtypes=None, blocksizes=None, bits=None, methods=None,
+) -> dict:
+    """What identifies frontier_rows' answer without reading it: one aggregate over the same runs
+    (how many; the sum, smallest and largest of their ids and of the ids of the results and sources
+    they show; how many have a bit report). A run that finishes, or is cached from another, changes
+    it: runs are only added, a finished run's result, bit report and scores are written with it in
+    one transaction, and none of them is rewritten after."""
+    query = _frontier_query(
+        select(
+            func.count(Run.id), func.sum(Run.id), func.min(Run.id), func.max(Run.id), func.sum(Result.id),
+            func.sum(SOURCE), func.count(RunBits.run_id),
+        ),
+        task, metric, teams, sweeps, families, dtypes, blocksizes, bits, methods,
+    )
+    names = ("runs", "run_ids", "first", "last", "result_ids", "sources", "with_bits")
+    return {name: int(value or 0) for name, value in zip(names, session.execute(query).one())}
 
 
 def document_scores(session: Session, run_ids, task: str, metric: str) -> dict[int, dict]:

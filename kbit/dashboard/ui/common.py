@@ -30,24 +30,10 @@ cached_failed = st.cache_data(ttl=2, show_spinner=False)(data.failed_runs)
 cached_results = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.results)
 cached_frontier = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.frontier)
 cached_run = st.cache_data(ttl=TTL, show_spinner=False)(data.run)
+# The two views of many runs: computed once per set of runs and kept in the database (data.points,
+# data.analysis); Streamlit keeps only their small answers, for the warm page.
 cached_analysis = st.cache_data(ttl=TTL, show_spinner="Comparing precisions at equal bits ...")(data.analysis)
-
-
-@st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")
-def cached_points(url, task, metric, filters: tuple, line: str, panels: tuple, lower: bool, group: str | None = None):
-    """Chart points and counts for one view; cached on the URL, metric and every filter,
-    so only the aggregated points (not the raw runs) are stored and copied on a cache hit."""
-    frame = data.frontier(url, task, metric, **dict(filters))
-    n_runs = len(frame)
-    usable = frontier.plottable(frame)
-    if "method" in panels:
-        usable = data.baseline_in_every_method(usable)
-    if group == "sweep":
-        usable = usable.assign(sweep="#" + usable["sweep_id"].astype(str) + " " + usable["sweep"].astype(str))
-    points = frontier.frontier_view(usable, metric, line, panels)
-    shown = frontier.thin(points, line, lower)
-    return {"points": shown, "n_runs": n_runs, "n_unplottable": n_runs - len(usable),
-            "n_points": len(points)}
+cached_points = st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")(data.points)
 
 
 def view() -> dict:

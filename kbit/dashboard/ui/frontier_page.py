@@ -7,15 +7,9 @@ from __future__ import annotations
 import streamlit as st
 
 from kbit.analysis import frontier
-from kbit.analysis.equalbits import x_bits
-from kbit.dashboard import charts, data, tables, urlstate
+from kbit.dashboard import charts, tables, urlstate
 from kbit.dashboard.ui import common
-
-
-@st.cache_data(ttl=common.TTL, show_spinner=False)
-def cached_runs(url, task, metric, filters: tuple):
-    """The filtered finished runs (run id, label, bits) the winners' export commands point at."""
-    return data.frontier(url, task, metric, **dict(filters))
+from kbit.errors import TooManyRuns
 
 
 def render(url: str | None, opts: dict) -> dict:
@@ -31,7 +25,11 @@ def render(url: str | None, opts: dict) -> dict:
         return current
     task, name = metric.split("/", 1)
     lower = frontier.lower_is_better(name)
-    result = common.cached_points(url, task, name, filters, "bits", tuple(facets), lower)
+    try:
+        result = common.cached_points(url, task, name, filters, "bits", tuple(facets), lower)
+    except TooManyRuns as exc:
+        st.info(str(exc))
+        return current
     points = result["points"]
     if points.empty:
         if result["n_runs"]:
@@ -50,8 +48,8 @@ def render(url: str | None, opts: dict) -> dict:
         + (f" Thinned to {len(points):,} points for drawing." if len(points) < result["n_points"] else "")
     )
     found = common.cached_analysis(url, task, name, **dict(filters))
-    # the fit is on the analysis' x axis; the chart's is total bits
-    fits = charts.fit_lines(found.parallel) if not facets and found.x_axis == "total" else None
+    # the fit is on the analysis' x axis (None unless that is total bits, the chart's)
+    fits = found["fits"] if not facets else None
     chart = charts.scaling_chart(points, y_title=charts.metric_title(task, name, lower), lower=lower, fits=fits)
     st.altair_chart(chart)
     if fits is not None and not fits.empty:
@@ -66,23 +64,22 @@ def render(url: str | None, opts: dict) -> dict:
         "a 95% bootstrap band that holds for all budgets at once; a lead whose band includes zero is "
         "undecided, and a budget some k does not reach is partial (never decided). The findings are decided "
         "together (Holm at 5%); their indented parts are exploratory. All filtered runs, whatever the facets. "
-        + tables.share_caption(found)
+        + found["share_caption"]
     )
-    table = tables.equal_bits_table(found)
-    runs = cached_runs(url, task, name, filters)
+    table = found["equal_bits"]
     common.whole_table(table, tables.display_formats(table))
     common.downloads(table, "equal_bits")
     st.subheader("The paper's findings")
-    findings = tables.findings_table(found)
+    findings = found["findings"]
     common.whole_table(findings, tables.display_formats(findings))
-    if found.parallel is not None:
+    if found["parallel"] is not None:
         st.subheader("Parallel curves")
-        st.caption(tables.parallel_caption(found))
-        shared = tables.parallel_table(found)
+        st.caption(found["parallel_caption"])
+        shared = found["parallel"]
         common.whole_table(shared, tables.display_formats(shared))
     st.subheader("Take a winner home")
     # The commands in a narrow table of their own: as a column they would cut the equal-bits table.
-    exports = tables.with_export_commands(table, runs, x_bits(runs, found.x_axis))[["budget_bits", "config", "export"]]
+    exports = found["exports"]
     st.caption("Per budget, `kbit export` of the winning config's run nearest the budget: its packed k-bit "
                "checkpoint, loadable with `kbit.kernels.load_quantized` (README, \"Take the winner home\").")
     common.whole_table(exports, tables.display_formats(exports))
