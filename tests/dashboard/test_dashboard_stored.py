@@ -1,0 +1,135 @@
+"""The Frontier page's analysis and points are kept in the database (kbit.dashboard.stored): read
+back when nothing changed, computed anew (a different answer) once another run of the view
+finished, and the page served from a stored row names the winners `kbit report` names."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import streamlit as st
+from dashtest_seed import MODELS, config, result, run, seed
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+from test_dashboard_same_winners import APP, dashboard_winners, report_winners
+
+from kbit.dashboard import data, stored
+from kbit.db import connect, queue, session_scope
+from kbit.db.models import AnalysisCache
+
+
+@pytest.fixture
+def fresh_db(tmp_path):
+    url = f"sqlite:///{tmp_path}/kbit.db"
+    seed(url)
+    st.cache_data.clear()
+    data.engine_for.cache_clear()
+    yield url
+    data.engine_for.cache_clear()
+
+
+@pytest.fixture
+def analyses(monkeypatch):
+    """How many times the page's analysis ran (kbit.analysis.findings through kbit.dashboard.data)."""
+    calls = []
+    real = data.findings
+    monkeypatch.setattr(data, "findings", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def stored_rows(url, kind):
+    engine = connect(url)
+    try:
+        with session_scope(engine) as s:
+            return s.scalar(select(func.count()).select_from(AnalysisCache).where(AnalysisCache.kind == kind))
+    finally:
+        engine.dispose()
+
+
+def finish_five_bit_sweep(url):
+    """Team nlp runs nf5-b64 on the three sizes, a precision the stored answer has not seen (and
+    the queue's older runs finish first: the seeded "live" sweep's three); how many runs finished."""
+    engine = connect(url)
+    eval_spec = {"tasks": ["kbit_lastword", "kbit_choice", "kbit_heldout"], "num_fewshot": 0, "limit": None,
+                 "seed": 5}
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name="five", spec={"five": 1},
+                            runs=[run(m, config(5), eval_spec) for m in MODELS])
+    finished = 0
+    while True:
+        with session_scope(engine) as s:
+            claimed = queue.claim_runs(s, worker="w", limit=10)
+        if not claimed:
+            break
+        for r in claimed:
+            with session_scope(engine) as s:
+                queue.complete_run(s, r.run_id, result(MODELS[r.model], r.config), worker="w")
+        finished += len(claimed)
+    engine.dispose()
+    return finished
+
+
+def test_an_analysis_is_reused_until_a_run_of_the_view_finishes(fresh_db, analyses):
+    url = fresh_db
+    view = {"teams": ("nlp",)}
+    first = data.analysis(url, "mean_zero_shot", "acc", **view)
+    points = data.points(url, "mean_zero_shot", "acc", tuple(view.items()), "bits", (), False)
+    assert len(analyses) == 1 and stored_rows(url, "analysis") == 1 and stored_rows(url, "points") == 1
+
+    again = data.analysis(url, "mean_zero_shot", "acc", **view)  # read back: same answer, nothing computed
+    assert len(analyses) == 1 and stored_rows(url, "analysis") == 1
+    assert set(again) == set(first)
+    for name, value in first.items():
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(again[name], value.reset_index(drop=True))
+        else:
+            assert again[name] == value
+
+    finished = finish_five_bit_sweep(url)
+    assert finished == 6
+    changed = data.analysis(url, "mean_zero_shot", "acc", **view)
+    assert len(analyses) == 2 and stored_rows(url, "analysis") == 2
+    assert "5-bit" in changed["equal_bits"] and "5-bit" not in first["equal_bits"]
+    more = data.points(url, "mean_zero_shot", "acc", tuple(view.items()), "bits", (), False)
+    assert more["n_runs"] == points["n_runs"] + finished
+
+    # Another team's view did not change: its stored answer is still the one read.
+    data.analysis(url, "mean_zero_shot", "acc", teams=("vision",))
+    data.analysis(url, "mean_zero_shot", "acc", teams=("vision",))
+    assert len(analyses) == 3
+
+
+def test_a_new_analysis_code_is_another_key(fresh_db, monkeypatch):
+    fingerprint = data.fingerprint(fresh_db, "mean_zero_shot", "acc", sweeps=(1,))
+    before = stored.key("analysis", fingerprint, {"sweeps": (1,)})
+    monkeypatch.setattr(stored, "version", lambda: "another-analysis")
+    assert stored.key("analysis", fingerprint, {"sweeps": (1,)}) != before
+
+
+@pytest.mark.parametrize("task, metric", [("mean_zero_shot", "acc"), ("kbit_heldout", "bits_per_byte")])
+def test_the_page_from_a_stored_row_names_the_reports_winners(fresh_db, analyses, tmp_path, monkeypatch, task,
+                                                              metric):
+    url = fresh_db
+    computed = dashboard_winners(url, 1, task, metric, monkeypatch)
+    assert len(analyses) == 1
+    st.cache_data.clear()  # a cold page: nothing in Streamlit's cache, the answer in the database
+    from_row = dashboard_winners(url, 1, task, metric, monkeypatch)
+    assert len(analyses) == 1
+    assert from_row == computed == report_winners(url, 1, task, metric, tmp_path, monkeypatch)
+
+
+def test_a_view_over_too_many_runs_asks_for_a_narrower_one(fresh_db, monkeypatch):
+    monkeypatch.setenv("KBIT_DATABASE_URL", fresh_db)
+    monkeypatch.setenv("KBIT_DASHBOARD_MAX_RUNS", "10")  # sweep 1 has 39 finished runs, sweep 2 eight
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"page": "frontier", "metric": "mean_zero_shot/acc"})
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("pick a sweep, a model family or a team" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart") and stored_rows(fresh_db, "points") == 0
+
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"page": "frontier", "metric": "mean_zero_shot/acc", "sweep": "2"})
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.get("vega_lite_chart")
