@@ -12,6 +12,17 @@ from kbit.dashboard.ui import common
 from kbit.errors import TooManyRuns
 
 
+@st.cache_data(ttl=common.TTL, show_spinner=False)
+def chart_spec(url, task, metric, filters: tuple, facets: tuple, lower: bool) -> dict:
+    """The page's chart as a Vega-Lite spec, built once per view: Altair's building and checking
+    of it cost more than the rest of a warm page."""
+    points = common.cached_points(url, task, metric, filters, "bits", facets, lower)["points"]
+    # the fit is on the analysis' x axis (None unless that is total bits, the chart's)
+    fits = None if facets else common.cached_analysis(url, task, metric, **dict(filters))["fits"]
+    chart = charts.scaling_chart(points, y_title=charts.metric_title(task, metric, lower), lower=lower, fits=fits)
+    return chart.to_dict()
+
+
 def render(url: str | None, opts: dict) -> dict:
     """Draw the page; return its part of the URL view."""
     st.header("Scaling frontier: score against total model bits")
@@ -48,10 +59,8 @@ def render(url: str | None, opts: dict) -> dict:
         + (f" Thinned to {len(points):,} points for drawing." if len(points) < result["n_points"] else "")
     )
     found = common.cached_analysis(url, task, name, **dict(filters))
-    # the fit is on the analysis' x axis (None unless that is total bits, the chart's)
-    fits = found["fits"] if not facets else None
-    chart = charts.scaling_chart(points, y_title=charts.metric_title(task, name, lower), lower=lower, fits=fits)
-    st.altair_chart(chart)
+    fits = None if facets else found["fits"]
+    st.vega_lite_chart(chart_spec(url, task, name, filters, tuple(facets), lower))
     if fits is not None and not fits.empty:
         st.caption("Dotted: each k's fitted curve from the parallel-curves model (one shared curve plus the k's "
                    "offset), over the bits that k was measured on.")
