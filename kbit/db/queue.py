@@ -156,6 +156,36 @@ def _queued_models(session: Session, team_keys: list) -> list[str]:
     return list(session.scalars(select(models.c.model).where(models.c.model.is_not(None))))
 
 
+def _model_heads_lateral(models: list[tuple[str, str | None]], team_keys: list, floor: int):
+    """Postgres: each model's best (priority, oldest id) in one small statement, the models passed
+    as arrays and walked with LATERAL lookups: the same two index lookups per model as the union
+    below, but one statement whatever the number of models (the union of 80 models took 0.3 s to
+    compile and plan, on every claim of a worker spreading over models)."""
+    wanted = func.unnest(
+        cast([m for m, _ in models], ARRAY(String)), cast([r for _, r in models], ARRAY(String)),
+    ).table_valued("model", "revision", with_ordinality="i").render_derived(name="wanted")
+    of_model = [QUEUED, *(column == value for column, value in team_keys), Run.model == wanted.c.model]
+    level = (select(Run.priority.label("level")).where(*of_model, Run.priority >= floor)
+             .order_by(Run.priority.desc()).limit(1).lateral("level"))
+    first = (select(Run.id.label("first")).where(*of_model, Run.priority.between(level.c.level, level.c.level),
+                                                 or_(wanted.c.revision.is_(None), Run.revision == wanted.c.revision))
+             .order_by(Run.priority, Run.id).limit(1).lateral("first"))
+    return (select((wanted.c.i - 1).label("i"), level.c.level, first.c.first)
+            .select_from(wanted.join(level, literal(True)).join(first, literal(True))))
+
+
+def _model_heads_union(models: list[tuple[str, str | None]], team_keys: list, floor: int):
+    """Elsewhere (SQLite): the same lookups, one per model, in a UNION ALL."""
+    lookups = []
+    for i, (model, revision) in enumerate(models):
+        key = [*team_keys, (Run.model, model)]
+        level = _top_priority(key, floor=floor)
+        extra = [Run.revision == revision] if revision else []
+        first = _oldest(key, level, columns=[Run.id], extra=extra).limit(1).scalar_subquery()
+        lookups.append(select(literal(i).label("i"), level.label("level"), first.label("first")))
+    return union_all(*lookups)
+
+
 def _oldest_of(session: Session, models: list[tuple[str, str | None]], team_keys: list, floor: int):
     """The queued run that goes first (highest priority, not below `floor`, then oldest) among
     those of `models` ((model, revision or None for any)), locked; None when none is free.
@@ -165,18 +195,14 @@ def _oldest_of(session: Session, models: list[tuple[str, str | None]], team_keys
     """
     if not models:
         return None
-    keys = [[*team_keys, (Run.model, model)] for model, _ in models]
-    extras = [[Run.revision == revision] if revision else [] for _, revision in models]
-    lookups = []
-    for i, (key, extra) in enumerate(zip(keys, extras)):
-        level = _top_priority(key, floor=floor)
-        first = _oldest(key, level, columns=[Run.id], extra=extra).limit(1).scalar_subquery()
-        lookups.append(select(literal(i).label("i"), level.label("level"), first.label("first")))
-    found = [row for row in session.execute(union_all(*lookups)).all() if row.first is not None]
+    heads = _model_heads_lateral if session.get_bind().dialect.name == "postgresql" else _model_heads_union
+    found = [row for row in session.execute(heads(models, team_keys, floor)).all() if row.first is not None]
     for i, _, first in sorted(found, key=lambda row: (-row.level, row.first)):
         locked = session.execute(select(*HEAD_COLUMNS).where(Run.id == first, QUEUED).with_for_update(skip_locked=True)).first()
         if locked is None:  # another claimer took or holds it: the model's next free run
-            locked = next(iter(_by_priority(session, keys[i], 1, floor=floor, extra=extras[i])), None)
+            model, revision = models[i]
+            extra = [Run.revision == revision] if revision else []
+            locked = next(iter(_by_priority(session, [*team_keys, (Run.model, model)], 1, floor=floor, extra=extra)), None)
         if locked is not None:
             return locked
     return None
