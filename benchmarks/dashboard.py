@@ -1,33 +1,40 @@
-"""Benchmark of the Frontier page on a large database (100,000 finished runs by default).
+"""Benchmark of the Frontier page on a large database (100,000 finished runs by default; --runs 1000000).
 
-    python -m benchmarks.dashboard [--runs 100000] [--database-url URL] [--repeat 3]
+    python -m benchmarks.dashboard [--runs N] [--database-url URL [--fill]] [--repeat 3]
 
 Without --database-url it fills a fresh SQLite file: 2 teams, 100 sweeps, 5 families x 20 model
 sizes x 121 configs (k 3..8 x 5 data types x 4 block sizes, plus 16-bit), each config re-run in
 several sweeps with scores that follow the paper's shape. Runs are written with enqueue_sweep,
-then their results in bulk (complete_run one by one would take minutes). It then times the
-Frontier page through Streamlit's AppTest, cold (caches cleared: query + aggregation + chart) and
-warm (cached), and each step on its own, and prints the figures.
+then their results in bulk (complete_run one by one would take minutes), in a child process so
+the peak memory printed is the page's. With --database-url it times that database as it is, or
+fills it first with --fill (it must be empty: a fresh Postgres database).
+
+It then times the Frontier page through Streamlit's AppTest for two views, one sweep and one
+family: the first visit (nothing stored: the analysis runs and its answer is written to
+analysis_cache), cold (Streamlit's caches cleared, the stored answer read), and warm (cached),
+plus the fingerprint query each view starts with, and prints the peak RSS after each view.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
+import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from tqdm import tqdm
 
 import kbit.dashboard
 from benchmarks.timing import timed
-from kbit.analysis import findings, frontier
-from kbit.dashboard import charts, data
+from kbit.dashboard import data
 from kbit.db import connect, queue, session_scope, teams
-from kbit.db.models import Result, Run, RunBits
+from kbit.db.models import AnalysisCache, Result, Run, RunBits
 from kbit.kernels.config import QuantConfig
 
 APP = Path(kbit.dashboard.__file__).with_name("app.py")
@@ -103,51 +110,110 @@ def populate(url: str, n_runs: int, n_sweeps: int = 100) -> None:
     engine.dispose()
 
 
-def page_once(url: str, clear: bool) -> float:
+def page_once(url: str, view: dict, clear: bool) -> tuple[float, float]:
+    """One visit of the Frontier page of `view` (URL query parameters) in a new AppTest session;
+    clear: Streamlit's caches emptied first (a cold page). Returns (the page's own seconds: its
+    options and its render, what a served dashboard spends on the request; AppTest's whole run,
+    which adds a scan of every installed package for Streamlit components on each new AppTest, a
+    cost a server pays once at start)."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
+
+    from kbit.dashboard.ui import common, frontier_page
 
     if clear:
         st.cache_data.clear()
     os.environ["KBIT_DATABASE_URL"] = url
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.query_params["page"] = "frontier"
-    start = time.perf_counter()
-    at.run()
-    elapsed = time.perf_counter() - start
+    spent = [0.0]
+
+    def timing(fn):
+        def timed_fn(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+        return timed_fn
+
+    render, options = frontier_page.render, common.cached_options
+    frontier_page.render, common.cached_options = timing(render), timing(options)
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=600)
+        at.query_params.update({"page": "frontier", "metric": "mean_zero_shot/acc", **view})
+        start = time.perf_counter()
+        at.run()
+        elapsed = time.perf_counter() - start
+    finally:
+        frontier_page.render, common.cached_options = render, options
     if at.exception or not at.get("vega_lite_chart"):
-        raise RuntimeError(f"the Frontier page did not render: {[e.message for e in at.exception]}")
-    return elapsed
+        raise RuntimeError(f"the Frontier page did not render: {[e.message for e in at.exception]}"
+                           f" {[i.value for i in at.info]}")
+    return spent[0], elapsed
+
+
+def forget_stored(url: str) -> None:
+    """Empty analysis_cache, so the next page computes its answer (a first visit)."""
+    engine = connect(url)
+    with session_scope(engine) as s:
+        s.execute(delete(AnalysisCache))
+    engine.dispose()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_view(url: str, name: str, view: dict, filters: dict, repeat: int) -> dict:
+    """{figure: (the page's own seconds, AppTest's seconds)} for one view."""
+    figures = {}
+    seconds, found = timed(lambda: data.fingerprint(url, **filters), repeat)
+    figures[f"{name}: fingerprint query"] = (seconds, None)
+    forget_stored(url)
+    figures[f"{name}: first visit (analysis computed, stored)"] = page_once(url, view, clear=True)
+    visits = [page_once(url, view, clear=True) for _ in range(repeat)]
+    figures[f"{name}: cold (Streamlit caches cleared, stored row read)"] = median_pair(visits)
+    visits = [page_once(url, view, clear=False) for _ in range(repeat)]
+    figures[f"{name}: warm (cached)"] = median_pair(visits)
+    print(f"{name}: {found['runs']:,} runs; peak RSS so far {peak_rss_mb():,.0f} MB", flush=True)
+    return figures
+
+
+def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000, help="finished runs to write (default 100000)")
     parser.add_argument("--database-url", help="time an existing database instead of filling a new SQLite file")
+    parser.add_argument("--fill", action="store_true", help="fill the (empty) --database-url with --runs runs first")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per figure (median shown)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        if not args.database_url:
-            populate(url, args.runs)
-        page_once(url, clear=True)  # imports and the engine, so the figures below are steady state
+        if args.fill or not args.database_url:
+            start = time.perf_counter()
+            child = multiprocessing.get_context("spawn").Process(target=populate, args=(url, args.runs))
+            child.start()
+            child.join()
+            if child.exitcode:
+                raise SystemExit(f"populating failed (exit {child.exitcode})")
+            print(f"populated {args.runs:,} runs in {time.perf_counter() - start:.0f} s", flush=True)
+        engine = connect(url)  # a writer upgrades the schema; the dashboard only reads it
+        with session_scope(engine) as s:
+            n_runs = s.scalar(select(func.count()).select_from(Run))
+        engine.dispose()
         figures = {}
-        figures["query: data.frontier (all runs)"], frame = timed(lambda: data.frontier(url, "mean_zero_shot", "acc"), args.repeat)
-        figures["aggregate: chart_points + thin"], points = timed(
-            lambda: frontier.thin(frontier.chart_points(frame, "bits", [], False), "bits", False), args.repeat)
-        figures["analysis: findings (equal bits, 4,000 bootstrap replicates)"], _ = timed(
-            lambda: findings(frame, "mean_zero_shot/acc"), args.repeat)
-        figures["chart: scaling_chart(...).to_dict()"], _ = timed(
-            lambda: charts.scaling_chart(points, y_title="acc").to_dict(), args.repeat)
-        figures["Frontier page, cold (caches cleared)"], _ = timed(lambda: page_once(url, clear=True), args.repeat)
-        figures["Frontier page, warm (cached)"], _ = timed(lambda: page_once(url, clear=False), args.repeat)
-        with_facets = frontier.chart_points(frame, "bits", ["dtype", "block"], False)
+        figures.update(time_view(url, "one sweep", {"sweep": "1"}, {"sweeps": (1,)}, args.repeat))
+        figures.update(time_view(url, "one family", {"family": FAMILIES[0]}, {"families": (FAMILIES[0],)}, args.repeat))
 
-    print(f"\nkbit dashboard benchmark: {len(frame):,} finished runs -> {len(points):,} chart points "
-          f"({len(with_facets):,} with dtype x block facets); {os.cpu_count()} CPU cores; median of {args.repeat}")
-    for name, seconds in figures.items():
-        print(f"  {name:<52} {seconds * 1000:8.0f} ms")
+    print(f"\nkbit dashboard benchmark: {n_runs:,} runs in the store; {os.cpu_count()} CPU cores; "
+          f"median of {args.repeat}; load {Path('/proc/loadavg').read_text().split()[:3]}; "
+          f"peak RSS {peak_rss_mb():,.0f} MB")
+    print(f"  {'':<62} {'page':>8}    {'AppTest':>8}")
+    for name, (page, whole) in figures.items():
+        print(f"  {name:<62} {page * 1000:8.0f} ms " + (f"{whole * 1000:8.0f} ms" if whole is not None else ""))
 
 
 if __name__ == "__main__":

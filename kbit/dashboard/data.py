@@ -43,16 +43,16 @@ def options(url: str | None) -> dict:
     return out
 
 
-def fingerprint(url: str | None, task: str, metric: str, **filters) -> dict:
-    """queries.frontier_fingerprint of the filtered runs; TooManyRuns past KBIT_DASHBOARD_MAX_RUNS,
-    so no view reads (or analyses) an unbounded share of the store."""
+def fingerprint(url: str | None, **filters) -> dict:
+    """queries.frontier_fingerprint of the filtered finished runs; TooManyRuns past
+    KBIT_DASHBOARD_MAX_RUNS, so no view reads (or analyses) an unbounded share of the store."""
     with session_scope(engine_for(url)) as s:
-        found = queries.frontier_fingerprint(s, task=task, metric=metric, **filters)
+        found = queries.frontier_fingerprint(s, **filters)
     limit = settings.dashboard_max_runs()
     if found["runs"] > limit:
         raise TooManyRuns(
-            f"{found['runs']:,} finished runs have {task}/{metric} under these filters, more than the dashboard "
-            f"analyses at once ({limit:,}, KBIT_DASHBOARD_MAX_RUNS); pick a sweep, a model family or a team."
+            f"{found['runs']:,} finished runs pass these filters, more than the dashboard analyses at once "
+            f"({limit:,}, KBIT_DASHBOARD_MAX_RUNS); pick a sweep, a model family or a team."
         )
     return found
 
@@ -72,7 +72,7 @@ def frontier(
     """The finished runs that have `task/metric`, filtered, as rows_to_frame's DataFrame."""
     filters = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
                "bits": bits, "methods": methods}
-    fingerprint(url, task, metric, **filters)
+    fingerprint(url, **filters)
     with session_scope(engine_for(url)) as s:
         rows = queries.frontier_rows(s, task=task, metric=metric, **filters)
     return rows_to_frame(rows)
@@ -91,7 +91,7 @@ def points(url: str | None, task: str, metric: str, filters: tuple, line: str, p
            group: str | None = None) -> dict:
     """A chart's points and counts for one view (`filters`: common.run_filters' tuple): the runs
     averaged per config, the best per line and panel, thinned for drawing. Kept in the database."""
-    found = fingerprint(url, task, metric, **dict(filters))
+    found = fingerprint(url, **dict(filters))
     params = {"task": task, "metric": metric, "filters": filters, "line": line, "panels": panels, "lower": lower,
               "group": group}
 
@@ -122,7 +122,7 @@ def analysis(
     the winner's run nearest it (`exports`)."""
     filters = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
                "bits": bits, "methods": methods}
-    found = fingerprint(url, task, metric, **filters)
+    found = fingerprint(url, **filters)
 
     def compute() -> dict:
         with session_scope(engine_for(url)) as s:

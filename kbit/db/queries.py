@@ -43,15 +43,11 @@ def _in_filter(column, values):
     return or_(*clauses)
 
 
-def _frontier_query(query, task, metric, teams, sweeps, families, dtypes, blocksizes, bits, methods):
-    """`query` over the done or cached runs that have `task/metric` and pass the filters. A sweep,
-    family or team filter is on the runs' own columns, each led by an index (ix_runs_sweep_status,
-    ix_runs_frontier, ix_runs_team_status), so a page of one of them reads that one's runs only."""
-    query = (
-        query.join(Result, and_(Result.run_id == SOURCE, Result.task == task, Result.metric == metric))
-        .outerjoin(RunBits, RunBits.run_id == SOURCE)
-        .where(Run.status.in_(FINISHED))
-    )
+def _filtered(query, teams, sweeps, families, dtypes, blocksizes, bits, methods):
+    """`query` over the done or cached runs that pass the filters. A sweep, family or team filter
+    is on the runs' own columns, each led by an index (ix_runs_sweep_status, ix_runs_frontier,
+    ix_runs_team_status), so a page of one of them reads that one's runs only."""
+    query = query.where(Run.status.in_(FINISHED))
     if teams is not None:
         query = query.where(Run.team_id.in_(select(Team.id).where(Team.name.in_(list(teams)))))
     for column, values in (
@@ -61,6 +57,15 @@ def _frontier_query(query, task, metric, teams, sweeps, families, dtypes, blocks
         if values is not None:
             query = query.where(_in_filter(column, values))
     return query
+
+
+def _frontier_query(query, task, metric, *filters):
+    """`query` over the filtered finished runs that have `task/metric`, with their bit reports."""
+    query = (
+        query.join(Result, and_(Result.run_id == SOURCE, Result.task == task, Result.metric == metric))
+        .outerjoin(RunBits, RunBits.run_id == SOURCE)
+    )
+    return _filtered(query, *filters)
 
 
 def frontier_rows(
@@ -97,22 +102,17 @@ def frontier_rows(
 
 
 def frontier_fingerprint(
-    session: Session, task: str = "mean_zero_shot", metric: str = "acc", teams=None, sweeps=None, families=None,
-    dtypes=None, blocksizes=None, bits=None, methods=None,
+    session: Session, teams=None, sweeps=None, families=None, dtypes=None, blocksizes=None, bits=None, methods=None,
 ) -> dict:
-    """What identifies frontier_rows' answer without reading it: one aggregate over the same runs
-    (how many; the sum, smallest and largest of their ids and of the ids of the results and sources
-    they show; how many have a bit report). A run that finishes, or is cached from another, changes
-    it: runs are only added, a finished run's result, bit report and scores are written with it in
-    one transaction, and none of them is rewritten after."""
-    query = _frontier_query(
-        select(
-            func.count(Run.id), func.sum(Run.id), func.min(Run.id), func.max(Run.id), func.sum(Result.id),
-            func.sum(SOURCE), func.count(RunBits.run_id),
-        ),
-        task, metric, teams, sweeps, families, dtypes, blocksizes, bits, methods,
-    )
-    names = ("runs", "run_ids", "first", "last", "result_ids", "sources", "with_bits")
+    """What identifies frontier_rows' answer under these filters (for any metric) without reading
+    it: how many finished runs pass them, and the sum, smallest and largest of their ids; from the
+    filter's index alone. A run that finishes (done, or cached from another) changes it: runs are
+    only added, a run finishes once, a done run's results, bit report and scores are written in
+    the transaction that finishes it, a cached run's source is done before it and set with it, and
+    none of them is rewritten after."""
+    query = _filtered(select(func.count(Run.id), func.sum(Run.id), func.min(Run.id), func.max(Run.id)),
+                      teams, sweeps, families, dtypes, blocksizes, bits, methods)
+    names = ("runs", "run_ids", "first", "last")
     return {name: int(value or 0) for name, value in zip(names, session.execute(query).one())}
 
 
@@ -149,13 +149,15 @@ def list_metrics(session: Session) -> list[tuple[str, str]]:
 
 def filter_options(session: Session) -> dict[str, list]:
     """The distinct values of the frontier's filters among finished runs (for the dashboard's widgets):
-    families, dtypes, blocksizes, bits, methods, and every team."""
-    finished = Run.status.in_(FINISHED)
-    out = {}
-    for key, column in (("families", Run.family), ("dtypes", Run.dtype), ("blocksizes", Run.blocksize), ("bits", Run.bits),
-                        ("methods", Run.method)):
-        values = session.scalars(select(column).where(finished).distinct()).all()
-        out[key] = sorted(values, key=lambda v: (v is None, v))
+    families, dtypes, blocksizes, bits, methods, and every team. One pass over ix_runs_frontier,
+    which holds all five columns (the runs' rows are never read)."""
+    keys = ("families", "dtypes", "bits", "blocksizes", "methods")
+    columns = (Run.family, Run.dtype, Run.bits, Run.blocksize, Run.method)
+    values = {key: set() for key in keys}
+    for row in session.execute(select(*columns).where(Run.status.in_(FINISHED)).distinct()):
+        for key, value in zip(keys, row):
+            values[key].add(value)
+    out = {key: sorted(found, key=lambda v: (v is None, v)) for key, found in values.items()}
     out["teams"] = list(session.scalars(select(Team.name).order_by(Team.name)))
     return out
 

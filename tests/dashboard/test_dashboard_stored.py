@@ -99,7 +99,7 @@ def test_an_analysis_is_reused_until_a_run_of_the_view_finishes(fresh_db, analys
 
 
 def test_a_new_analysis_code_is_another_key(fresh_db, monkeypatch):
-    fingerprint = data.fingerprint(fresh_db, "mean_zero_shot", "acc", sweeps=(1,))
+    fingerprint = data.fingerprint(fresh_db, sweeps=(1,))
     before = stored.key("analysis", fingerprint, {"sweeps": (1,)})
     monkeypatch.setattr(stored, "version", lambda: "another-analysis")
     assert stored.key("analysis", fingerprint, {"sweeps": (1,)}) != before
