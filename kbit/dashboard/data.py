@@ -22,6 +22,9 @@ from kbit.db import connect_reader, queries, queue, session_scope
 from kbit.errors import NotFound, TooManyRuns
 from kbit.settings import RUN_STATES as STATE_COLUMNS
 
+# Runs read (as dicts) at once: 20,000 are ~45 MB; all of a 200,000-run family would be ~450 MB.
+CHUNK_ROWS = 20_000
+
 
 @functools.lru_cache(maxsize=8)
 def engine_for(url: str | None):
@@ -74,8 +77,17 @@ def frontier(
                "bits": bits, "methods": methods}
     fingerprint(url, **filters)
     with session_scope(engine_for(url)) as s:
-        rows = queries.frontier_rows(s, task=task, metric=metric, **filters)
-    return rows_to_frame(rows)
+        frames = [rows_to_frame(chunk) for chunk in queries.frontier_row_chunks(s, task, metric, CHUNK_ROWS, **filters)]
+    if not frames:
+        return rows_to_frame([])
+    frame = pd.concat(frames, ignore_index=True).sort_values("run_id", kind="stable", ignore_index=True)
+    # A chunk whose number column is all None has it as objects, and so has the concatenation:
+    # numbers (and gaps) again, as one frame of every row would have them.
+    for column in [c for c in frame.columns if frame[c].dtype == "object"]:
+        values = frame[column].dropna()
+        if len(values) and values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
+            frame[column] = pd.to_numeric(frame[column])
+    return frame
 
 
 def baseline_in_every_method(frame: pd.DataFrame) -> pd.DataFrame:
@@ -125,11 +137,9 @@ def analysis(
     found = fingerprint(url, **filters)
 
     def compute() -> dict:
+        runs = frontier(url, task, metric, **filters)
         with session_scope(engine_for(url)) as s:
-            rows = queries.frontier_rows(s, task=task, metric=metric, **filters)
-            scores = queries.document_scores(s, [r["run_id"] for r in rows], task, metric)
-        runs = rows_to_frame(rows)
-        del rows
+            scores = queries.document_scores(s, runs["run_id"].tolist(), task, metric)
         answer = findings(runs, f"{task}/{metric}", scores)
         del scores
         table = tables.equal_bits_table(answer)

@@ -5,6 +5,7 @@ reports its source run's metrics, bit report and scores, so teams see shared res
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -68,6 +69,24 @@ def _frontier_query(query, task, metric, *filters):
     return _filtered(query, *filters)
 
 
+def _frontier_select(task, metric, filters: dict):
+    return _frontier_query(
+        select(
+            Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
+            Run.revision, Run.family, RunBits.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
+            Run.outlier_fraction, Run.method, Run.label, RunBits.n_quantized, RunBits.bits_per_param,
+            RunBits.total_bits, Result.value,
+            Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
+        )
+        .join(Sweep, Sweep.id == Run.sweep_id)
+        .join(Team, Team.id == Sweep.team_id),
+        task, metric, *(filters.get(k) for k in FILTERS),
+    )
+
+
+FILTERS = ("teams", "sweeps", "families", "dtypes", "blocksizes", "bits", "methods")
+
+
 def frontier_rows(
     session: Session,
     task: str = "mean_zero_shot",
@@ -85,20 +104,20 @@ def frontier_rows(
     Filters take iterables (None = all): team names, sweep ids, families, dtypes, block sizes
     (None in the list matches per-tensor scaling), bits, rounding methods (rtn, gptq). One SQL query.
     """
-    query = _frontier_query(
-        select(
-            Run.id.label("run_id"), Run.sweep_id, Sweep.name.label("sweep"), Team.name.label("team"), Run.model,
-            Run.revision, Run.family, RunBits.n_params, Run.bits, Run.dtype, Run.blocksize, Run.exponent_bits,
-            Run.outlier_fraction, Run.method, Run.label, RunBits.n_quantized, RunBits.bits_per_param,
-            RunBits.total_bits, Result.value,
-            Result.stderr, Run.status, Run.cached_from_id.label("cached_from"),
-        )
-        .join(Sweep, Sweep.id == Run.sweep_id)
-        .join(Team, Team.id == Sweep.team_id),
-        task, metric, teams, sweeps, families, dtypes, blocksizes, bits, methods,
-    )
+    filters = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
+               "bits": bits, "methods": methods}
     # Sorted here, not in SQL: Postgres would spill a 100k-row sort of wide rows to disk.
-    return sorted(_dicts(session, query), key=lambda row: row["run_id"])
+    return sorted(_dicts(session, _frontier_select(task, metric, filters)), key=lambda row: row["run_id"])
+
+
+def frontier_row_chunks(session: Session, task: str, metric: str, size: int = 20_000, **filters) -> Iterator[list[dict]]:
+    """frontier_rows' dicts (in no order), `size` at a time: a reader that turns each chunk into
+    columns holds one chunk of dicts at once, not all of them (200,000 dicts are ~450 MB)."""
+    result = session.connection().execution_options(stream_results=True).execute(
+        _frontier_select(task, metric, filters))
+    keys = list(result.keys())
+    while chunk := result.fetchmany(size):
+        yield [dict(zip(keys, row)) for row in chunk]
 
 
 def frontier_fingerprint(

@@ -133,3 +133,20 @@ def test_a_view_over_too_many_runs_asks_for_a_narrower_one(fresh_db, monkeypatch
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.get("vega_lite_chart")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 20_000])
+def test_runs_read_in_chunks_are_the_frame_read_at_once(seeded_db, monkeypatch, chunk):
+    from kbit.analysis import rows_to_frame
+    from kbit.db import queries
+
+    url, _ = seeded_db
+    monkeypatch.setattr(data, "CHUNK_ROWS", chunk)
+    engine = connect(url)
+    try:
+        for task, metric in (("mean_zero_shot", "acc"), ("kbit_heldout", "bits_per_byte")):
+            with session_scope(engine) as s:
+                at_once = rows_to_frame(queries.frontier_rows(s, task=task, metric=metric))
+            pd.testing.assert_frame_equal(data.frontier(url, task, metric), at_once)
+    finally:
+        engine.dispose()
