@@ -163,8 +163,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_view(url: str, name: str, view: dict, filters: dict, repeat: int) -> dict:
-    """{figure: (the page's own seconds, AppTest's seconds)} for one view."""
+def time_view(url: str, name: str, view: dict, filters: dict, repeat: int) -> tuple[dict, float]:
+    """({figure: (the page's own seconds, AppTest's seconds)}, peak RSS in MB) for one view."""
     figures = {}
     seconds, found = timed(lambda: data.fingerprint(url, **filters), repeat)
     figures[f"{name}: fingerprint query"] = (seconds, None)
@@ -174,8 +174,8 @@ def time_view(url: str, name: str, view: dict, filters: dict, repeat: int) -> di
     figures[f"{name}: cold (Streamlit caches cleared, stored row read)"] = median_pair(visits)
     visits = [page_once(url, view, clear=False) for _ in range(repeat)]
     figures[f"{name}: warm (cached)"] = median_pair(visits)
-    print(f"{name}: {found['runs']:,} runs; peak RSS so far {peak_rss_mb():,.0f} MB", flush=True)
-    return figures
+    print(f"{name}: {found['runs']:,} runs; peak RSS {peak_rss_mb():,.0f} MB", flush=True)
+    return figures, peak_rss_mb()
 
 
 def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -204,13 +204,17 @@ def main(argv=None) -> None:
         with session_scope(engine) as s:
             n_runs = s.scalar(select(func.count()).select_from(Run))
         engine.dispose()
-        figures = {}
-        figures.update(time_view(url, "one sweep", {"sweep": "1"}, {"sweeps": (1,)}, args.repeat))
-        figures.update(time_view(url, "one family", {"family": FAMILIES[0]}, {"families": (FAMILIES[0],)}, args.repeat))
+        figures, peaks = {}, {}
+        # Each view in a process of its own, as a freshly started dashboard serves it: its peak RSS is its own.
+        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            for name, view, filters in (("one sweep", {"sweep": "1"}, {"sweeps": (1,)}),
+                                        ("one family", {"family": FAMILIES[0]}, {"families": (FAMILIES[0],)})):
+                found, peaks[name] = pool.apply(time_view, (url, name, view, filters, args.repeat))
+                figures.update(found)
 
     print(f"\nkbit dashboard benchmark: {n_runs:,} runs in the store; {os.cpu_count()} CPU cores; "
-          f"median of {args.repeat}; load {Path('/proc/loadavg').read_text().split()[:3]}; "
-          f"peak RSS {peak_rss_mb():,.0f} MB")
+          f"median of {args.repeat}; load {Path('/proc/loadavg').read_text().split()[:3]}; peak RSS "
+          + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in peaks.items()))
     print(f"  {'':<62} {'page':>8}    {'AppTest':>8}")
     for name, (page, whole) in figures.items():
         print(f"  {name:<62} {page * 1000:8.0f} ms " + (f"{whole * 1000:8.0f} ms" if whole is not None else ""))
