@@ -3,14 +3,15 @@
 first use), runs one sweep over every member x seed embedded (`kbit demo --sweep`), then analyses
 each seed alone and all seeds pooled (each size's seeds one point, resampled before the documents).
 
-    python -m benchmarks.seeds [--seeds 3] [--limit 50] [--home DIR]
+    python -m benchmarks.seeds [--seeds 3] [--limit 50] [--sizes s1 s2 s3] [--threads 2] [--home DIR]
 
 The grid is the demo's, cut so the whole fits in about 15 minutes on 2 CPU cores beside the two
 builds (about 5 minutes each): k = 3, 4, 6 and 16 (4-bit against lower and higher k), int and
 quantile (the data-type finding's first pair), blocks 64 and 1024 (the block finding), on 50
 documents of each accuracy task (the demo takes 150) and all 24 held-out chapters. Prints, per
 metric, each finding's verdict and margin for every seed alone and pooled, and whether the verdict
-holds in every seed. Output: benchmarks/seeds.md.
+holds in every seed. `--sizes` keeps some sizes only (the sweep then lists their ids): s4 is 60% of a
+seed's training on a quiet machine and far more on a loaded one. Output: benchmarks/seeds.md.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
 SWEEP = """\
 name: seeds
 team: demo
-models:
-  - {{family: {family}, seeds: {seeds}}}
+models: {models}
 grid:
   bits: [3, 4, 6]
   dtypes: [int, quantile]
@@ -54,16 +54,29 @@ def run(home: Path, args: list[str], threads: int | None = None) -> str:
     return done.stdout
 
 
-def build(home: Path, family: str, seeds: int, threads: int) -> list[str]:
-    """Train seeds 2..`seeds` of every member; one line per member with its training time."""
-    from kbit.family.members import family_members
+def members(family: str, seed: int, sizes) -> list[str]:
+    """The family's members of `seed`, only `sizes` when given (kbit/demo/s1@seed2 ...)."""
+    from kbit.family.members import family_members, parse_bundled
+
+    return [m for m in family_members(family, seed) if not sizes or parse_bundled(m)[1] in sizes]
+
+
+def build(home: Path, family: str, seeds: int, threads: int, sizes) -> list[str]:
+    """Train seeds 2..`seeds` of every member (of `sizes`); one line per member with its training
+    time (a member already built in this home: the time its marker records)."""
+    import json
 
     lines = []
     for seed in range(2, seeds + 1):
-        for model in family_members(family, seed):
+        for model in members(family, seed, sizes):
             started = time.perf_counter()
             run(home, ["-c", f"from kbit.family.members import ensure_model; ensure_model({model!r})"], threads)
-            lines.append(f"{model}: trained in {time.perf_counter() - started:.0f} s")
+            took = time.perf_counter() - started
+            if took < 10:  # built earlier in this home: what its build took then
+                marker = json.loads((home / "models" / family / model.split("/")[2] / "kbit-build.json").read_text())
+                lines.append(f"{model}: trained in {marker['train']['seconds']:.0f} s (earlier, in this home)")
+            else:
+                lines.append(f"{model}: trained in {took:.0f} s")
             print(lines[-1], flush=True)
     return lines
 
@@ -133,6 +146,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--family", default="demo", help="bundled family (micro: a quick check of this script)")
+    ap.add_argument("--sizes", nargs="*", help="only these sizes (e.g. s1 s2 s3; default: every size, the sweep's "
+                    "`{family: F, seeds: N}`)")
     ap.add_argument("--limit", type=int, default=50, help="documents per accuracy task (the demo's: 150)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the builds (the sweep: one per task)")
     ap.add_argument("--home", type=Path, help="KBIT_HOME to use (default: a fresh temporary one)")
@@ -141,17 +156,21 @@ def main(argv=None) -> None:
         home = args.home or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        built = build(home, args.family, args.seeds, args.threads)
+        built = build(home, args.family, args.seeds, args.threads, args.sizes)
         build_s = time.perf_counter() - started
         sweep = home / "seeds.yaml"
-        sweep.write_text(SWEEP.format(family=args.family, seeds=args.seeds, limit=args.limit))
+        models = ([m for seed in range(1, args.seeds + 1) for m in members(args.family, seed, args.sizes)]
+                  if args.sizes else f"[{{family: {args.family}, seeds: {args.seeds}}}]")
+        sweep.write_text(SWEEP.format(models=models if isinstance(models, str) else "[" + ", ".join(models) + "]",
+                                      limit=args.limit))
         started = time.perf_counter()
         run(home, ["-m", "kbit.cli.main", "demo", "--sweep", str(sweep)])
         sweep_s = time.perf_counter() - started
         print(f"builds {build_s:.0f} s, sweep {sweep_s:.0f} s", flush=True)
         out = [f"{args.family} family, seeds 2..{args.seeds} trained here ({args.threads} torch threads), seed 1 "
                "shipped:", "", *built, "", f"builds {build_s:.0f} s; sweep (`kbit demo --sweep`, {args.seeds} seeds x "
-               f"every size x 13 configs, limit {args.limit}) {sweep_s:.0f} s", ""]
+               f"{'sizes ' + ' '.join(args.sizes) if args.sizes else 'every size'} x 13 configs, limit {args.limit}) "
+               f"{sweep_s:.0f} s", ""]
         started = time.perf_counter()
         for metric in METRICS:
             out += [*table(metric, *analyses(home, metric, args.seeds)), ""]
