@@ -80,12 +80,12 @@ def frontier(
         frames = [rows_to_frame(chunk) for chunk in queries.frontier_row_chunks(s, task, metric, CHUNK_ROWS, **filters)]
     if not frames:
         return rows_to_frame([])
+    numbers = {c for f in frames for c in f.columns if pd.api.types.is_numeric_dtype(f[c])}
     frame = pd.concat(frames, ignore_index=True).sort_values("run_id", kind="stable", ignore_index=True)
     # A chunk whose number column is all None has it as objects, and so has the concatenation:
     # numbers (and gaps) again, as one frame of every row would have them.
-    for column in [c for c in frame.columns if frame[c].dtype == "object"]:
-        values = frame[column].dropna()
-        if len(values) and values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
+    for column in numbers:
+        if frame[column].dtype == "object":
             frame[column] = pd.to_numeric(frame[column])
     return frame
 
