@@ -42,8 +42,16 @@ def version() -> str:
 
 def key(kind: str, fingerprint: dict, params: dict) -> str:
     """The digest an answer is stored under."""
-    text = json.dumps([kind, version(), fingerprint, params], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _digest([kind, version(), fingerprint, params])
+
+
+def view(kind: str, params: dict) -> str:
+    """The digest of what was asked, whatever the runs: a view's new answer replaces its older ones."""
+    return _digest([kind, params])
+
+
+def _digest(parts: list) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def encode(answer: dict) -> bytes:
@@ -78,7 +86,7 @@ def stored(engine, kind: str, fingerprint: dict, params: dict, compute) -> dict:
     answer = compute()
     try:
         with session_scope(engine) as session:
-            analysiscache.write(session, digest, kind, encode(answer))
+            analysiscache.write(session, digest, view(kind, params), kind, encode(answer))
     except DBAPIError:
         pass
     return answer

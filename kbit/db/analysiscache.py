@@ -1,8 +1,9 @@
 """The rows of `analysis_cache`: answers the dashboard computed, stored under a digest of their
 inputs (kbit/dashboard/stored.py makes the digest and the payload; this module only keeps bytes).
 
-A row is never updated: a change in what it was computed from gives another key. Rows older than
-`MAX_AGE` are dropped when a new one is written, so the table holds what pages asked for lately.
+A row is never updated: a change in what it was computed from gives another key, and storing it
+drops the view's older rows, so the table holds one row per view (what was asked: kind, metric,
+filters). Rows older than `MAX_AGE` are dropped too: the table holds what pages asked for lately.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ def read(session: Session, key: str) -> bytes | None:
     return session.scalar(select(AnalysisCache.payload).where(AnalysisCache.key == key))
 
 
-def write(session: Session, key: str, kind: str, payload: bytes) -> None:
+def write(session: Session, key: str, view: str, kind: str, payload: bytes) -> None:
     """Store `payload` under `key` (another reader may have stored the same answer first: kept),
-    and drop rows older than MAX_AGE."""
+    drop the other rows of `view` and rows older than MAX_AGE."""
     now = utcnow()
     try:
         with session.begin_nested():
-            session.add(AnalysisCache(key=key, kind=kind, created_at=now, payload=payload))
+            session.add(AnalysisCache(key=key, view=view, kind=kind, created_at=now, payload=payload))
     except IntegrityError:
         pass
+    session.execute(delete(AnalysisCache).where(AnalysisCache.view == view, AnalysisCache.key != key))
     session.execute(delete(AnalysisCache).where(AnalysisCache.created_at < now - MAX_AGE))

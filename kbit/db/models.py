@@ -243,6 +243,8 @@ class AnalysisCache(Base):
     __tablename__ = "analysis_cache"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # What was asked (kind and parameters, not the runs): a view's new answer replaces its old ones.
+    view: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)

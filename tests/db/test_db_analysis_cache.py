@@ -1,6 +1,7 @@
 """The dashboard's analysis cache at the database level: the filtered runs' fingerprint moves when,
-and only when, a run of the view finishes; rows are kept once per key and old ones dropped; the
-migration that adds the table and the team index goes down and up."""
+and only when, a run of the view finishes; rows are kept once per key, a view's new answer drops its
+older ones, and old rows are dropped; the migrations that add the table and the team index go down
+and up."""
 
 from __future__ import annotations
 
@@ -44,17 +45,30 @@ def test_fingerprint_moves_when_a_run_of_the_view_finishes(engine, team_token):
     assert fingerprint(engine, families=("kbit-micro",))["runs"] == 3
 
 
-def test_a_key_is_stored_once_and_old_rows_are_dropped(engine):
+def test_a_key_is_stored_once_and_replaces_its_views_older_rows(engine):
     with session_scope(engine) as s:
-        analysiscache.write(s, "k1", "analysis", b"first")
+        analysiscache.write(s, "k1", "view-a", "analysis", b"first")
     with session_scope(engine) as s:
-        analysiscache.write(s, "k1", "analysis", b"second")  # another reader computed it too
+        analysiscache.write(s, "k1", "view-a", "analysis", b"second")  # another reader computed it too
+        analysiscache.write(s, "k9", "view-b", "analysis", b"other view")
     with session_scope(engine) as s:
         assert analysiscache.read(s, "k1") == b"first"
         assert analysiscache.read(s, "k2") is None
+    with session_scope(engine) as s:
+        analysiscache.write(s, "k2", "view-a", "analysis", b"after a run finished")
+    with session_scope(engine) as s:
+        assert analysiscache.read(s, "k1") is None  # the view's older answer
+        assert analysiscache.read(s, "k2") == b"after a run finished"
+        assert analysiscache.read(s, "k9") == b"other view"
+
+
+def test_rows_older_than_max_age_are_dropped(engine):
+    with session_scope(engine) as s:
+        analysiscache.write(s, "k1", "view-a", "analysis", b"old")
+    with session_scope(engine) as s:
         s.get(AnalysisCache, "k1").created_at = dt.datetime.now(dt.timezone.utc) - analysiscache.MAX_AGE * 2
     with session_scope(engine) as s:
-        analysiscache.write(s, "k2", "points", b"new")
+        analysiscache.write(s, "k2", "view-b", "points", b"new")
     with session_scope(engine) as s:
         assert analysiscache.read(s, "k1") is None
         assert analysiscache.read(s, "k2") == b"new"
@@ -62,7 +76,7 @@ def test_a_key_is_stored_once_and_old_rows_are_dropped(engine):
 
 def test_the_cache_migration_goes_down_and_up(engine):
     head = head_revision()
-    previous = ScriptDirectory.from_config(alembic_config()).get_revision("0006").down_revision
+    previous = ScriptDirectory.from_config(alembic_config()).get_revision("0006").down_revision  # 0005
     run_migration(engine, "downgrade", previous)
     inspector = inspect(engine)
     assert "analysis_cache" not in inspector.get_table_names()
@@ -70,4 +84,5 @@ def test_the_cache_migration_goes_down_and_up(engine):
     run_migration(engine, "upgrade", head)
     inspector = inspect(engine)
     assert "analysis_cache" in inspector.get_table_names()
+    assert "view" in {c["name"] for c in inspector.get_columns("analysis_cache")}
     assert "ix_runs_team_status" in {i["name"] for i in inspector.get_indexes("runs")}
