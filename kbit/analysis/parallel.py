@@ -39,7 +39,8 @@ from kbit.analysis.resample import FULL, HALF_A, HALF_B
 
 MAX_KNOTS = 4
 GRID = 512
-CHUNK = 100  # replicates fitted at once: 12,100 points x 3 x 100 columns is 29 MB of float64
+CHUNK = 25  # replicates fitted at once: 12,100 points x 3 x 25 columns is 7 MB of float64 (100 put 120 MB of
+# working arrays on top of the draws, past 1 GB at 12,100 configs)
 
 
 @dataclass

@@ -28,7 +28,7 @@ DOCUMENTS, STDERR, NO_NOISE = "documents", "stderr", "none"
 # Draws are computed in float64 and kept in float32: 12,100 configs x 3 rows x 4,001 replicates
 # is 0.6 GB so, 1.2 GB in float64; margins are read to 1e-4, float32 holds 1e-7 of a score.
 DRAW_DTYPE = np.float32
-RUN_CHUNK = 256
+RUN_CHUNK = 64  # runs per step of document_draws: its float64 working arrays stay ~25 MB
 
 
 def metric_tasks(metric: str) -> str:
@@ -105,8 +105,10 @@ def task_matrix(run_ids: list[int], scores: dict, task: str):
 def document_draws(run_ids: list[int], scores: dict, tasks: list[str], n_boot: int, seed: int) -> dict[int, np.ndarray]:
     """Paired bootstrap of one model's runs over the documents of `tasks` (the metric is the mean
     over tasks of each task's score: sum(values)/sum(weights), or the mean of values). Worked out
-    RUN_CHUNK runs at a time, so the float64 working arrays stay small whatever the sweep's size."""
-    kept = np.empty((3, n_boot + 1, len(run_ids)), dtype=DRAW_DTYPE)
+    RUN_CHUNK runs at a time, so the float64 working arrays stay small whatever the sweep's size.
+    Each run's (3, R + 1) draws are contiguous: every later step reads them run by run (a layout
+    with runs last made each of those reads a strided gather, most of the analysis's time)."""
+    kept = np.empty((len(run_ids), 3, n_boot + 1), dtype=DRAW_DTYPE)
     per_task = []
     for task in tasks:
         doc_ids, values, weights = task_matrix(run_ids, scores, task)
@@ -125,8 +127,8 @@ def document_draws(run_ids: list[int], scores: dict, tasks: list[str], n_boot: i
             for row in (FULL, HALF_A, HALF_B):
                 with np.errstate(invalid="ignore", divide="ignore"):
                     total[row] += numerators[row] / denominators[row][:, None]
-        kept[:, :, runs] = total / len(tasks)
-    return {run: kept[:, :, i] for i, run in enumerate(run_ids)}
+        kept[runs] = np.moveaxis(total / len(tasks), 2, 0)
+    return {run: kept[i] for i, run in enumerate(run_ids)}
 
 
 def stderr_draws(value: float, stderr: float, n_boot: int, seed: int) -> np.ndarray:
