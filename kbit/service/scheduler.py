@@ -287,7 +287,7 @@ class Scheduler:
         max_runs_per_group. Splitting over all slots, not just the free ones, keeps the tail short:
         the last model's runs go to two workers, not to the one slot that happened to be free."""
         with session_scope(self.engine) as s:
-            queued = queue.count_queued(s)
+            queued = queue.count_queued(s, at_most=self.max_runs_per_group * max(slots, 1))
         return max(1, min(self.max_runs_per_group, math.ceil(queued / max(slots, 1))))
 
     def memory_need(self, group: list[queue.ClaimedRun]) -> int | None:

@@ -236,3 +236,12 @@ def test_a_worker_avoids_a_model_another_worker_holds_while_others_wait(engine, 
         assert {r.model for r in spread} == {"m1"}  # every model is somebody's: the one the fewest have
         rest = queue.claim_runs(s, worker="w4", limit=16, avoid={"m0": 1, "m1": 1, "m2": 1})
         assert {r.model for r in rest} == {"m0"}  # as many on each: the head of the queue
+
+
+def test_count_queued_counts_only_the_queued_runs_and_stops_at_its_cap(engine, team_token):
+    enqueue(engine, [make_run(i, f"m{i % 3}") for i in range(10)])
+    claim(engine, limit=2)  # two runs of m0 leave the queue
+    with session_scope(engine) as s:
+        assert queue.count_queued(s) == 8
+        assert queue.count_queued(s, at_most=5) == 5
+        assert queue.count_queued(s, at_most=50) == 8
