@@ -100,7 +100,7 @@ def analyses(home: Path, metric: str, seeds: int) -> tuple[dict, list[str]]:
     out = {f"seed {n}": findings(frame[seed_of == n], metric, scores) for n in range(1, seeds + 1)}
     out["pooled"] = findings(frame, metric, scores)
     baseline = frame[frame["bits"] == 16].assign(size=frame["model"].map(lambda m: settings.split_seed(m)[0]),
-                                                 seed=seed_of)
+                                                 seed=seed_of).sort_values("run_id").drop_duplicates(["size", "seed"])
     sizes = [f"- {size}: " + ", ".join(f"{v:.4f}" for v in runs.sort_values("seed")["value"])
              + f" (spread {runs['value'].max() - runs['value'].min():.4f}, median stderr {runs['stderr'].median():.4f})"
              for size, runs in baseline.groupby("size", sort=True)]
