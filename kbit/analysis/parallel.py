@@ -39,8 +39,7 @@ from kbit.analysis.resample import FULL, HALF_A, HALF_B
 
 MAX_KNOTS = 4
 GRID = 512
-CHUNK = 25  # replicates fitted at once: 12,100 points x 3 x 25 columns is 7 MB of float64 (100 put 120 MB of
-# working arrays on top of the draws, past 1 GB at 12,100 configs)
+CHUNK = 50  # replicates fitted at once: 12,100 points x 3 x 50 columns is 15 MB of float64 (100: near 1 GB in all)
 
 
 @dataclass
@@ -108,6 +107,36 @@ def indicator(index: np.ndarray, n_rows: int, weights: np.ndarray | None = None)
     return sparse.csr_matrix((values, (index, np.arange(len(index)))), shape=(n_rows, len(index)))
 
 
+def gather_plan(arrays: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """[(table, rows, positions)] with arrays[positions[k]] == table[rows[k]]: the runs' draws are
+    mostly rows of one array per model (resample.document_draws), so a chunk of every point's
+    draws is read with one indexing per model, not 12,100 slices; other arrays come one by one."""
+    by_base: dict[int, tuple[np.ndarray, list, list]] = {}
+    plan = []
+    for position, a in enumerate(arrays):
+        base = a.base
+        if (isinstance(base, np.ndarray) and base.ndim == a.ndim + 1 and base.shape[1:] == a.shape
+                and base.flags.c_contiguous and a.flags.c_contiguous):
+            offset = a.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+            row, rest = divmod(offset, base.strides[0])
+            if rest == 0 and 0 <= row < len(base):
+                entry = by_base.setdefault(id(base), (base, [], []))
+                entry[1].append(row)
+                entry[2].append(position)
+                continue
+        plan.append((a[None], np.array([0]), np.array([position])))
+    return plan + [(base, np.array(rows), np.array(positions)) for base, rows, positions in by_base.values()]
+
+
+def gather(arrays: list[np.ndarray], part: slice, plan=None) -> np.ndarray:
+    """(rows, columns in `part`, len(arrays)) float64: the arrays' columns `part`, side by side."""
+    first = arrays[0]
+    out = np.empty((first.shape[0], len(range(*part.indices(first.shape[1]))), len(arrays)))
+    for table, rows, positions in plan if plan is not None else gather_plan(arrays):
+        out[:, :, positions] = table[rows, :, part].transpose(1, 2, 0)
+    return out
+
+
 def fit_columns(slopes: np.ndarray, config_index: np.ndarray, y: np.ndarray):
     """Least squares of y (points, columns) on slopes @ c + offset[config], c >= 0: (c, offsets).
 
@@ -159,15 +188,16 @@ def fit(configs: pd.DataFrame, draws: dict[int, np.ndarray], groups: dict[str, l
     halves = np.zeros((span[2], replicates))
     drift_slope = np.full((len(drifting), replicates), np.nan)
     rms = float("nan")
+    plan = gather_plan(run_draws)
     for start in range(0, replicates, CHUNK):
         part = slice(start, min(start + CHUNK, replicates))
-        good = np.stack([d[:, part] for d in run_draws], axis=-1).astype(float)  # (3, n, points)
+        good = gather(run_draws, part, plan)  # (3, n, points)
         if lower:
-            good = -good
+            np.negative(good, out=good)  # in place: each working copy of a chunk is 29 MB at 12,100 configs
         n = good.shape[1]
         y = good.reshape(rows * n, -1).T  # (points, 3 * n)
         usable = np.isfinite(y).all(axis=0)
-        y = np.where(usable, y, 0.0)
+        y[:, ~usable] = 0.0
         c, offsets = fit_columns(slopes, index, y)
         offsets[:, ~usable] = np.nan
         per_label[:, :, part] = offsets.reshape(len(labels), rows, n)

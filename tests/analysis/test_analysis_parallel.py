@@ -83,3 +83,17 @@ def test_predictions_of_a_lower_is_better_metric_are_in_its_own_units():
     low, high = fit.ranges["4-bit"]
     middle = np.sqrt(low * high)
     assert fit.predict("4-bit", np.array([middle]))[0, 0] == pytest.approx(-np.sqrt(np.log2(middle)), abs=0.01)
+
+
+def test_gather_reads_rows_of_shared_tables_and_lone_arrays_in_the_callers_order():
+    rng = np.random.default_rng(0)
+    model_a, model_b = rng.random((5, 3, 40), dtype=np.float32), rng.random((4, 3, 40), dtype=np.float32)
+    lone = rng.random((3, 40), dtype=np.float32)  # e.g. seeds pooled into a new array
+    arrays = [model_a[3], model_b[0], lone, model_a[0], model_b[3], model_a[4], model_a[3][::-1]]
+    plan = parallel.gather_plan(arrays)
+    assert sum(len(positions) for _, _, positions in plan) == len(arrays)
+    assert len(plan) == 4  # two tables, the lone array, and a reversed view that is no row of its table
+    for part in (slice(0, 25), slice(25, 40)):
+        expected = np.stack([a[:, part] for a in arrays], axis=-1).astype(float)
+        got = parallel.gather(arrays, part, plan)
+        assert got.dtype == np.float64 and got.flags.c_contiguous and np.array_equal(got, expected)
