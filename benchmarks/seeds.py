@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.reproducibility import python
 
 METRICS = ("mean_zero_shot/acc", "kbit_heldout/bits_per_byte")
 SWEEP = """\
@@ -39,19 +39,7 @@ eval: {{num_fewshot: 0, limit: {limit}, batch_size: 16, seed: 1234}}
 """
 
 
-def run(home: Path, args: list[str], threads: int | None = None) -> str:
-    """`python ARGS` with KBIT_HOME=home (embedded SQLite); `threads` pins torch's threads (builds)."""
-    env = dict(os.environ, KBIT_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    env.pop("KBIT_DATABASE_URL", None)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(name, None)
-        if threads:
-            env[name] = str(threads)
-    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"python {' '.join(args)} failed in {home}:\n{done.stderr[-3000:]}")
-    return done.stdout
+run = python  # `python ARGS` with KBIT_HOME=home, embedded SQLite (benchmarks/reproducibility.py)
 
 
 def members(family: str, seed: int, sizes) -> list[str]:
