@@ -70,15 +70,10 @@ class Curve:
         return len(self.x) >= 2 and self.x[0] - 1e-12 <= budget <= self.x[-1] + 1e-12
 
     def segment(self, budget: float) -> tuple[int, float]:
-        """(j, t): `budget` lies a fraction t of the way from size j to size j + 1."""
+        """(j, t): log2 bits `budget` (which the curve covers) lies a fraction t of the way from
+        size j to size j + 1; the curve's draws there are draws[j] * (1 - t) + draws[j + 1] * t."""
         j = min(max(int(np.searchsorted(self.x, budget, side="right")) - 1, 0), len(self.x) - 2)
         return j, (budget - self.x[j]) / (self.x[j + 1] - self.x[j])
-
-    def at(self, budget: float, rows=slice(None)) -> np.ndarray:
-        """(3, R + 1) draws interpolated at log2 bits `budget` (which the curve covers); `rows`
-        picks some of the three (FULL, HALF_A, HALF_B) or, with a tuple, of the draws' entries."""
-        j, t = self.segment(budget)
-        return self.draws[j][rows] * (1 - t) + self.draws[j + 1][rows] * t
 
 
 @dataclass
@@ -192,7 +187,7 @@ def group_at(curves: list[Curve], budget: float, lower: bool) -> tuple[np.ndarra
     dtype = covering[0].draws[0].dtype
     halves = np.empty((len(covering), 2, len(covering[0].draws[0][0])), dtype=dtype)
     whole = np.empty(len(covering), dtype=dtype)
-    for i, curve in enumerate(covering):  # Curve.at, the segment found once for both reads
+    for i, curve in enumerate(covering):  # the segment found once for both reads
         j, t = curve.segment(budget)
         low, high = curve.draws[j], curve.draws[j + 1]
         halves[i] = low[HALF_A:] * (1 - t) + high[HALF_A:] * t
