@@ -36,5 +36,8 @@ fi
 status=0
 "${PYTEST[@]}" -n "${KBIT_TEST_PROCESSES:-2}" --dist loadgroup -m "not ray and not outage" || status=$?
 # --durations: each of these tests' time in the log (they vary most, 251-438 s in all on this machine)
-"${PYTEST[@]}" -n 0 -m "ray or outage" --durations=0 --durations-min=1 || status=$?
+# --timeout-method=thread: a test stuck past 600 s (they take 15-120 s) has every thread's stack
+# printed and ends the run; a call blocked inside gRPC never sees pytest-timeout's default signal
+# (a CI run hung that way for 75 minutes in the Ray client).
+"${PYTEST[@]}" -n 0 -m "ray or outage" --durations=0 --durations-min=1 --timeout=600 --timeout-method=thread || status=$?
 exit $status

@@ -232,6 +232,10 @@ def down(say=print) -> bool:
     state = recorded_state()
     if state is None:
         return False
+    from kbit.cluster.connect import disconnect, kept_address
+
+    if kept_address() == state["address"]:
+        disconnect()  # this process's kept client connection to the head about to stop
     stopped = False
     if stop_group(state.get("dashboard_pid")):
         say("stopped the dashboard")

@@ -12,7 +12,7 @@ its own message; Ray's wrapper (and its remote traceback) is dropped, so the CLI
 from __future__ import annotations
 
 from kbit import settings
-from kbit.cluster.connect import connect_ray, disconnect
+from kbit.cluster.connect import connect_ray, disconnect, release
 from kbit.db import connect, resolve_url
 from kbit.errors import KbitError, SchedulerUnavailable
 from kbit.service.retry import transient
@@ -108,7 +108,9 @@ class RayService:
             ) from None
 
     def close(self) -> None:
-        disconnect()
+        """Done: an embedded Ray stops; a Ray client connection stays open for the next RayService
+        to the same address (`kbit.cluster.connect.release`)."""
+        release()
 
     def __enter__(self):
         return self

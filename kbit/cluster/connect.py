@@ -4,6 +4,12 @@ A Ray Client connect fails now and then (the head's proxy starts a server proces
 on a loaded head that process can miss the proxy's 30 s deadline), so it is retried a few times
 with a growing pause; a port nobody listens on fails fast with one clear message instead of Ray's
 own half-minute of retries.
+
+A client connection is kept once made: `release` (what `RayService.close` calls) leaves it open,
+and the process's next connect to the same address reuses it, because each connect costs a server
+process on the head (3-5 s on an idle 2-core head, ~45 s on a loaded one, and a failed try more).
+A connect to another address, or to an embedded Ray, closes it first; `disconnect` closes it for
+good (Ray's own exit hook does at interpreter exit).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from kbit.errors import ClusterUnreachable
 from kbit.service.retry import transient
 
 NAMESPACE = settings.RAY_NAMESPACE
+_kept_address: str | None = None  # the ray:// address of this process's open client connection
 # Tries of a client connect, and the time they may take together: one failed try can itself take
 # ~45 s (the proxy's 30 s wait for the per-client server, plus its start), so the budget is counted
 # in tries, with the time bound only a backstop.
@@ -100,8 +107,12 @@ def connect_ray(address: str | None = None, *, attempts: int = CONNECT_ATTEMPTS,
     """Connect (or reuse this process's connection) and return the address kind:
     'embedded' (address None/'local': a local Ray in this process), 'client' (ray://HOST:PORT),
     or 'driver' (a cluster address such as 'auto' or HOST:GCS_PORT, from a node of that cluster)."""
+    global _kept_address
     if ray.is_initialized():
-        return "client" if ray.util.client.ray.is_connected() else "driver"
+        if _kept_address is None or (_kept_address == address and ray.util.client.ray.is_connected()):
+            return "client" if ray.util.client.ray.is_connected() else "driver"
+        disconnect()  # a kept client connection to another address, or one that broke
+    _kept_address = None
     log_level = logging.WARNING if quiet else logging.INFO
     if not address or address == "local":
         with _quiet_token_auth():
@@ -120,6 +131,7 @@ def connect_ray(address: str | None = None, *, attempts: int = CONNECT_ATTEMPTS,
                     _client_connect(address, parsed.hostname, parsed.port, log_level, quiet)
         except _NoAnswer as exc:
             raise _unreachable(address, str(exc)) from None
+        _kept_address = address
         return "client"
     _use_token_auth_if_available()
     extra = {}
@@ -138,6 +150,21 @@ def resolve_address(cli_address: str | None, home_service_address: str | None = 
     return cli_address or settings.ray_address() or home_service_address or None
 
 
+def release() -> None:
+    """Done with Ray for now: a client connection stays open for the next connect to its address;
+    an embedded Ray or a driver connection is shut down."""
+    if _kept_address is None or not ray.util.client.ray.is_connected():
+        disconnect()
+
+
+def kept_address() -> str | None:
+    """The ray:// address of the client connection kept open, if any."""
+    return _kept_address if ray.is_initialized() else None
+
+
 def disconnect() -> None:
+    """Close this process's Ray connection (a kept client connection too), or stop its embedded Ray."""
+    global _kept_address
+    _kept_address = None
     if ray.is_initialized():
         ray.shutdown()

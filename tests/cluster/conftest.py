@@ -27,3 +27,14 @@ def ray_head(offline_env):
     assert localcluster.down(say=lambda *_: None)
     assert localcluster.read_state() is None
     assert localcluster.session_processes(state["head_pid"]) == []  # head, raylet, workers, scheduler: all gone
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_kept_client_connection():
+    """A module's Ray client connection (kept open between its CLI calls) closed after it: the next
+    module may start or join another cluster itself."""
+    yield
+    from kbit.cluster.connect import disconnect, kept_address
+
+    if kept_address() is not None:
+        disconnect()

@@ -1,5 +1,6 @@
 """A Ray client connect that the head's proxy fails: retried by tries, not by a clock one slow try
-uses up, and reported with the line that says what failed (no Ray is started: ray.init is faked)."""
+uses up, and reported with the line that says what failed; a client connection kept for the next
+connect to its address (no Ray is started: ray.init is faked)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def fake_head(monkeypatch):
     monkeypatch.setattr(connect.ray, "init", init)
     monkeypatch.setattr(connect.ray, "is_initialized", lambda: False)
     monkeypatch.setattr(connect, "FIRST_WAIT_S", 0.01)
+    monkeypatch.setattr(connect, "_kept_address", None)
     return calls
 
 
@@ -62,3 +64,49 @@ def test_slow_failed_tries_do_not_use_up_the_budget_before_its_tries(fake_head, 
     monkeypatch.setattr(connect.ray, "init", slow_init)
     assert connect.connect_ray("ray://127.0.0.1:10001") == "client"
     assert fake_head["init"] == 4
+
+
+@pytest.fixture
+def fake_ray(fake_head, monkeypatch):
+    """fake_head, plus Ray's connection state: ray.init connects (a client for ray://), shutdown closes."""
+    state = {"initialized": False, "client": False, "shutdowns": 0}
+
+    def init(address=None, **kwargs):
+        fake_head["init"] += 1
+        state.update(initialized=True, client=str(address).startswith("ray://"))
+
+    def shutdown():
+        state.update(initialized=False, client=False)
+        state["shutdowns"] += 1
+
+    monkeypatch.setattr(connect.ray, "init", init)
+    monkeypatch.setattr(connect.ray, "shutdown", shutdown)
+    monkeypatch.setattr(connect.ray, "is_initialized", lambda: state["initialized"])
+    monkeypatch.setattr(connect.ray.util.client.ray, "is_connected", lambda: state["client"])
+    return state
+
+
+def test_a_released_client_connection_is_reused_by_the_next_connect_to_its_address(fake_ray, fake_head):
+    head = "ray://127.0.0.1:10001"
+    assert connect.connect_ray(head) == "client"
+    connect.release()
+    assert connect.connect_ray(head) == "client" and connect.kept_address() == head
+    assert fake_head["init"] == 1 and fake_ray["shutdowns"] == 0  # one server process on the head, not two
+    connect.release()
+    assert connect.connect_ray("ray://127.0.0.1:10002") == "client"  # another head: closed, then connected
+    assert fake_head["init"] == 2 and fake_ray["shutdowns"] == 1
+    assert connect.connect_ray(None) == "embedded"  # an embedded Ray: the client connection closed first
+    assert fake_ray["shutdowns"] == 2 and connect.kept_address() is None
+    connect.release()  # an embedded Ray is not kept
+    assert fake_ray["shutdowns"] == 3 and not fake_ray["initialized"]
+
+
+def test_a_kept_connection_that_broke_is_replaced(fake_ray, fake_head):
+    head = "ray://127.0.0.1:10001"
+    connect.connect_ray(head)
+    connect.release()
+    fake_ray["client"] = False  # Ray no longer counts the client as connected
+    assert connect.connect_ray(head) == "client"
+    assert fake_head["init"] == 2 and fake_ray["shutdowns"] == 1
+    connect.disconnect()
+    assert connect.kept_address() is None and fake_ray["shutdowns"] == 2
