@@ -65,8 +65,11 @@ def task_table(results: pd.DataFrame, metric: str, label: str, group: str) -> tu
 def side_comparison(url: str | None, task: str, metric: str, a: str, b: str, filters: tuple = ()) -> SideComparison:
     """kbit.analysis.teams.compare_sides of sides `a` and `b` ('team:nlp', 'sweep:3') over their
     finished runs of `task/metric`, under the page's other filters (data.frontier's keywords;
-    a side's own team or sweep replaces that filter), with their per-document scores."""
+    a side's own team or sweep replaces that filter), with their per-document scores. TooManyRuns
+    when a side has more finished runs than KBIT_DASHBOARD_MAX_RUNS (before anything is read)."""
     sides = parse_side(a), parse_side(b)
+    for side in sides:
+        data.fingerprint(url, **{**dict(filters), **side.filters()})
     rows = {}
     with session_scope(data.engine_for(url)) as s:
         for side in sides:

@@ -102,3 +102,19 @@ def test_report_compare_refuses_what_it_cannot_compare(monkeypatch, capsys, team
     assert "no team 'nobody'" in capsys.readouterr().err
     assert main(["report", "--compare", "team:nlp"]) == 1
     assert "team:nlp,team:vision" in capsys.readouterr().err
+
+
+def test_a_side_with_more_runs_than_the_dashboard_analyses_is_refused_before_it_is_read(monkeypatch, teams_db):
+    import streamlit as st
+
+    from kbit.dashboard import compare
+
+    url, _ = teams_db
+    st.cache_data.clear()  # the verdict of an earlier test would come from Streamlit's cache
+    read = []
+    monkeypatch.setattr(compare.queries, "frontier_rows", lambda *a, **k: read.append(k) or [])
+    monkeypatch.setenv("KBIT_DASHBOARD_MAX_RUNS", "5")  # each team has more finished runs than that
+    at = run_app(monkeypatch, url, page="compare", group="team", items="nlp,vision", metric="mean_zero_shot/acc")
+    assert any("more than the dashboard analyses at once" in i.value for i in at.info), texts(at.info)
+    assert read == [] and not charts(at)
+    st.cache_data.clear()
