@@ -35,9 +35,9 @@ fi
 # deadlines starve: seen as "Unrecoverable error in data channel" in 1 of 2 clean-clone runs).
 status=0
 "${PYTEST[@]}" -n "${KBIT_TEST_PROCESSES:-2}" --dist loadgroup -m "not ray and not outage" || status=$?
-# --durations: each of these tests' time in the log (they vary most, 251-438 s in all on this machine)
-# --timeout-method=thread: a test stuck past 600 s (they take 15-120 s) has every thread's stack
-# printed and ends the run; a call blocked inside gRPC never sees pytest-timeout's default signal
-# (a CI run hung that way for 75 minutes in the Ray client).
+# --durations: each of these tests' time in the log (they vary most, 222-262 s in all on this machine)
+# --timeout-method=thread: a test stuck past 600 s (they take 5-60 s) has every thread's stack
+# printed and ends the run. pytest-timeout's default signal never reaches a call blocked inside
+# gRPC's C code (the Ray client's): a CI run's e2e test went on for 75 minutes past it.
 "${PYTEST[@]}" -n 0 -m "ray or outage" --durations=0 --durations-min=1 --timeout=600 --timeout-method=thread || status=$?
 exit $status
