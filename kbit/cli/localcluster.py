@@ -196,9 +196,6 @@ def up(host: str = "127.0.0.1", gcs_port: int = 6380, client_port: int = 10001, 
     try:
         start_scheduler(address, db_url)
     except Exception:
-        from kbit.cluster.connect import disconnect
-
-        disconnect()
         stop_group(head.pid)
         state_path().unlink(missing_ok=True)
         raise
@@ -220,15 +217,17 @@ def up(host: str = "127.0.0.1", gcs_port: int = 6380, client_port: int = 10001, 
 
 def start_scheduler(address: str, db_url: str | None) -> dict:
     """Connect to the cluster and make sure the detached scheduler runs; the client connection is
-    kept for this process's next call (`kbit.cluster.connect.release`)."""
+    kept for this process's next call (`kbit.cluster.connect.release`), closed when it failed."""
     from kbit.cluster.actor import get_or_create_scheduler
-    from kbit.cluster.connect import connect_ray, release
+    from kbit.cluster.connect import connect_ray, disconnect, release
 
     connect_ray(address)
     try:
         _, info = get_or_create_scheduler(db_url=db_url)
-    finally:
-        release()
+    except BaseException:
+        disconnect()
+        raise
+    release()
     return info
 
 
