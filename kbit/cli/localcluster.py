@@ -22,6 +22,12 @@ from kbit.db import connect, mask_url, resolve_url
 from kbit.errors import ServiceError
 
 STATE_FILE = "service.json"
+# The head's Ray client proxy forks a server process per client from a process full of gRPC
+# threads. With gRPC's fork handlers on (its default), that child often died at once (6 of 10 fresh
+# heads here, each failure costing the client 30-44 s before it tried again; ray-project/ray#63202).
+# The child execs at once, the case gRPC's fork_support.md says to turn the handlers off for; with
+# them off, 0 of 10 (benchmarks/head_start.md).
+HEAD_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false"}
 
 
 def state_path() -> Path:
@@ -105,7 +111,8 @@ def ray_executable() -> str:
 
 def start_head(host: str, gcs_port: int, client_port: int, num_cpus: int | None, env: dict, log_path: Path,
                num_gpus: int | None = None, extra_resources: dict | None = None) -> subprocess.Popen:
-    """`ray start --head --block` in a process group of its own; stopping that group stops the head."""
+    """`ray start --head --block` in a process group of its own (stopping that group stops the
+    head), with HEAD_ENV added to `env`."""
     cmd = [
         ray_executable(), "start", "--head", "--block", f"--port={gcs_port}", f"--ray-client-server-port={client_port}",
         f"--node-ip-address={host}", "--include-dashboard=false", "--disable-usage-stats",
@@ -118,7 +125,8 @@ def start_head(host: str, gcs_port: int, client_port: int, num_cpus: int | None,
         cmd.append(f"--resources={json.dumps(extra_resources)}")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**env, **HEAD_ENV},
+                                start_new_session=True)
 
 
 def session_processes(sid: int) -> list:

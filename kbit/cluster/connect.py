@@ -1,9 +1,10 @@
 """Connecting this process to Ray: an embedded local cluster, a `ray://` client, or a cluster address.
 
-A Ray Client connect fails now and then (the head's proxy starts a server process per client, and
-on a loaded head that process can miss the proxy's 30 s deadline), so it is retried a few times
-with a growing pause; a port nobody listens on fails fast with one clear message instead of Ray's
-own half-minute of retries.
+A Ray Client connect fails now and then (the head's proxy forks a server process per client: on a
+head without GRPC_ENABLE_FORK_SUPPORT=false that process often dies at once, ray-project/ray#63202,
+and on a loaded head it can miss the proxy's 30 s deadline), so it is retried a few times with a
+growing pause; a port nobody listens on fails fast with one clear message instead of Ray's own
+half-minute of retries.
 
 A client connection is kept once made: `release` (what `RayService.close` calls) leaves it open,
 and the process's next connect to the same address reuses it, because each connect costs a server

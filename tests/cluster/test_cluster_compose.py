@@ -166,6 +166,7 @@ def test_head_runs_ray_with_the_client_port_and_the_scheduler():
     assert "--ray-client-server-port=10001" in text and "--port=6380" in text and "--dashboard-port=8265" in text
     assert "6379" not in text
     assert ports("head") == {6380, 10001}
+    assert SERVICES["head"]["environment"]["GRPC_ENABLE_FORK_SUPPORT"] == "false"  # its client proxy forks (localcluster.HEAD_ENV)
     invocations = kbit_invocations(text)
     assert ["serve", "--address", "auto"] in invocations
     parser = build_parser()

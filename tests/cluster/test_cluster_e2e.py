@@ -148,3 +148,13 @@ def test_user_errors_cross_the_ray_client_as_their_own_class_and_one_line(env, t
     assert main(["submit", micro_sweep(tmp_path, name="wrong-token"), "--address", env]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kbit submit: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_heads_client_proxy_runs_with_grpcs_fork_handlers_off(ray_head):
+    # The proxy forks a server per client; with the handlers on, some of those children died at once
+    # and the client waited 30-44 s for it (kbit.cli.localcluster.HEAD_ENV).
+    from kbit.cli.localcluster import session_processes
+
+    proxies = [p for p in session_processes(ray_head["head_pid"]) if "--mode=proxy" in " ".join(p.cmdline())]
+    assert len(proxies) == 1
+    assert proxies[0].environ().get("GRPC_ENABLE_FORK_SUPPORT") == "false"
