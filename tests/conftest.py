@@ -23,6 +23,7 @@ if os.environ.get("KBIT_TEST_GPU") != "1":
 import pytest  # noqa: E402 - after TRITON_INTERPRET
 
 from tests.support.postgres import fresh_postgres, postgres_server  # noqa: E402
+from tests.support.suite import CLUSTER_FOLDER, is_cluster_test, misplaced_cluster_tests  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -102,11 +103,17 @@ def _ray_tests_are_marked(request):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
-    """`make test` runs two pytest-xdist processes (--dist loadgroup). The tests that start Ray or
-    cut Postgres run one after another in one of them, sharing its Ray head (two clusters on two
-    cores would starve each other's deadlines); the browser tests share one process and its server."""
+    """`make test` runs the tests that start Ray or cut Postgres from tests/cluster/ only, one after
+    another in a process of their own (two clusters on two cores would starve each other's
+    deadlines): one marked so elsewhere is refused here. Asked for beside others (scripts/test.sh
+    with arguments: two pytest-xdist processes, --dist loadgroup), they still share one process, and
+    the browser tests one process and its server."""
+    misplaced = misplaced_cluster_tests(items)
+    if misplaced:
+        raise pytest.UsageError(f"tests marked ray or outage must live in {CLUSTER_FOLDER} (make test runs them from "
+                                f"there only): move {', '.join(misplaced)}")
     for item in items:
-        if item.get_closest_marker("ray") or item.get_closest_marker("outage"):
+        if is_cluster_test(item):
             item.add_marker(pytest.mark.xdist_group("cluster"))
         elif item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("browser"))
