@@ -147,10 +147,22 @@ def shows(heading: str, chart: bool):
     return ready
 
 
+def looks_blank(path: Path) -> bool:
+    """A screenshot (nearly) one colour, or with almost nothing darker than light grey on it."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(path).convert("L"), dtype=float)
+    return not (image.std() > 10 and (image < 200).mean() > 0.01)
+
+
 def page_shot(browser: Browser, url: str, ready, path: Path, tries: int = 3):
-    """Open `url` until `ready(probe)`, then take a screenshot to `path`; returns (the page probe,
-    path). The first load after the server starts can stay blank: load again."""
-    probe = None
+    """Open `url` until `ready(probe)` and a screenshot of it to `path` is not blank; returns (the
+    page probe, path). The first load after the server starts can stay blank: load again. A page
+    the DOM calls ready can still be fading in (sidebar and chart transitions, slower on a loaded
+    machine: a run page shot blank while two suites ran at once): the picture is taken again until
+    it shows the page."""
+    probe, blank_shots = None, 0
     for _ in range(tries):
         browser.open(url)
         deadline = time.monotonic() + 30
@@ -158,9 +170,11 @@ def page_shot(browser: Browser, url: str, ready, path: Path, tries: int = 3):
             probe = browser.evaluate(CHART_PROBE)
             if ready(probe):
                 time.sleep(1.5)  # let the sidebar's and the chart's transitions finish before the picture
-                return probe, browser.screenshot(path)
+                if not looks_blank(browser.screenshot(path)):
+                    return probe, path
+                blank_shots += 1
             time.sleep(0.5)
-    raise AssertionError(f"{url} never got ready: {probe}")
+    raise AssertionError(f"{url} never got ready ({blank_shots} blank screenshots of it): {probe}")
 
 
 # What the page shows of its charts: per vega-embed element, the marks Vega drew as SVG (circles
