@@ -33,8 +33,8 @@ fi
 # The whole suite: everything that does not start Ray or cut Postgres in two processes, and beside
 # them, in a third, those tests one at a time (one Ray head at a time; their output follows). They
 # live in tests/cluster/ (tests/conftest.py refuses them elsewhere): the third collects only that.
-# Side by side the suite takes ~5m45s here, one after the other ~7m30s; the two cores are then ~94%
-# busy. The first two run at a lower priority (nice 5): Ray's heartbeats, leases and health checks
+# Side by side the suite took 5m34s-6m28s here (seven clean-clone runs), one after the other 8m01s
+# the same day; the two cores are then ~93% busy. The first two run at a lower priority (nice 5): Ray's heartbeats, leases and health checks
 # have deadlines, the other tests wait on conditions. (They once ran alone after seeing "Unrecoverable
 # error in data channel" beside other work: the symptom of ray-project/ray#60316, the head's client
 # proxy forking with gRPC's fork handlers on, which kbit's heads now turn off.)
