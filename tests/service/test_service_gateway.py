@@ -33,20 +33,38 @@ QUICK = Limits(request_timeout_s=1.0, keep_alive_s=2)
 
 
 @contextlib.contextmanager
-def serving(ops, limits: Limits = QUICK):
-    """A gateway over `ops` on a free port in a thread; its base URL."""
+def running(ops, limits: Limits = QUICK):
+    """A gateway over `ops` on a free port in a thread; its uvicorn server."""
     server = make_server(ops, "127.0.0.1", 0, limits)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{bound_port(server)}"
+        yield server
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def address_of(server) -> str:
+    return f"http://127.0.0.1:{bound_port(server)}"
+
+
+@contextlib.contextmanager
+def serving(ops, limits: Limits = QUICK):
+    """A gateway over `ops` on a free port in a thread; its base URL."""
+    with running(ops, limits) as server:
+        yield address_of(server)
+
+
+def wait_until(condition, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +111,9 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def timed_get(url: str) -> float:
-    start = time.monotonic()
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get_ok(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200
-    return time.monotonic() - start
 
 
 def test_a_sweep_submitted_over_http_is_queued_for_the_scheduler(gateway):
@@ -202,7 +218,7 @@ def test_a_bug_is_a_500_that_says_so_and_the_gateway_keeps_serving(database):
             urllib.request.urlopen(address + "/sweeps/1", timeout=5)
         assert info.value.code == 500
         assert json.loads(info.value.read()) == {"error": "RuntimeError", "message": "internal error"}
-        assert timed_get(address + "/sweeps") < 1.0
+        get_ok(address + "/sweeps")
 
 
 def test_a_url_encoded_team_name_is_decoded(gateway):
@@ -238,7 +254,7 @@ def test_writes_are_rate_limited_per_token_with_retry_after(database):
             headers={"Authorization": f"Bearer {tokens['nlp']}", "Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=5)
-        assert info.value.code == 429 and int(info.value.headers["Retry-After"]) in (4, 5)
+        assert info.value.code == 429 and 1 <= int(info.value.headers["Retry-After"]) <= 5
         with pytest.raises(errors.RateLimited, match="too many writes with this token; retry in"):
             client.cancel(1, "nlp", tokens["nlp"])
         assert client.submit(spec(), "vision", tokens["vision"])["team"] == "vision"  # another token is not held up
@@ -252,52 +268,57 @@ SLOW_CLIENTS = {  # what is sent at once, then what is sent a byte a second
 }
 
 
-def test_clients_sending_a_byte_a_second_are_cut_off_and_hold_up_no_one(gateway):
-    address, *_ = gateway
-    host, port = address.removeprefix("http://").split(":")
-    outcome = {}
+def test_clients_sending_a_byte_a_second_are_cut_off_and_hold_up_no_one(database):
+    engine, _ = database
+    limits = Limits(request_timeout_s=3.0, keep_alive_s=2)
+    outcome, trickling = {}, {name: threading.Event() for name in SLOW_CLIENTS}
 
     def slow_client(name):
         head, trickle = SLOW_CLIENTS[name]
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
             sock.sendall(head)
             start = time.monotonic()
             try:
                 for byte in trickle:
                     sock.sendall(bytes([byte]))
+                    trickling[name].set()
                     time.sleep(1.0)
-                outcome[name] = (sock.recv(100), time.monotonic() - start)
+                answer = sock.recv(100)
             except OSError as exc:  # reset by the gateway
-                outcome[name] = (exc, time.monotonic() - start)
+                answer = exc
+            outcome[name] = (answer, time.monotonic() - start, time.monotonic())
 
-    slow = [threading.Thread(target=slow_client, args=(name,)) for name in SLOW_CLIENTS]
-    for thread in slow:
-        thread.start()
-    waits = []
-    while any(thread.is_alive() for thread in slow) and len(waits) < 10:
-        waits.append(timed_get(address + "/sweeps"))
-        time.sleep(0.2)
-    for thread in slow:
-        thread.join(timeout=15)
-    assert max(waits) < 1.0, waits
-    # cut off at QUICK.request_timeout_s: a next byte finds the connection closed
-    for name in SLOW_CLIENTS:
-        answer, after_s = outcome[name]
+    with serving(Operations(engine), limits) as address:
+        host, port = address.removeprefix("http://").split(":")
+        slow = [threading.Thread(target=slow_client, args=(name,)) for name in SLOW_CLIENTS]
+        for thread in slow:
+            thread.start()
+        for event in trickling.values():
+            assert event.wait(30)
+        get_ok(address + "/sweeps")
+        answered_at = time.monotonic()
+        for thread in slow:
+            thread.join(timeout=60)
+    for name, (answer, after_s, cut_at) in outcome.items():
+        assert answered_at < cut_at, name  # the other client was answered while this one still trickled
+        # cut off at the request deadline: a next byte finds the connection closed, long before the
+        # trickle (20 bytes or more, a second each) would have ended
         assert isinstance(answer, OSError) or answer == b"", (name, answer)
-        assert after_s < QUICK.request_timeout_s + 2.5, (name, after_s)
+        assert after_s < limits.request_timeout_s + 10, (name, after_s)
 
 
 def test_at_most_max_connections_are_served_at_once(database):
     engine, _ = database
-    with serving(Operations(engine), Limits(max_connections=2)) as address:
+    with running(Operations(engine), Limits(max_connections=2)) as server:
+        address = address_of(server)
         host, port = address.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))), socket.create_connection((host, int(port))):
-            time.sleep(0.1)
+            wait_until(lambda: len(server.server_state.connections) == 2, "the gateway holds both connections")
             with pytest.raises(urllib.error.HTTPError) as info:
-                urllib.request.urlopen(address + "/sweeps", timeout=5)
+                urllib.request.urlopen(address + "/sweeps", timeout=30)
             assert info.value.code == 503
-        time.sleep(0.2)
-        assert timed_get(address + "/sweeps") < 1.0  # served again once those closed
+        wait_until(lambda: not server.server_state.connections, "the gateway saw both connections close")
+        get_ok(address + "/sweeps")  # served again once those closed
 
 
 class SlowOperations(Operations):
@@ -363,23 +384,55 @@ def gateway_command(tmp_path_factory):
     command.process.wait(timeout=10)
 
 
-def test_200_concurrent_readers_and_the_gateway_still_answers_another_client_within_a_second(gateway_command):
+def test_the_gateway_command_serves_200_concurrent_readers(gateway_command):
     address = gateway_command.url()
     sweep_id = HttpService(address).submit(spec(), "nlp", gateway_command.token)["sweep_id"]
-    start = threading.Barrier(201)
+    start = threading.Barrier(200)
 
     def reader(_):
         start.wait()
-        with urllib.request.urlopen(f"{address}/sweeps/{sweep_id}/results", timeout=30) as response:
+        with urllib.request.urlopen(f"{address}/sweeps/{sweep_id}/results", timeout=60) as response:
             return response.status, len(json.loads(response.read()))
 
     with ThreadPoolExecutor(200) as pool:
-        answers = [pool.submit(reader, i) for i in range(200)]
-        start.wait()
-        time.sleep(0.05)  # the readers' requests are in
-        wait = timed_get(f"{address}/sweeps/{sweep_id}")
-        assert [a.result() for a in answers] == [(200, 3)] * 200
-    assert wait < 1.0
+        assert list(pool.map(reader, range(200))) == [(200, 3)] * 200
+
+
+class HeldResults(Operations):
+    """Operations whose `results` waits until `release` is set."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.release = threading.Event()
+
+    def results(self, sweep_id: int | None = None) -> list[dict]:
+        assert self.release.wait(60), "the test never released the held reads"
+        return super().results(sweep_id)
+
+
+def test_200_readers_held_in_one_read_leave_the_pool_free_for_another_client(database):
+    """Unshared, the held reads would fill both pool threads and the status request would wait
+    behind the other 198: it times out instead of being answered."""
+    engine, tokens = database
+    ops = HeldResults(engine)
+    with running(ops, Limits(workers=2)) as server:
+        address = address_of(server)
+        sweep_id = HttpService(address).submit(spec(), "nlp", tokens["nlp"])["sweep_id"]
+
+        def reader(_):
+            with urllib.request.urlopen(f"{address}/sweeps/{sweep_id}/results", timeout=60) as response:
+                return response.status, len(json.loads(response.read()))
+
+        with ThreadPoolExecutor(200) as pool:
+            answers = [pool.submit(reader, i) for i in range(200)]
+            try:
+                wait_until(lambda: len(server.server_state.tasks) >= 200, "every reader's request is in the app")
+                with urllib.request.urlopen(f"{address}/sweeps/{sweep_id}", timeout=10) as response:
+                    assert json.loads(response.read())["queued"] == 3
+                assert not any(a.done() for a in answers)  # answered while all 200 readers wait
+            finally:
+                ops.release.set()
+            assert [a.result() for a in answers] == [(200, 3)] * 200
 
 
 def test_the_cli_submits_and_follows_through_the_gateway(gateway, tmp_path, monkeypatch, capsys):

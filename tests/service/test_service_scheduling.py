@@ -157,7 +157,7 @@ def test_short_runs_are_written_a_batch_per_transaction_with_their_own_times(db,
     times = [(datetime.fromisoformat(str(d["started_at"])), datetime.fromisoformat(str(d["finished_at"])))
              for d in details]
     assert len({f for _, f in times}) == 7  # each its own finish, not the batch's commit
-    assert all(0.015 <= (f - b).total_seconds() < 1.0 for b, f in times)
+    assert all((f - b).total_seconds() >= 0.015 for b, f in times)  # its own 20 ms run, stamped as it ran
     assert all(later[0] >= earlier[1] for earlier, later in zip(times, times[1:]))
 
 
