@@ -187,12 +187,12 @@ def test_a_huge_request_is_refused_unread(gateway):
 
 
 @pytest.mark.parametrize("length", [b"-5", b"abc", b"1e3"])
-def test_a_negative_or_non_numeric_content_length_is_refused_at_once(gateway, length):
-    address, *_ = gateway
-    start = time.monotonic()
-    answer = raw(address, b"POST /sweeps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
-                          b"Content-Length: " + length + b"\r\n\r\n{}")
-    assert 400 <= status_of(answer) < 500 and time.monotonic() - start < 1.0
+def test_a_negative_or_non_numeric_content_length_is_refused_at_once(database, length):
+    engine, _ = database
+    with serving(Operations(engine), Limits(request_timeout_s=120)) as address:  # waiting would outlast `raw`
+        answer = raw(address, b"POST /sweeps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
+                              b"Content-Length: " + length + b"\r\n\r\n{}", timeout=30)
+    assert 400 <= status_of(answer) < 500
 
 
 def test_oversized_headers_and_an_oversized_chunked_body_are_refused(gateway):
