@@ -25,6 +25,10 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0
 # Each pytest process with one torch/OpenMP thread: more threads than cores, and OpenMP's spinning
 # threads starve each other (the suite mostly waits on Ray and servers, not on the CPU).
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# pytest keeps each test module's assert-rewritten bytecode in __pycache__; where PYTHONDONTWRITEBYTECODE
+# is set (this project's build containers set it), every pytest process rewrote all of them again
+# (collection 16.5 s instead of 12.9 s, measured here).
+unset PYTHONDONTWRITEBYTECODE
 PYTEST=(.venv/bin/python -m pytest)
 if [ $# -gt 0 ]; then
   # what was asked, in two pytest-xdist processes (Ray, outage and browser tests each stay in one)

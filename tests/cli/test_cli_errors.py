@@ -87,6 +87,7 @@ def test_missing_token_and_team_name_the_fix(home, tmp_path, capsys):
     assert_one_line_error(code, err, "KBIT_TOKEN", "kbit team create nlp")
 
 
+@pytest.mark.slow
 def test_unreachable_address_fails_fast_with_the_address(home, tmp_path, capsys, monkeypatch):
     engine, token = home
     monkeypatch.setenv("KBIT_TOKEN", token)
@@ -137,6 +138,7 @@ def test_check_validates_without_submitting(home, tmp_path, capsys):
     assert no_sweeps(home[0])
 
 
+@pytest.mark.slow
 def test_the_installed_entry_point_prints_help_and_one_line_errors(tmp_path):
     kbit = [sys.executable, "-m", "kbit.cli.main"]
     shown = subprocess.run([*kbit, "--help"], capture_output=True, text=True, timeout=60)

@@ -23,6 +23,9 @@ from kbit.sweeps.reader import parse_sweep
 from kbit.workers import evaluate_group
 from kbit.workers.export import evaluate_checkpoint
 
+# the module's `done` evaluates its runs (~4 s): once, in one pytest-xdist process
+pytestmark = pytest.mark.xdist_group("test_cli_export_model")
+
 EVAL = "baseline: false\ntasks: [kbit_lastword, kbit_heldout]\neval: {limit: 6, batch_size: 16, seed: 1234}\n"
 # GPTQ calibrates on a small text file (the bundled training text takes seconds to tokenize)
 CALIBRATION = "calibration: {samples: 16, seq_len: 64, source: CALIBRATION_FILE}\n"
@@ -101,6 +104,7 @@ def export(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
 def test_an_exported_run_reproduces_its_stored_scores_and_bits(done, name, tmp_path, capsys):
     run = done["runs"][name]

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from kbit.cli.demo import default_sweep_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,6 +21,7 @@ def test_the_demo_sweep_is_inside_the_package_and_the_example_is_the_same_file()
     assert (REPO / "examples" / "demo.yaml").resolve() == path.resolve()
 
 
+@pytest.mark.slow
 def test_a_built_wheel_carries_the_demo_sweep_tasks_and_migrations(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],

@@ -66,6 +66,7 @@ def line(k, x):
     return 0.2 + 0.03 * x
 
 
+@pytest.mark.slow
 def test_a_four_bit_tied_with_five_rivals_is_almost_never_said_to_differ(lab, capsys):
     differs = 0
     for seed in range(20):

@@ -278,6 +278,7 @@ def test_run_page(monkeypatch, seeded_db):
     assert formats == {"value": "%.4f", "stderr": "%.4f", "_index": None} and metrics_table.proto.placeholder == "–"
 
 
+@pytest.mark.slow
 def test_run_page_failed_and_missing_runs(monkeypatch, seeded_db):
     url, _ = seeded_db
     with_failure = None

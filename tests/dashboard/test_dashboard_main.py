@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from kbit.dashboard import __main__ as entry
 
 
@@ -23,6 +25,7 @@ def test_bad_port_is_one_clear_message():
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_kbit_dashboard_stopped_by_its_pid_leaves_nothing_on_its_port(seeded_db, tmp_path):
     """`kbit dashboard` becomes Streamlit (exec), so SIGTERM to the pid a user sees stops the server."""
     import os

@@ -63,6 +63,7 @@ def dashboard_winners(url, sweep_id, task, metric, monkeypatch):
     return list(table["verdict"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, metric", [("mean_zero_shot", "acc"), ("kbit_heldout", "bits_per_byte")])
 def test_demo_report_and_dashboard_name_the_same_winners(seeded_db, tmp_path, monkeypatch, capsys, task, metric):
     url, ids = seeded_db

@@ -105,6 +105,7 @@ def test_a_new_analysis_code_is_another_key(fresh_db, monkeypatch):
     assert stored.key("analysis", fingerprint, {"sweeps": (1,)}) != before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, metric", [("mean_zero_shot", "acc"), ("kbit_heldout", "bits_per_byte")])
 def test_the_page_from_a_stored_row_names_the_reports_winners(fresh_db, analyses, tmp_path, monkeypatch, task,
                                                               metric):

@@ -47,6 +47,7 @@ def test_processes_claim_every_run_exactly_once(db_url):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_worker_that_dies_leaves_runs_to_be_reclaimed(db_url):
     engine = connect(db_url)
     with session_scope(engine) as s:

@@ -120,6 +120,7 @@ def test_failure_mid_transaction_leaves_nothing(engine, team_token):
     assert count(engine, Sweep) == 0 and count(engine, Run) == 0
 
 
+@pytest.mark.slow
 def test_large_sweep_enqueues_in_chunks(engine, team_token):
     runs = [make_run(i, model=f"m{i % 7}") for i in range(4500)]
     sweep = enqueue(engine, runs)

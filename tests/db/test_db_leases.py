@@ -113,6 +113,7 @@ def _claim_reads(engine, **options) -> list[tuple[int, list[str]]]:
     return [_runs_read(plan) for plan in plans]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_a_claim_reads_a_few_index_entries_however_long_the_queue(engine, team_token):
     # 20,000 queued runs of two teams behind 10,000 finished ones; a claim of 16 reads the heads of

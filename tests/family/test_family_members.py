@@ -52,6 +52,7 @@ def test_built_models_load_with_transformers_and_are_reused(micro):
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
 
 
+@pytest.mark.slow
 def test_a_stale_build_is_rebuilt_identically(monkeypatch, tmp_path):
     """Built here (KBIT_FAMILY_WEIGHTS=build): deterministic given the seed (on one device and thread
     count), so a rebuild forced by a recipe change gives the same weights."""
@@ -97,6 +98,7 @@ def test_seed_ids_parse_to_one_family_and_refuse_a_spelled_out_seed_one():
             members.parse_bundled(bad)
 
 
+@pytest.mark.slow
 def test_another_seed_is_built_here_deterministically_and_differs(micro, monkeypatch, tmp_path):
     """Seed 2 ships no weights, so it is trained on first use (even with shipped weights for seed 1),
     the same weights every time it is built here, and not seed 1's."""

@@ -55,6 +55,7 @@ def test_a_damaged_shipped_file_is_refused_with_the_fix(tmp_path, monkeypatch):
         loading.resolve_source(ModelSpec("kbit/micro/m1"))
 
 
+@pytest.mark.slow
 def test_build_mode_or_another_recipe_trains_the_model_here(tmp_path, monkeypatch):
     folder = _copy_of_shipped(tmp_path, monkeypatch)
     marker = json.loads((folder / shipped.MARKER).read_text())
@@ -71,6 +72,7 @@ def test_build_mode_or_another_recipe_trains_the_model_here(tmp_path, monkeypatc
         members.ensure_model("kbit/micro/m1")
 
 
+@pytest.mark.slow
 def test_ship_writes_float16_weights_that_load_as_the_built_model_rounded(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 

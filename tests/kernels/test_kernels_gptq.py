@@ -41,6 +41,7 @@ def test_gptq_beats_round_to_nearest_on_a_layer(dtype, bits):
     assert qt.total_bits == quantize(weight, cfg, backend="torch").total_bits  # the same format, the same bits
 
 
+@pytest.mark.slow
 def test_hessian_from_inputs_matches_the_known_one():
     x, covariance = correlated_inputs(200_000, seed=3)
     acc = HessianAccumulator(IN, torch.device("cpu"))

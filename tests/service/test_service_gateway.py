@@ -268,6 +268,7 @@ SLOW_CLIENTS = {  # what is sent at once, then what is sent a byte a second
 }
 
 
+@pytest.mark.slow
 def test_clients_sending_a_byte_a_second_are_cut_off_and_hold_up_no_one(database):
     engine, _ = database
     limits = Limits(request_timeout_s=3.0, keep_alive_s=2)

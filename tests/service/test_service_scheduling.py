@@ -254,6 +254,7 @@ def test_a_transient_failure_goes_back_to_the_queue_until_its_attempts_are_spent
         assert {(r["status"], r["attempts"], r["error_type"]) for r in rows} == {(expected, attempt, "model_unavailable")}
 
 
+@pytest.mark.slow
 def test_a_finished_result_waits_out_a_database_outage(db, monkeypatch):
     """The database drops while a result is being stored: the worker keeps the result and writes it
     when the database answers again, instead of dying and losing the finished work."""
@@ -297,6 +298,7 @@ def hanging_at(bits, launcher):
     return evaluate
 
 
+@pytest.mark.slow
 def test_a_hung_run_fails_with_timeout_and_its_task_is_stopped(db):
     engine, url, *_ = db
     reply = submit(db, make_sweep(models=("m/a",), bits=(4, 8), dtypes=("int", "nf"), extra="run_timeout_s: 1\n"))
@@ -315,6 +317,7 @@ def test_a_hung_run_fails_with_timeout_and_its_task_is_stopped(db):
     assert (rows["int8-b64"]["attempts"], rows["nf8-b64"]["attempts"]) == (1, 1)
 
 
+@pytest.mark.slow
 def test_cancelling_a_sweep_stops_its_running_task_mid_config(db):
     engine, url, team, token = db
     reply = submit(db, make_sweep(models=("m/a",), bits=(8,), dtypes=("int", "nf")))

@@ -12,6 +12,9 @@ from kbit.kernels import QuantConfig
 from kbit.sweeps import EvalSpec, ModelSpec
 from kbit.workers import evaluate_configs, lmeval, loading, run
 
+# the module's `group` evaluates a group (~2.7 s): once, in one pytest-xdist process
+pytestmark = pytest.mark.xdist_group("test_workers_evaluate")
+
 MODEL = "kbit/micro/m2"
 FAST = EvalSpec(limit=40, batch_size=16)
 CONFIGS = [QuantConfig(16), QuantConfig(8, "int", 64), QuantConfig(4, "nf", 64), QuantConfig(2, "int", None)]

@@ -33,6 +33,7 @@ def heldout_loss(model, tokenizer, context: int) -> float:
     return float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1)))
 
 
+@pytest.mark.slow
 def test_calibration_windows_are_seeded_and_capped_at_the_context(m1):
     context = model_context(m1.model)
     batches = calibration_batches(SMALL, m1.tokenizer, context)
@@ -43,6 +44,7 @@ def test_calibration_windows_are_seeded_and_capped_at_the_context(m1):
     assert not torch.equal(batches[0], other[0])
 
 
+@pytest.mark.slow
 def test_a_source_is_tokenized_once_per_tokenizer_and_an_edited_file_again(m1, tmp_path, monkeypatch):
     from kbit.workers import calibration
 
@@ -68,6 +70,7 @@ def test_a_text_file_is_a_calibration_source(m1, tmp_path):
     assert set(batch.reshape(-1).tolist()) <= set(tokenize(path.read_text(), m1.tokenizer).tolist())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["int", "nf"])
 def test_gptq_3_bit_has_lower_held_out_loss_than_round_to_nearest(m1, dtype):
     """m1, not m2: m2's held-out loss moves by under 1e-3 nats at 3 bits whatever the rounding, so it
@@ -85,6 +88,7 @@ def test_gptq_3_bit_has_lower_held_out_loss_than_round_to_nearest(m1, dtype):
     assert heldout_loss(model, m1.tokenizer, context) == pytest.approx(base)  # restored
 
 
+@pytest.mark.slow
 def test_a_gptq_config_runs_end_to_end_as_a_done_run(micro):
     configs = [QuantConfig(3, "nf", 64), QuantConfig(3, "nf", 64, method="gptq")]
     rtn, gptq = evaluate_configs(ModelSpec("kbit/micro/m2"), configs, FAST, calibration=Calibration(samples=16))
