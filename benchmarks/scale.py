@@ -167,7 +167,7 @@ def bench(args) -> dict:
     slots = args.nodes * args.gpus_per_node
     out = {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "slots": slots, "runs": args.runs,
            "models": args.models, "sleep_s": args.sleep, "load_s": args.load_s,
-           "max_runs_per_group": args.max_runs_per_group, "lease_s": args.lease,
+           "max_runs_per_group": args.max_runs_per_group, "group_seconds": args.group_seconds, "lease_s": args.lease,
            "database": "postgres" if args.database_url else "sqlite", "kill_node": args.kill_node,
            "kill_scheduler": args.kill_scheduler}
     sweep = make_sweep(args.runs, args.models, tag=f"{args.nodes}x{args.gpus_per_node}")
@@ -189,7 +189,8 @@ def bench(args) -> dict:
             t1 = time.perf_counter()
             svc = RayService(cluster.address, db_url=url, evaluate=sleepy_evaluate(args.sleep, args.load_s),
                              scheduler_options={"lease_seconds": args.lease, "poll_s": args.poll,
-                                                "max_runs_per_group": args.max_runs_per_group},
+                                                "max_runs_per_group": args.max_runs_per_group,
+                                                "group_seconds": args.group_seconds},
                              scheduler_name=name)
             out["scheduler_start_s"] = time.perf_counter() - t1
             assert svc.info["capacity"] == slots, svc.info
@@ -288,7 +289,8 @@ def _lost_all_done(engine, sweep_id: int) -> bool:
 def report(r: dict) -> str:
     lines = [
         f"{r['nodes']} nodes x {r['gpus_per_node']} GPUs = {r['slots']} slots, {r['runs']} runs over "
-        f"{r['models']} models, {r['sleep_s']} s per run, {r['database']}, cap {r['max_runs_per_group']} runs/group",
+        f"{r['models']} models, {r['sleep_s']} s per run, {r['database']}, cap {r['max_runs_per_group']} runs/group, "
+        f"group seconds {r.get('group_seconds', 0):g}",
         f"  cluster start {r['cluster_start_s']:.1f} s, scheduler start {r['scheduler_start_s']:.1f} s, "
         f"pool of {r['workers_started']} workers started in {r['pool_start_s']:.1f} s, submit {r['submit_s']:.2f} s",
         f"  wall {r['wall_s']:.1f} s (ideal {r['ideal_s']:.1f} s): {r['runs_per_s']:.1f} runs/s, "
@@ -334,6 +336,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lease", type=float, default=10.0, help="lease seconds (KBIT_LEASE_SECONDS; 120 in production)")
     parser.add_argument("--poll", type=float, default=0.5, help="scheduler poll seconds (KBIT_POLL_SECONDS default)")
     parser.add_argument("--max-runs-per-group", type=int, default=16, help="KBIT_MAX_RUNS_PER_GROUP default")
+    parser.add_argument("--group-seconds", type=float, default=30.0,
+                        help="KBIT_GROUP_SECONDS default (0: every group max-runs-per-group runs, as before it existed)")
     parser.add_argument("--check-s", type=float, default=0.25, help="how often this driver polls progress")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", help="append the figures as one JSON line to this file")

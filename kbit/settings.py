@@ -19,6 +19,7 @@ from kbit.errors import UsageError
 LEASE_SECONDS = 120.0  # KBIT_LEASE_SECONDS unset: how long a claimed run is held without a heartbeat
 MAX_ATTEMPTS = 3  # a sweep's `max_attempts` unset: tries per run when workers die
 MAX_RUNS_PER_GROUP = 16  # KBIT_MAX_RUNS_PER_GROUP unset
+GROUP_SECONDS = 30.0  # KBIT_GROUP_SECONDS unset
 
 # (name, default, meaning): every KBIT_* variable kbit reads. docs/operations.md shows this table
 # (a test keeps it equal) and `kbit --help` the first four.
@@ -30,8 +31,12 @@ VARIABLES = (
     ("KBIT_TEAM, KBIT_TOKEN", "none", "the caller's team and its API token (else the file $KBIT_HOME/<team>-token)"),
     ("KBIT_LEASE_SECONDS", f"{LEASE_SECONDS:g}", "how long a run stays claimed without a heartbeat (the recovery delay when a "
      "worker hangs or loses the database)"),
-    ("KBIT_MAX_RUNS_PER_GROUP", str(MAX_RUNS_PER_GROUP), "most runs one group (one worker, one model) takes; the queue is also split "
+    ("KBIT_MAX_RUNS_PER_GROUP", str(MAX_RUNS_PER_GROUP), "most runs one group (one worker, one model) takes, unless its runs are "
+     "short (KBIT_GROUP_SECONDS); the queue is also split "
      "evenly over the cluster's slots, so the last model never runs on one worker while the others idle"),
+    ("KBIT_GROUP_SECONDS", f"{GROUP_SECONDS:g}", "a model whose runs were measured shorter than KBIT_GROUP_SECONDS / "
+     "KBIT_MAX_RUNS_PER_GROUP each gets groups lasting about KBIT_GROUP_SECONDS, of up to 16 x KBIT_MAX_RUNS_PER_GROUP runs "
+     "(fewer claims and scheduler rounds per run); 0: off"),
     ("KBIT_POLL_SECONDS", "0.5", "the scheduler's round interval"),
     ("KBIT_MAX_RUNS_PER_SWEEP", "20000", "most runs one sweep may expand to (an operator's limit, checked at submit)"),
     ("KBIT_TEAM_MAX_RUNNING", "no quota", "most runs one team may have running at once (an operator's quota); "
@@ -89,7 +94,7 @@ SCHEDULER_NAME = "kbit-scheduler"
 # What worker processes need to find the same models, caches and timings as the service that
 # started them (a Ray worker does not inherit the driver's environment).
 FORWARDED_ENV = ("KBIT_HOME", "KBIT_FAMILY_WEIGHTS", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_GROUP", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING",
+                 "KBIT_LEASE_SECONDS", "KBIT_MAX_RUNS_PER_GROUP", "KBIT_GROUP_SECONDS", "KBIT_POLL_SECONDS", "KBIT_TEAM_MAX_RUNNING",
                  "KBIT_GPU_MEMORY_GB", "KBIT_WORKER_CACHE_GB", "KBIT_WORKER_IDLE_S")
 WORKER_PREFIX = "kbit-worker"  # worker actors are named f"{WORKER_PREFIX}:{scheduler name}:{n}"
 
@@ -149,6 +154,13 @@ def lease_seconds() -> float:
 
 def max_runs_per_group() -> int:
     return _number("KBIT_MAX_RUNS_PER_GROUP", MAX_RUNS_PER_GROUP, int)
+
+
+def group_seconds() -> float:
+    """How long a group of short runs should last (0: groups are always KBIT_MAX_RUNS_PER_GROUP)."""
+    if (_text("KBIT_GROUP_SECONDS") or "").strip() in ("0", "0.0"):
+        return 0.0
+    return _number("KBIT_GROUP_SECONDS", GROUP_SECONDS)
 
 
 def max_runs_per_sweep() -> int:

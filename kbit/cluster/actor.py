@@ -28,6 +28,7 @@ def scheduler_options(options: dict | None) -> dict:
     merged = {
         "lease_seconds": settings.lease_seconds(),
         "max_runs_per_group": settings.max_runs_per_group(),
+        "group_seconds": settings.group_seconds(),
         "poll_s": settings.poll_seconds(),
         "team_quota": settings.team_max_running(),
     }
@@ -51,6 +52,7 @@ class SchedulerActor:
         self.core = Scheduler(
             self.ops.engine, self.pool, name=name, lease_seconds=lease,
             max_runs_per_group=int(options["max_runs_per_group"]), team_quota=options["team_quota"],
+            group_seconds=float(options["group_seconds"]),
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(

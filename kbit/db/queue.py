@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, String, any_, case, cast, func, insert, literal, or_, select, type_coerce, union_all, update
@@ -236,7 +237,8 @@ def _preferred_head(session: Session, head, team, prefer: list[tuple[str, str]],
     return head
 
 
-def claim_runs(session: Session, *, worker: str, limit: int = settings.MAX_RUNS_PER_GROUP, lease_seconds: float = settings.LEASE_SECONDS,
+def claim_runs(session: Session, *, worker: str, limit: int | Callable[[str, str], int] = settings.MAX_RUNS_PER_GROUP,
+               lease_seconds: float = settings.LEASE_SECONDS,
                team_quota: int | None = None, prefer: list[tuple[str, str]] | None = None,
                avoid: dict[str, int] | None = None) -> list[ClaimedRun]:
     """Lease up to `limit` queued runs to `worker`, all of one (model, revision, eval) group.
@@ -247,12 +249,13 @@ def claim_runs(session: Session, *, worker: str, limit: int = settings.MAX_RUNS_
     of the same team and priority goes first, and with `avoid` ({model: other workers holding it})
     a model nobody holds, or fewer workers hold, goes before the head's (`_preferred_head`). With
     `team_quota` a team never has more than that many runs running, and a group holds only its
-    own team's runs. Each claimed run becomes `running` with attempts + 1 and a lease of
-    `lease_seconds` that `heartbeat` renews; `requeue_expired` returns it to the queue if the
-    lease runs out.
+    own team's runs. `limit` may be a function of the group's (model, revision), asked once the
+    group is chosen (the scheduler sizes groups of short runs by their measured time). Each
+    claimed run becomes `running` with attempts + 1 and a lease of `lease_seconds` that
+    `heartbeat` renews; `requeue_expired` returns it to the queue if the lease runs out.
     """
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"claim_runs: limit must be an int >= 1, got {limit!r}")
+    if not callable(limit) and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"claim_runs: limit must be an int >= 1 or a function giving one, got {limit!r}")
     if not lease_seconds or lease_seconds <= 0:
         raise ValueError(f"claim_runs: lease_seconds must be > 0, got {lease_seconds!r}")
     if team_quota is not None and (not isinstance(team_quota, int) or team_quota < 1):
@@ -263,9 +266,12 @@ def claim_runs(session: Session, *, worker: str, limit: int = settings.MAX_RUNS_
     head, team, room = found
     if prefer or avoid:
         head = _preferred_head(session, head, team, prefer or [], avoid or {})
+    size = limit(head.model, head.revision) if callable(limit) else limit
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"claim_runs: limit gave {size!r} for {head.model}; it must give an int >= 1")
     group = [(Run.model, head.model), (Run.revision, head.revision), (Run.eval_hash, head.eval_hash)]
     of_team = [] if team_quota is None else [Run.team_id == team]
-    ids = [row.id for row in _by_priority(session, group, limit if room is None else min(limit, room), extra=of_team)]
+    ids = [row.id for row in _by_priority(session, group, size if room is None else min(size, room), extra=of_team)]
     now = now_value(session)
     claimed = session.execute(
         update(Run)

@@ -31,6 +31,7 @@ LEARNED_TTL_S = 60.0  # how long a model's measured memory need is reused before
 LEARNED_MARGIN = 1.2  # a measured peak, plus room for a longer document than any seen so far
 UNHELD_GRACE_S = 5.0  # a group holding no run is stopped after this long (see enforce_limits)
 RECENT_MODEL_S = 600.0  # a model claimed this recently may still have queued runs (see fill)
+SHORT_GROUP_FACTOR = 16  # a group of short runs holds up to this many times max_runs_per_group
 
 
 @dataclass
@@ -90,12 +91,14 @@ class Scheduler:
         lease_seconds: float = settings.LEASE_SECONDS,
         max_runs_per_group: int = settings.MAX_RUNS_PER_GROUP,
         team_quota: int | None = None,
+        group_seconds: float = 0.0,
     ):
         self.engine = engine
         self.launcher = launcher
         self.lease_seconds = lease_seconds
         self.max_runs_per_group = max_runs_per_group
         self.team_quota = team_quota
+        self.group_seconds = group_seconds
         self.instance = f"{name}-{uuid.uuid4().hex[:8]}"
         self.inflight: dict[object, GroupInfo] = {}
         self.stats = {"groups_launched": 0, "runs_claimed": 0, "groups_failed": 0, "groups_cancelled": 0,
@@ -107,6 +110,7 @@ class Scheduler:
         self._unheld_since: dict[str, float] = {}  # group -> when it was first seen holding no run
         self._claimed_models: dict[str, float] = {}  # model -> when a group of it was last claimed
         self._learned: dict[tuple[str, str], tuple[float, int | None]] = {}
+        self._run_seconds: dict[str, float] = {}  # model -> seconds per run in its recent groups (see runs_per_group)
         self._estimated: dict[tuple, tuple[float, int | None]] = {}
         self._serial = 0
         self._wake = threading.Event()
@@ -174,8 +178,10 @@ class Scheduler:
                                          error_type=error_type)
                 if lost:
                     self.stats["runs_lost_with_node"] += released
-            elif summary and summary.get("unfinished"):
-                self._release(info.worker, summary["unfinished"], f"group of {info.model} returned no result")
+            elif summary:
+                if summary.get("unfinished"):
+                    self._release(info.worker, summary["unfinished"], f"group of {info.model} returned no result")
+                self._measure(info.model, summary, len(info.run_ids))
 
     def enforce_limits(self) -> None:
         """Runs past their sweep's time limit fail with `timeout` and their group is stopped (it hangs
@@ -247,7 +253,7 @@ class Scheduler:
         slots = self.free_slots()
         if not slots:
             return
-        limit = self.group_size(self.launcher.capacity())
+        split = self.group_size(self.launcher.capacity())
         # How many workers run or hold each model: a worker without one of its own goes where fewest
         # are. Holds count only for models claimed lately: a model long finished has no runs to share.
         now = time.monotonic()
@@ -261,7 +267,8 @@ class Scheduler:
             own = {model for model, _ in slot.holds if model in self._claimed_models}
             others = {model: n - (model in own) for model, n in workers_on.items() if n - (model in own) > 0}
             with session_scope(self.engine) as s:
-                claimed = queue.claim_runs(s, worker=worker, limit=limit, lease_seconds=self.lease_seconds,
+                claimed = queue.claim_runs(s, worker=worker, limit=lambda model, _: min(split, self.runs_per_group(model)),
+                                           lease_seconds=self.lease_seconds,
                                            team_quota=self.team_quota, prefer=slot.holds, avoid=others)
             if not claimed:
                 return
@@ -283,12 +290,35 @@ class Scheduler:
             self.stats["runs_claimed"] += len(runs)
 
     def group_size(self, slots: int) -> int:
-        """Runs per group: the queue split evenly over all the cluster's slots, capped at
-        max_runs_per_group. Splitting over all slots, not just the free ones, keeps the tail short:
-        the last model's runs go to two workers, not to the one slot that happened to be free."""
+        """Runs per group at most: the queue split evenly over all the cluster's slots, capped at the
+        largest group any model gets (`runs_per_group`). Splitting over all slots, not just the free
+        ones, keeps the tail short: the last model's runs go to two workers, not to the one slot
+        that happened to be free."""
+        cap = max([self.max_runs_per_group, *map(self.runs_per_group, self._run_seconds)])
         with session_scope(self.engine) as s:
-            queued = queue.count_queued(s, at_most=self.max_runs_per_group * max(slots, 1))
-        return max(1, min(self.max_runs_per_group, math.ceil(queued / max(slots, 1))))
+            queued = queue.count_queued(s, at_most=cap * max(slots, 1))
+        return max(1, min(cap, math.ceil(queued / max(slots, 1))))
+
+    def runs_per_group(self, model: str) -> int:
+        """max_runs_per_group, or for a model whose runs were measured short (a group of them takes
+        less than group_seconds) as many as fill about group_seconds, up to SHORT_GROUP_FACTOR times
+        as many: every group costs a claim, a launch and a round of the scheduler (~0.3 s on a
+        loaded 2-core head), which runs of milliseconds would otherwise spend most of their time in."""
+        per_run = self._run_seconds.get(model)
+        if not self.group_seconds or per_run is None:
+            return self.max_runs_per_group
+        fitting = int(self.group_seconds / max(per_run, 1e-3))
+        return max(self.max_runs_per_group, min(self.max_runs_per_group * SHORT_GROUP_FACTOR, fitting))
+
+    def _measure(self, model: str, summary: dict, runs: int) -> None:
+        """Seconds per run of a finished group (its model's load included, so a first group reads long),
+        averaged with the model's earlier groups."""
+        done = runs - len(summary.get("unfinished") or ())
+        if done < 1 or "load_and_eval_s" not in summary:
+            return
+        seconds = summary["load_and_eval_s"] / done
+        earlier = self._run_seconds.get(model)
+        self._run_seconds[model] = seconds if earlier is None else (earlier + seconds) / 2
 
     def memory_need(self, group: list[queue.ClaimedRun]) -> int | None:
         """Bytes one worker needs for this group: the larger of the peak measured on earlier runs

@@ -56,6 +56,22 @@ def test_priority_beats_age_and_limit_holds(engine, team_token):
     assert [r.model for r in claim(engine, limit=5)] == ["low"] * 3
 
 
+def test_a_limit_given_as_a_function_is_asked_for_the_chosen_groups_model(engine, team_token):
+    enqueue(engine, [make_run(i, "a") for i in range(4)] + [make_run(i, "b") for i in range(4)])
+    asked = []
+
+    def size(model, revision):
+        asked.append((model, revision))
+        return {"a": 3, "b": 1}[model]
+
+    assert [r.model for r in claim(engine, limit=size)] == ["a"] * 3
+    assert [r.model for r in claim(engine, limit=size)] == ["a"]  # the oldest queued run is still a's
+    assert [r.model for r in claim(engine, limit=size)] == ["b"]
+    assert asked == [("a", "main"), ("a", "main"), ("b", "main")]
+    with pytest.raises(ValueError, match="limit gave 0 for b; it must give an int >= 1"):
+        claim(engine, limit=lambda model, revision: 0)
+
+
 def test_claim_sets_lease_and_heartbeat_extends_it(engine, team_token):
     enqueue(engine, [make_run(i) for i in range(3)])
     before = utcnow()

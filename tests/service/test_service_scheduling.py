@@ -49,6 +49,36 @@ def test_group_size_spreads_one_model_over_free_slots(db):
     assert Scheduler(engine, ThreadLauncher(url), max_runs_per_group=3).group_size(1) == 3
 
 
+def test_a_model_measured_short_gets_groups_that_fill_group_seconds(db):
+    engine, url, *_ = db
+    scheduler = Scheduler(engine, ThreadLauncher(url), max_runs_per_group=2, group_seconds=30)
+    assert scheduler.runs_per_group("m/a") == 2  # not measured yet
+    for model, seconds_for_two in [("m/fast", 1.0), ("m/mid", 10.0), ("m/slow", 40.0)]:
+        scheduler._measure(model, {"load_and_eval_s": seconds_for_two, "unfinished": []}, 2)
+    assert scheduler.runs_per_group("m/fast") == 32  # 60 fit in 30 s: capped at 16 x 2
+    assert scheduler.runs_per_group("m/mid") == 6  # 5 s each
+    assert scheduler.runs_per_group("m/slow") == 2  # never fewer than max_runs_per_group
+    scheduler._measure("m/mid", {"load_and_eval_s": 2.0, "unfinished": []}, 2)  # 1 s each now: the mean is 3 s
+    assert scheduler.runs_per_group("m/mid") == 10
+    scheduler._measure("m/fast", {"load_and_eval_s": 0.1, "unfinished": [1, 2]}, 2)  # nothing done: no measure
+    assert scheduler.runs_per_group("m/fast") == 32
+    off = Scheduler(engine, ThreadLauncher(url), max_runs_per_group=2)  # group_seconds 0: always 2
+    off._measure("m/fast", {"load_and_eval_s": 0.001, "unfinished": []}, 2)
+    assert off.runs_per_group("m/fast") == 2
+
+
+def test_after_a_group_of_short_runs_the_next_groups_are_larger(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8), blocksizes=(64, 128, 256)))
+    assert reply["total"] == 43
+    launcher = ThreadLauncher(url, capacity=1)
+    scheduler = Scheduler(engine, launcher, max_runs_per_group=2, group_seconds=3600)  # any run counts as short
+    scheduler.fill()
+    drain(scheduler)
+    assert [len(ids) for _, ids, _ in launcher.launched] == [2, 32, 9]  # then 16 x 2, then the rest
+    assert [r["status"] for r in runs_of(engine, reply["sweep_id"])] == ["done"] * 43
+
+
 def test_the_last_model_is_split_over_the_cluster_not_given_to_the_one_free_slot(db):
     """One slot busy, one model left: it gets half the remaining runs, so the slot that frees up
     next takes the other half instead of idling while one worker does them all."""
