@@ -104,7 +104,7 @@ def _text(name: str) -> str | None:
     return value or None
 
 
-def _number(name: str, default: float, kind=float):
+def _number(name: str, default: float, kind=float, allow_zero: bool = False):
     raw = _text(name)
     if raw is None:
         return default
@@ -112,8 +112,9 @@ def _number(name: str, default: float, kind=float):
         value = kind(raw)
     except ValueError:
         raise UsageError(f"{name}={raw!r} is not a number; unset it or give e.g. {name}={default}") from None
-    if value <= 0:
-        raise UsageError(f"{name}={raw!r} must be positive; unset it or give e.g. {name}={default}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(f"{name}={raw!r} must be {'0 or more' if allow_zero else 'positive'}; unset it or give e.g. "
+                         f"{name}={default}")
     return value
 
 
@@ -158,9 +159,7 @@ def max_runs_per_group() -> int:
 
 def group_seconds() -> float:
     """How long a group of short runs should last (0: groups are always KBIT_MAX_RUNS_PER_GROUP)."""
-    if (_text("KBIT_GROUP_SECONDS") or "").strip() in ("0", "0.0"):
-        return 0.0
-    return _number("KBIT_GROUP_SECONDS", GROUP_SECONDS)
+    return _number("KBIT_GROUP_SECONDS", GROUP_SECONDS, allow_zero=True)
 
 
 def max_runs_per_sweep() -> int:

@@ -27,6 +27,7 @@ from kbit.service.api import OPERATIONS
 from kbit.service.gateway import Limits, bound_port, make_server
 from kbit.service.gateway_client import HttpService
 from kbit.sweeps import parse_sweep
+from tests.support.net import wait_until
 
 SWEEP = "name: g\nmodels: [m/a]\ngrid: {bits: [4], dtypes: [nf, int], blocksizes: [64]}\ntasks: [x]\n"
 QUICK = Limits(request_timeout_s=1.0, keep_alive_s=2)
@@ -58,13 +59,6 @@ def serving(ops, limits: Limits = QUICK):
     """A gateway over `ops` on a free port in a thread; its base URL."""
     with running(ops, limits) as server:
         yield address_of(server)
-
-
-def wait_until(condition, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -314,11 +308,11 @@ def test_at_most_max_connections_are_served_at_once(database):
         address = address_of(server)
         host, port = address.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))), socket.create_connection((host, int(port))):
-            wait_until(lambda: len(server.server_state.connections) == 2, "the gateway holds both connections")
+            wait_until(lambda: len(server.server_state.connections) == 2, step=0.01, what="the gateway holds both connections")
             with pytest.raises(urllib.error.HTTPError) as info:
                 urllib.request.urlopen(address + "/sweeps", timeout=30)
             assert info.value.code == 503
-        wait_until(lambda: not server.server_state.connections, "the gateway saw both connections close")
+        wait_until(lambda: not server.server_state.connections, step=0.01, what="the gateway saw both connections close")
         get_ok(address + "/sweeps")  # served again once those closed
 
 
@@ -427,7 +421,7 @@ def test_200_readers_held_in_one_read_leave_the_pool_free_for_another_client(dat
         with ThreadPoolExecutor(200) as pool:
             answers = [pool.submit(reader, i) for i in range(200)]
             try:
-                wait_until(lambda: len(server.server_state.tasks) >= 200, "every reader's request is in the app")
+                wait_until(lambda: len(server.server_state.tasks) >= 200, step=0.01, what="every reader's request is in the app")
                 with urllib.request.urlopen(f"{address}/sweeps/{sweep_id}", timeout=10) as response:
                     assert json.loads(response.read())["queued"] == 3
                 assert not any(a.done() for a in answers)  # answered while all 200 readers wait

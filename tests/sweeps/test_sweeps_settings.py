@@ -30,6 +30,16 @@ def test_a_bad_number_names_the_variable_and_the_fix(monkeypatch, value):
         settings.lease_seconds()
 
 
+def test_group_seconds_may_be_zero_but_not_negative(monkeypatch):
+    assert settings.group_seconds() == 30.0
+    for off in ("0", "0.00"):
+        monkeypatch.setenv("KBIT_GROUP_SECONDS", off)
+        assert settings.group_seconds() == 0.0
+    monkeypatch.setenv("KBIT_GROUP_SECONDS", "-1")
+    with pytest.raises(UsageError, match="KBIT_GROUP_SECONDS='-1' must be 0 or more; unset it or give e.g."):
+        settings.group_seconds()
+
+
 def test_forwarded_env_holds_only_what_is_set(monkeypatch, tmp_path):
     monkeypatch.setenv("KBIT_HOME", str(tmp_path))
     monkeypatch.delenv("KBIT_POLL_SECONDS", raising=False)
