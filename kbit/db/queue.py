@@ -1,6 +1,6 @@
 """The durable queue: the whole life cycle of a run's lease, in one place.
 
-    claim_runs -> mark_started, heartbeat (a worker) or renew_leases (the scheduler) ... -> complete_run | fail_run
+    claim_runs -> mark_started, heartbeat (a worker) or renew_leases (the scheduler) ... -> complete_run(s) | fail_run
     requeue_expired: leases nobody renewed go back to the queue (or fail at max_attempts)
     cancel_sweep: queued and running runs of a sweep end; their workers see it at the next heartbeat
     sweep_progress: counts by state and an ETA
@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kbit import settings
-from kbit.db.clock import now_value, utcnow
+from kbit.db.clock import db_now, now_value, utcnow
 from kbit.db.enqueue import enqueue_sweep
 from kbit.db.models import DocumentScore, Result, Run, RunBits, Sample, Sweep, Team
 from kbit.db.scorecodec import encode_scores
@@ -33,8 +33,9 @@ from kbit.errors import NotFound, PermissionDenied
 from kbit.settings import IN_FLIGHT_STATES, RUN_STATES
 
 __all__ = [
-    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "count_queued", "heartbeat", "mark_started", "complete_run", "fail_run",
-    "requeue_expired", "renew_leases", "overdue_runs", "holders", "leases_of", "cancel_sweep", "sweep_progress",
+    "ClaimedRun", "RUN_STATES", "enqueue_sweep", "claim_runs", "count_queued", "heartbeat", "mark_started", "Finished",
+    "complete_run", "complete_runs", "fail_run", "requeue_expired", "renew_leases", "overdue_runs", "holders", "leases_of",
+    "cancel_sweep", "sweep_progress",
 ]
 
 
@@ -515,68 +516,126 @@ def _check_result(result: dict) -> None:
             raise ValueError(f"complete_run: bits needs {', '.join(settings.BIT_FIELDS)}; got {bits}")
 
 
+@dataclass(frozen=True)
+class Finished:
+    """One run's RunResult.to_dict(), finished `ago` seconds ago (and started `started_ago`
+    seconds ago, when its start was not written yet)."""
+
+    run_id: int
+    result: dict
+    ago: float = 0.0
+    started_ago: float | None = None
+
+
 def complete_run(session: Session, run_id: int, result: dict, *, worker: str, ago: float = 0.0,
                  started_ago: float | None = None) -> bool:
-    """Store a run's RunResult.to_dict(), finished `ago` seconds ago (and started `started_ago`
-    seconds ago, when its start was not written yet); return True when this call stored it.
+    """Store one run's result (`complete_runs` of one); return True when this call stored it."""
+    return complete_runs(session, [Finished(run_id, result, ago, started_ago)], worker=worker)[0]
 
-    Compare-and-set, in one transaction with the run's row locked: only the worker that holds the
-    run's lease, while the run is `running`, stores a result. A cancelled or failed run stays so; a
-    run re-leased to another worker after its lease ran out takes that worker's result, not a
+
+def complete_runs(session: Session, finished: list[Finished], *, worker: str) -> list[bool]:
+    """Store finished runs' results; return, for each, whether this call stored it.
+
+    Compare-and-set, in one transaction with the runs' rows locked: only the worker that holds a
+    run's lease, while the run is `running`, stores its result. A cancelled or failed run stays so;
+    a run re-leased to another worker after its lease ran out takes that worker's result, not a
     late one; a second report of a done run is ignored. If another run with the same cache key
     finished first, this one becomes `cached` pointing at it. A `failed` result marks the run
-    failed for good (its error is kept). Metrics, bit report, document scores and samples are
-    written together or not at all.
+    failed for good (its error is kept). A run's metrics, bit report, document scores and samples
+    are written together or not at all.
+
+    Set-based: one locking SELECT, one UPDATE per kind of outcome and one INSERT per table for
+    the whole batch, so a worker's batch of short runs costs a few statements, not a few per run.
     """
-    _check_result(result)
-    score_rows = _score_rows(run_id, result.get("scores") or []) if result["status"] == "done" else []
-    run = locked_run(session, run_id)
-    if run.status != "running" or run.lease_owner != worker:
-        return False
-    now = _ago(session, ago)
-    common = {
-        "lease_owner": None, "lease_expires_at": None, "finished_at": now, "worker": worker,
-        **({} if started_ago is None else {"started_at": _ago(session, started_ago)}),
+    for item in finished:
+        _check_result(item.result)
+    scores = {x.run_id: _score_rows(x.run_id, x.result.get("scores") or []) for x in finished
+              if x.result["status"] == "done"}
+    rows = locked_runs(session, [x.run_id for x in finished])
+    held = [x for x in finished if rows[x.run_id].status == "running" and rows[x.run_id].lease_owner == worker]
+    if not held:
+        return [False] * len(finished)
+    now = db_now(session)
+    failed = [x for x in held if x.result["status"] == "failed"]
+    if failed:
+        session.execute(update(Run), [
+            {"id": x.run_id, "status": "failed", "error_type": x.result.get("error_type"),
+             "error": x.result.get("error") or "failed", **_finish_values(x, now, worker)}
+            for x in failed
+        ])
+    stored = {x.run_id for x in failed}
+    stored |= _store_done(session, [x for x in held if x.result["status"] == "done"], rows, scores, now, worker)
+    return [x.run_id in stored for x in finished]
+
+
+def locked_runs(session: Session, run_ids: list[int]) -> dict:
+    """The runs' queue fields by id, their rows locked (in id order, so two batches never deadlock)."""
+    found = {
+        row.id: row for row in session.execute(
+            select(Run.id, Run.status, Run.cache_key, Run.lease_owner)
+            .where(Run.id.in_(sorted(set(run_ids)))).order_by(Run.id).with_for_update()
+        )
+    }
+    missing = sorted(set(run_ids) - set(found))
+    if missing:
+        raise NotFound(f"run {missing[0]} does not exist; check the run id")
+    return found
+
+
+def _finish_values(item: Finished, now: dt.datetime, worker: str) -> dict:
+    result = item.result
+    return {
+        "lease_owner": None, "lease_expires_at": None, "worker": worker,
+        "finished_at": now - dt.timedelta(seconds=max(item.ago, 0.0)),
+        **({} if item.started_ago is None else {"started_at": now - dt.timedelta(seconds=max(item.started_ago, 0.0))}),
         "device": result.get("device"), "wall_time_s": result.get("wall_time_s"),
         "peak_memory_bytes": result.get("peak_memory_bytes"), "provenance": result.get("provenance"),
     }
-    if result["status"] == "failed":
-        session.execute(
-            update(Run).where(Run.id == run_id).values(
-                status="failed", error_type=result.get("error_type"), error=result.get("error") or "failed", **common
-            )
-        )
-        return True
+
+
+def _store_done(session: Session, done: list[Finished], rows: dict, scores: dict, now, worker: str) -> set[int]:
+    """Mark `done` runs done with their metrics, bits, scores and samples, all in one savepoint;
+    return the ids stored. When a cache key was finished first by another run (the partial unique
+    index on done cache keys), the batch is written again run by run, and that run becomes `cached`."""
+    if not done:
+        return set()
     try:
         with session.begin_nested():
-            session.execute(
-                update(Run).where(Run.id == run_id).values(status="done", error_type=None, error=None, **common)
-            )
-            metric_rows = _metric_rows(run_id, result.get("metrics") or [])
+            session.execute(update(Run), [
+                {"id": x.run_id, "status": "done", "error_type": None, "error": None, **_finish_values(x, now, worker)}
+                for x in done
+            ])
+            metric_rows = [row for x in done for row in _metric_rows(x.run_id, x.result.get("metrics") or [])]
             if metric_rows:
                 session.execute(insert(Result), metric_rows)
-            if result.get("bits"):
-                bits = result["bits"]
-                session.execute(insert(RunBits).values(
-                    run_id=run_id, n_params=int(bits["n_params"]), n_quantized=int(bits["n_quantized"]),
-                    bits_per_param=float(bits["bits_per_param"]), total_bits=float(bits["total_bits"]),
-                ))
+            bit_rows = [
+                {"run_id": x.run_id, "n_params": int(b["n_params"]), "n_quantized": int(b["n_quantized"]),
+                 "bits_per_param": float(b["bits_per_param"]), "total_bits": float(b["total_bits"])}
+                for x in done if (b := x.result.get("bits"))
+            ]
+            if bit_rows:
+                session.execute(insert(RunBits), bit_rows)
+            score_rows = [row for x in done for row in scores[x.run_id]]
             if score_rows:
                 session.execute(insert(DocumentScore), score_rows)
-            samples = result.get("samples") or []
-            if samples:
-                session.execute(insert(Sample), [
-                    {"run_id": run_id, "task": str(x.get("task", "")), "doc_id": x.get("doc_id"), "data": x}
-                    for x in samples
-                ])
+            sample_rows = [
+                {"run_id": x.run_id, "task": str(s.get("task", "")), "doc_id": s.get("doc_id"), "data": s}
+                for x in done for s in x.result.get("samples") or []
+            ]
+            if sample_rows:
+                session.execute(insert(Sample), sample_rows)
     except IntegrityError:
-        # The partial unique index on done cache keys: an identical run finished first.
-        source = session.scalar(select(Run.id).where(Run.cache_key == run.cache_key, Run.status == "done"))
+        if len(done) > 1:
+            return set().union(*(_store_done(session, [x], rows, scores, now, worker) for x in done))
+        item = done[0]
+        source = session.scalar(select(Run.id).where(Run.cache_key == rows[item.run_id].cache_key, Run.status == "done"))
         if source is None:
             raise
-        session.execute(update(Run).where(Run.id == run_id).values(status="cached", cached_from_id=source, **common))
-        return False
-    return True
+        session.execute(update(Run), [
+            {"id": item.run_id, "status": "cached", "cached_from_id": source, **_finish_values(item, now, worker)}
+        ])
+        return set()
+    return {x.run_id for x in done}
 
 
 # -- sweeps ---------------------------------------------------------------------------------

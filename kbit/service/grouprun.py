@@ -4,7 +4,7 @@ Plain function, no Ray: it opens the database, keeps the runs' leases alive from
 thread, evaluates the configs in order, and stores the results: each the moment it arrives while
 runs take `FLUSH_SECONDS` or more, several per transaction when they are shorter (`_Writes`; a
 worker killed outright loses at most that much finished work, which runs again). A run whose
-lease it lost (cancelled, or re-leased after an expiry) is never written (`queue.complete_run`
+lease it lost (cancelled, or re-leased after an expiry) is never written (`queue.complete_runs`
 checks the lease in the same transaction); when none of the remaining runs is held any more it
 stops before the next config.
 
@@ -201,20 +201,24 @@ class _Writes:
             self.flush(wait=False)
 
     def _write(self, s, results, current) -> list[tuple[bool, bool]]:
-        now, outcomes = time.monotonic(), []
-        for run_id, result, started, finished, start_written in results:
+        now = time.monotonic()
+        outcomes: dict[int, tuple[bool, bool]] = {}
+        finished = []
+        for run_id, result, started, ended, start_written in results:
             if result.get("status") == "failed" and result.get("retryable"):
                 # transient (the network, the hub): another attempt, while attempts are left
                 status = queue.fail_run(s, run_id, error=result.get("error") or "failed", worker=self.worker,
                                         retryable=True, error_type=result.get("error_type"))
-                outcomes.append((status in ("queued", "failed"), status == "queued"))
+                outcomes[run_id] = (status in ("queued", "failed"), status == "queued")
             else:
-                stored = queue.complete_run(s, run_id, result, worker=self.worker, ago=now - finished,
-                                            started_ago=None if start_written else now - started)
-                outcomes.append((stored, False))
+                finished.append(queue.Finished(run_id, result, ago=now - ended,
+                                               started_ago=None if start_written else now - started))
+        if finished:
+            stored = queue.complete_runs(s, finished, worker=self.worker)
+            outcomes.update({x.run_id: (ok, False) for x, ok in zip(finished, stored)})
         if current is not None:
             queue.mark_started(s, current[0], worker=self.worker, ago=now - current[1])
-        return outcomes
+        return [outcomes[run_id] for run_id, *_ in results]
 
 
 def _announcing_starts(results, runs: list[dict], writes: _Writes):

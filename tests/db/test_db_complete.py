@@ -1,4 +1,4 @@
-"""complete_run: metrics, bit report, provenance and samples stored exactly once."""
+"""complete_run(s): metrics, bit report, provenance and samples stored exactly once, a batch in a few statements."""
 
 from __future__ import annotations
 
@@ -169,3 +169,78 @@ def test_concurrent_completes_of_one_cache_key_keep_one_result(engine, team_toke
     with session_scope(engine) as s:
         assert (s.get(Run, b.run_id).status, s.get(Run, b.run_id).cached_from_id) == ("cached", a.run_id)
     assert counts(engine) == (3, 1, 0)
+
+
+def _statements(engine):
+    """A list that fills with every SQL statement `engine` sends (to count round trips)."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    return sent
+
+
+def test_a_batch_is_stored_in_a_few_statements_whatever_its_size(engine, team_token):
+    """complete_runs is set-based: 16 results with metrics, bits, scores and samples cost the same
+    handful of statements as 2 (one per run would be 16 x 6)."""
+    configs = [{"bits": bits, "dtype": "int", "blocksize": blocksize, "exponent_bits": None, "outlier_fraction": 0.0}
+               for bits in (2, 3, 4, 5, 6, 8) for blocksize in (32, 64, 128)]
+    claimed = setup_claimed(engine, [make_run(i, config=c) for i, c in enumerate(configs)])
+    assert len(claimed) == 18  # one group
+    scores = [{"task": "kbit_choice", "metric": "acc", "doc_ids": [0, 1], "values": [1.0, 0.0]}]
+
+    def finished(runs):
+        return [queue.Finished(r.run_id, {**done_result(r.config, 0.5, samples=[{"task": "t", "doc_id": 0}]),
+                                          "scores": scores}, ago=0.5, started_ago=1.0) for r in runs]
+
+    used = []
+    for batch in (claimed[:2], claimed[2:]):
+        sent = _statements(engine)
+        with session_scope(engine) as s:
+            assert queue.complete_runs(s, finished(batch), worker="w1") == [True] * len(batch)
+        used.append(len([x for x in sent if not x.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]))
+    assert used[0] == used[1] <= 7
+    assert counts(engine) == (3 * 18, 18, 18)
+    with session_scope(engine) as s:
+        rows = s.execute(select(Run.status, Run.started_at, Run.finished_at, Run.worker)).all()
+    assert {r.status for r in rows} == {"done"} and {r.worker for r in rows} == {"w1"}
+    assert all(r.finished_at > r.started_at for r in rows)
+
+
+def test_a_batch_stores_what_its_worker_holds_and_caches_a_key_finished_first(engine, team_token):
+    """One batch: a run this worker holds (stored), one it lost to another worker (left alone), a
+    failed result (failed for good), and one whose cache key another run finished first (cached);
+    the rest of the batch is stored all the same."""
+    runs = [make_run(0), make_run(1), make_run(2), make_run(3, cache_key="same")]  # one model: one group
+    kept, lost, failing, dup = setup_claimed(engine, runs)
+    (first,) = setup_claimed(engine, [make_run(4, "kbit/micro/e", cache_key="same")], worker="w0", name="earlier")
+    with session_scope(engine) as s:
+        assert queue.complete_run(s, first.run_id, done_result(first.config, 0.9), worker="w0") is True
+        s.execute(Run.__table__.update().where(Run.id == lost.run_id).values(lease_owner="w2"))
+    failed = {**done_result(failing.config), "status": "failed", "error_type": "oom", "error": "out of memory",
+              "metrics": [], "bits": None}
+    batch = [queue.Finished(kept.run_id, done_result(kept.config, 0.6)),
+             queue.Finished(lost.run_id, done_result(lost.config, 0.7)),
+             queue.Finished(failing.run_id, failed),
+             queue.Finished(dup.run_id, done_result(dup.config, 0.8))]
+    with session_scope(engine) as s:
+        assert queue.complete_runs(s, batch, worker="w1") == [True, False, True, False]
+    with session_scope(engine) as s:
+        state = {r.id: r for r in s.execute(select(Run.id, Run.status, Run.cached_from_id, Run.error))}
+        values = dict(s.execute(select(Result.run_id, Result.value).where(Result.task == "kbit_lastword")).all())
+    assert state[kept.run_id].status == "done" and values[kept.run_id] == 0.6
+    assert state[lost.run_id].status == "running" and lost.run_id not in values
+    assert (state[failing.run_id].status, state[failing.run_id].error) == ("failed", "out of memory")
+    assert (state[dup.run_id].status, state[dup.run_id].cached_from_id) == ("cached", first.run_id)
+    assert counts(engine) == (6, 2, 0)
+
+
+def test_a_batch_naming_a_missing_run_writes_nothing(engine, team_token):
+    (r,) = setup_claimed(engine, [make_run(0)])
+    with session_scope(engine) as s:
+        with pytest.raises(NotFound, match="run 999"):
+            queue.complete_runs(s, [queue.Finished(r.run_id, done_result(r.config)), queue.Finished(999, done_result(r.config))],
+                                worker="w1")
+    with session_scope(engine) as s:
+        assert s.get(Run, r.run_id).status == "running"
+    assert counts(engine) == (0, 0, 0)

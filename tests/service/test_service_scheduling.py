@@ -164,13 +164,13 @@ def claimed_group(db, **sweep):
 def test_short_runs_are_written_a_batch_per_transaction_with_their_own_times(db, monkeypatch):
     engine, url, *_ = db
     reply, runs = claimed_group(db, models=("m/a",), bits=(3, 4, 5), dtypes=("int", "nf"))  # 7 runs
-    real, sessions = queue.complete_run, []
+    real, sessions = queue.complete_runs, []
 
-    def counting(session, run_id, result, **kw):
-        sessions.append(session)  # the objects, kept alive, so no two share an id
-        return real(session, run_id, result, **kw)
+    def counting(session, finished, **kw):
+        sessions.extend([session] * len(finished))  # the objects, kept alive, so no two share an id
+        return real(session, finished, **kw)
 
-    monkeypatch.setattr(queue, "complete_run", counting)
+    monkeypatch.setattr(queue, "complete_runs", counting)
 
     def evaluate(model, revision, configs, eval_spec, should_stop):
         for result in noop_evaluate(model, revision, configs, eval_spec, should_stop):
@@ -296,15 +296,15 @@ def test_a_finished_result_waits_out_a_database_outage(db, monkeypatch):
         claimed = queue.claim_runs(s, worker="w1", limit=10, lease_seconds=30)
     runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
             for c in claimed]
-    real, failures = queue.complete_run, []
+    real, failures = queue.complete_runs, []
 
-    def outage_then_back(session, run_id, result, **kw):
+    def outage_then_back(session, finished, **kw):
         if len(failures) < 3:
-            failures.append(run_id)
+            failures.append([x.run_id for x in finished])
             raise DatabaseUnreachable("cannot open the database: server closed the connection")
-        return real(session, run_id, result, **kw)
+        return real(session, finished, **kw)
 
-    monkeypatch.setattr(queue, "complete_run", outage_then_back)
+    monkeypatch.setattr(queue, "complete_runs", outage_then_back)
     summary = run_group(url, "w1", runs, noop_evaluate, lease_seconds=30)
     assert failures and summary["stored"] == 2 and summary["unfinished"] == []
     with session_scope(engine) as s:
