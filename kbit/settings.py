@@ -36,7 +36,7 @@ VARIABLES = (
      "evenly over the cluster's slots, so the last model never runs on one worker while the others idle"),
     ("KBIT_GROUP_SECONDS", f"{GROUP_SECONDS:g}", "a model whose runs were measured shorter than KBIT_GROUP_SECONDS / "
      "KBIT_MAX_RUNS_PER_GROUP each gets groups lasting about KBIT_GROUP_SECONDS, of up to 16 x KBIT_MAX_RUNS_PER_GROUP runs "
-     "(fewer claims and scheduler rounds per run); 0: off"),
+     "(fewer claims and scheduler rounds per run), not split below half that at the tail of the queue; 0: off"),
     ("KBIT_POLL_SECONDS", "0.5", "the scheduler's round interval"),
     ("KBIT_MAX_RUNS_PER_SWEEP", "20000", "most runs one sweep may expand to (an operator's limit, checked at submit)"),
     ("KBIT_TEAM_MAX_RUNNING", "no quota", "most runs one team may have running at once (an operator's quota); "

@@ -267,7 +267,7 @@ class Scheduler:
             own = {model for model, _ in slot.holds if model in self._claimed_models}
             others = {model: n - (model in own) for model, n in workers_on.items() if n - (model in own) > 0}
             with session_scope(self.engine) as s:
-                claimed = queue.claim_runs(s, worker=worker, limit=lambda model, _: min(split, self.runs_per_group(model)),
+                claimed = queue.claim_runs(s, worker=worker, limit=lambda model, _: self.group_limit(model, split),
                                            lease_seconds=self.lease_seconds,
                                            team_quota=self.team_quota, prefer=slot.holds, avoid=others)
             if not claimed:
@@ -298,6 +298,16 @@ class Scheduler:
         with session_scope(self.engine) as s:
             queued = queue.count_queued(s, at_most=cap * max(slots, 1))
         return max(1, min(cap, math.ceil(queued / max(slots, 1))))
+
+    def group_limit(self, model: str, split: int) -> int:
+        """Runs the next group of `model` takes: the queue's even split over the slots (`group_size`),
+        at most `runs_per_group(model)`. A group of runs measured short is not cut below half of
+        that: the tail a smaller one would save is under group_seconds / 2, and each extra group
+        of a model costs a claim, a launch and, on a worker that lacks the model, a model load."""
+        per_group = self.runs_per_group(model)
+        if per_group > self.max_runs_per_group:
+            return max(min(split, per_group), per_group // 2)
+        return min(split, per_group)
 
     def runs_per_group(self, model: str) -> int:
         """max_runs_per_group, or for a model whose runs were measured short (a group of them takes

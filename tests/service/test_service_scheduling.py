@@ -67,6 +67,32 @@ def test_a_model_measured_short_gets_groups_that_fill_group_seconds(db):
     assert off.runs_per_group("m/fast") == 2
 
 
+def test_the_tail_of_a_model_measured_short_is_not_cut_below_half_a_group(db):
+    """The even split over the slots shrinks at the tail of the queue; a model whose runs are
+    short keeps groups of at least half of what fills group_seconds (fewer groups, fewer loads),
+    while a model of long or unmeasured runs follows the split."""
+    engine, url, *_ = db
+    scheduler = Scheduler(engine, ThreadLauncher(url), max_runs_per_group=2, group_seconds=30)
+    scheduler._measure("m/fast", {"load_and_eval_s": 1.0, "unfinished": []}, 2)  # 32 per group
+    scheduler._measure("m/mid", {"load_and_eval_s": 10.0, "unfinished": []}, 2)  # 6 per group
+    scheduler._measure("m/slow", {"load_and_eval_s": 40.0, "unfinished": []}, 2)  # 2 per group
+    assert [scheduler.group_limit("m/fast", split) for split in (100, 20, 3)] == [32, 20, 16]
+    assert [scheduler.group_limit("m/mid", split) for split in (100, 4, 1)] == [6, 4, 3]
+    assert [scheduler.group_limit(model, 1) for model in ("m/slow", "m/new")] == [1, 1]
+
+
+def test_a_sweep_of_short_runs_ends_in_fewer_groups_than_the_even_split_gives(db):
+    engine, url, *_ = db
+    reply = submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8), blocksizes=(64, 128, 256)))  # 43
+    launcher = ThreadLauncher(url, capacity=8)
+    scheduler = Scheduler(engine, launcher, max_runs_per_group=2, group_seconds=30)
+    scheduler._measure("m/a", {"load_and_eval_s": 0.01, "unfinished": []}, 2)  # 32 per group
+    scheduler.fill()
+    drain(scheduler)
+    assert [len(ids) for _, ids, _ in launcher.launched] == [16, 16, 11]  # the split (6) would make 8 groups
+    assert [r["status"] for r in runs_of(engine, reply["sweep_id"])] == ["done"] * 43
+
+
 def test_after_a_group_of_short_runs_the_next_groups_are_larger(db):
     engine, url, *_ = db
     reply = submit(db, make_sweep(models=("m/a",), bits=(2, 3, 4, 5, 6, 7, 8), blocksizes=(64, 128, 256)))
