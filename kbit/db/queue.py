@@ -317,15 +317,19 @@ def heartbeat(session: Session, run_ids: list[int], *, worker: str, lease_second
 
 def renew_leases(session: Session, run_ids: list[int], owners: list[str], *,
                  lease_seconds: float = settings.LEASE_SECONDS) -> int:
-    """Renew, in one statement, the leases on those of `run_ids` that are running and held by one of
-    `owners` (a scheduler's in-flight groups: one owner each); how many were renewed. A run
-    cancelled, finished or re-leased to someone else is left alone, as `heartbeat` leaves it."""
+    """Renew, in one statement, the leases on those of `run_ids` that are running, held by one of
+    `owners` (a scheduler's in-flight groups: one owner each) and have less than half a lease
+    left; how many were renewed. A run cancelled, finished or re-leased to someone else is left
+    alone, as `heartbeat` leaves it. A running group's worker renews its own runs every third of
+    a lease, so this rewrites only the rows of groups whose worker has not started (or stopped
+    renewing), not every in-flight row each time."""
     if not run_ids or not owners:
         return 0
     now = now_value(session)
     result = session.execute(
         update(Run)
-        .where(_among(session, run_ids), Run.status == "running", _among(session, owners, Run.lease_owner))
+        .where(_among(session, run_ids), Run.status == "running", _among(session, owners, Run.lease_owner),
+               Run.lease_expires_at < now + dt.timedelta(seconds=lease_seconds / 2))
         .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )

@@ -76,12 +76,22 @@ class _Leases:
         self._thread.join(timeout=30)
 
     def renew(self) -> set:
+        """Renew the remaining runs' leases; return those this worker still holds."""
+        return self._ask(lambda s, pending: queue.heartbeat(s, pending, worker=self.worker,
+                                                            lease_seconds=self.lease_seconds))
+
+    def check(self) -> set:
+        """The remaining runs this worker still holds, read (between configs: the heartbeat thread
+        renews, so asking costs no row writes)."""
+        return self._ask(lambda s, pending: [r for r, owner in queue.holders(s, pending).items() if owner == self.worker])
+
+    def _ask(self, query) -> set:
         with self._lock:
             pending = list(self.pending)
         if not pending:
             return set()
         with session_scope(self.engine) as s:
-            held = set(queue.heartbeat(s, pending, worker=self.worker, lease_seconds=self.lease_seconds))
+            held = set(query(s, pending))
         with self._lock:
             self._asked = time.monotonic()
             self.held = held & set(self.pending)
@@ -100,7 +110,7 @@ class _Leases:
             if time.monotonic() - self._asked < self.check_s:
                 return bool(self.held & set(self.pending))
         try:
-            return bool(self.renew())
+            return bool(self.check())
         except Exception:  # a flaky database must not end the evaluation; the heartbeat retries
             traceback.print_exc()
             with self._lock:

@@ -30,12 +30,14 @@ def test_holders_takes_more_ids_than_a_statement_may_bind(engine, team_token):
         assert queue.holders(s, []) == {}
 
 
-def test_renew_leases_renews_every_group_in_one_statement_and_only_what_they_hold(engine, team_token):
+def test_renew_leases_renews_every_group_in_one_statement_and_only_what_they_hold_with_under_half_left(engine, team_token):
     enqueue(engine, [make_run(i, f"m{i % 3}") for i in range(6)])
     with session_scope(engine) as s:
         groups = {w: [r.run_id for r in queue.claim_runs(s, worker=w, limit=16)] for w in ("s/t1", "s/t2", "other")}
         s.execute(update(Run).values(lease_expires_at=utcnow()))  # every lease about to run out
-    mine = groups["s/t1"] + groups["s/t2"]
+        fresh = groups["s/t2"][0]  # but one just renewed by its worker (over half a lease left)
+        s.execute(update(Run).where(Run.id == fresh).values(lease_expires_at=utcnow() + dt.timedelta(seconds=400)))
+    mine = [i for i in groups["s/t1"] + groups["s/t2"] if i != fresh]
     statements = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     with session_scope(engine) as s:
@@ -46,6 +48,7 @@ def test_renew_leases_renews_every_group_in_one_statement_and_only_what_they_hol
         later = utcnow() + dt.timedelta(seconds=500)
         assert all(expires[i] > later for i in mine)  # the scheduler's groups: renewed
         assert all(expires[i] < later for i in groups["other"])  # another owner's: left alone
+        assert utcnow() + dt.timedelta(seconds=390) < expires[fresh] < utcnow() + dt.timedelta(seconds=400)  # not rewritten
         assert queue.renew_leases(s, [], ["s/t1"]) == 0 and queue.renew_leases(s, mine, []) == 0
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kbit.db import queries, queue, session_scope, teams
+from kbit.db import connect, queries, queue, session_scope, teams
 from kbit.errors import AuthError, PermissionDenied
 from kbit.service import Operations
 from kbit.service.grouprun import noop_evaluate, run_group
@@ -261,6 +261,37 @@ def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
     assert summary["stored"] == 1 and summary["skipped"] == 1
     statuses = sorted(r["status"] for r in runs_of(engine, reply["sweep_id"]))
     assert statuses == ["cancelled", "cancelled", "cancelled", "done"]
+
+
+def test_asking_between_configs_whether_runs_are_still_held_writes_no_lease(db):
+    """should_stop reads the runs' holders; only the heartbeat thread renews leases. A cancel
+    still stops the group before its next config."""
+    from sqlalchemy import event
+
+    engine, url, team, token = db
+    reply, runs = claimed_group(db, models=("m/a",), bits=(3, 4, 5), dtypes=("int", "nf"))  # 7 runs
+    worker_engine = connect(url)
+    renewals = []
+    event.listen(worker_engine, "before_cursor_execute",
+                 lambda *args: renewals.append(args[2]) if "SET lease_expires_at" in args[2] else None)
+    asked = []
+
+    def evaluate(model, revision, configs, eval_spec, should_stop):
+        for config in configs:
+            if should_stop():
+                return
+            asked.append(config)
+            if len(asked) == 4:
+                Operations(engine).cancel(reply["sweep_id"], team, token)
+            yield next(iter(noop_evaluate(model, revision, [config], eval_spec, lambda: False)))
+
+    try:
+        summary = run_group(url, "w1", runs, evaluate, lease_seconds=300, heartbeat_seconds=100, check_s=0,
+                            flush_s=0, engine=worker_engine)
+    finally:
+        worker_engine.dispose()
+    assert len(asked) == 4 and summary["stored"] == 3  # asked before each config; stopped by the cancel
+    assert renewals == []  # five answers, not one lease written
 
 
 def test_each_run_records_its_own_start(db):
