@@ -8,6 +8,6 @@ and the read queries. Imports no torch, no ray and no kbit part but spec's setti
 """
 
 from kbit.db import queries, queue, teams
-from kbit.db.engine import connect, connect_reader, mask_url, resolve_url, session_scope
+from kbit.db.engine import connect, connect_reader, mask_url, resolve_url, session_scope, upkeep_warning
 
-__all__ = ["connect", "connect_reader", "session_scope", "queue", "teams", "queries", "mask_url", "resolve_url"]
+__all__ = ["connect", "connect_reader", "session_scope", "queue", "teams", "queries", "mask_url", "resolve_url", "upkeep_warning"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kbit import settings
-from kbit.db import queries, queue, session_scope
+from kbit.db import queries, queue, session_scope, upkeep_warning
 from kbit.service.memoryneed import estimate_need_bytes
 from kbit.sweeps.runspec import RunEval
 from kbit.sweeps.sweep import RUN_TIMEOUT_S
@@ -115,6 +115,9 @@ class Scheduler:
         self._serial = 0
         self._wake = threading.Event()
         self._renewed_at = time.monotonic()
+        self.database_warning = upkeep_warning(engine)
+        if self.database_warning:
+            log.warning(self.database_warning)
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -382,6 +385,7 @@ class Scheduler:
             "inflight_tasks": len(self.inflight),
             "inflight_runs": sum(len(i.run_ids) for i in self.inflight.values()),
             "capacity": self.launcher.capacity(),
+            "database_warning": self.database_warning,
             **self.stats,
             **getattr(self.launcher, "stats", {}),
         }
