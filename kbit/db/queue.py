@@ -548,8 +548,9 @@ def complete_runs(session: Session, finished: list[Finished], *, worker: str) ->
     failed for good (its error is kept). A run's metrics, bit report, document scores and samples
     are written together or not at all.
 
-    Set-based: one locking SELECT, one UPDATE per kind of outcome and one INSERT per table for
-    the whole batch, so a worker's batch of short runs costs a few statements, not a few per run.
+    Set-based: one locking SELECT, one UPDATE per kind of outcome (two when only some starts go
+    with their results) and one INSERT per table for the whole batch, so a worker's batch of short
+    runs costs a few statements, not a few per run.
     """
     for item in finished:
         _check_result(item.result)
@@ -562,11 +563,11 @@ def complete_runs(session: Session, finished: list[Finished], *, worker: str) ->
     now = db_now(session)
     failed = [x for x in held if x.result["status"] == "failed"]
     if failed:
-        session.execute(update(Run), [
+        session.execute(update(Run), _same_keys_together([
             {"id": x.run_id, "status": "failed", "error_type": x.result.get("error_type"),
              "error": x.result.get("error") or "failed", **_finish_values(x, now, worker)}
             for x in failed
-        ])
+        ]))
     stored = {x.run_id for x in failed}
     stored |= _store_done(session, [x for x in held if x.result["status"] == "done"], rows, scores, now, worker)
     return [x.run_id in stored for x in finished]
@@ -597,6 +598,13 @@ def _finish_values(item: Finished, now: dt.datetime, worker: str) -> dict:
     }
 
 
+def _same_keys_together(rows: list[dict]) -> list[dict]:
+    """Rows of a bulk UPDATE ordered so those setting the same columns are adjacent: SQLAlchemy sends
+    one executemany per run of equal key sets (runs whose start was written, and those whose start
+    goes with their result, alternate in a worker's batch)."""
+    return sorted(rows, key=lambda row: sorted(row))
+
+
 def _store_done(session: Session, done: list[Finished], rows: dict, scores: dict, now, worker: str) -> set[int]:
     """Mark `done` runs done with their metrics, bits, scores and samples, all in one savepoint;
     return the ids stored. When a cache key was finished first by another run (the partial unique
@@ -605,10 +613,10 @@ def _store_done(session: Session, done: list[Finished], rows: dict, scores: dict
         return set()
     try:
         with session.begin_nested():
-            session.execute(update(Run), [
+            session.execute(update(Run), _same_keys_together([
                 {"id": x.run_id, "status": "done", "error_type": None, "error": None, **_finish_values(x, now, worker)}
                 for x in done
-            ])
+            ]))
             metric_rows = [row for x in done for row in _metric_rows(x.run_id, x.result.get("metrics") or [])]
             if metric_rows:
                 session.execute(insert(Result), metric_rows)

@@ -189,9 +189,10 @@ def test_a_batch_is_stored_in_a_few_statements_whatever_its_size(engine, team_to
     assert len(claimed) == 18  # one group
     scores = [{"task": "kbit_choice", "metric": "acc", "doc_ids": [0, 1], "values": [1.0, 0.0]}]
 
-    def finished(runs):
+    def finished(runs):  # every other run's start already written (started_ago None), as in a worker's batch
         return [queue.Finished(r.run_id, {**done_result(r.config, 0.5, samples=[{"task": "t", "doc_id": 0}]),
-                                          "scores": scores}, ago=0.5, started_ago=1.0) for r in runs]
+                                          "scores": scores}, ago=0.5, started_ago=None if r.run_id % 2 else 100.0)
+                for r in runs]
 
     used = []
     for batch in (claimed[:2], claimed[2:]):
@@ -199,12 +200,15 @@ def test_a_batch_is_stored_in_a_few_statements_whatever_its_size(engine, team_to
         with session_scope(engine) as s:
             assert queue.complete_runs(s, finished(batch), worker="w1") == [True] * len(batch)
         used.append(len([x for x in sent if not x.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]))
-    assert used[0] == used[1] <= 7
+    assert used[0] == used[1] <= 8  # BEGIN, the locking SELECT, two UPDATEs (with and without a start), 4 INSERTs
     assert counts(engine) == (3 * 18, 18, 18)
     with session_scope(engine) as s:
-        rows = s.execute(select(Run.status, Run.started_at, Run.finished_at, Run.worker)).all()
+        rows = s.execute(select(Run.id, Run.status, Run.started_at, Run.finished_at, Run.worker)).all()
     assert {r.status for r in rows} == {"done"} and {r.worker for r in rows} == {"w1"}
-    assert all(r.finished_at > r.started_at for r in rows)
+    started = {r.id: r.started_at for r in rows}
+    took = {r.id: (r.finished_at - r.started_at).total_seconds() for r in rows if r.id % 2 == 0}
+    assert len(took) == 9 and all(abs(t - 99.5) < 1 for t in took.values())  # its own start, 99.5 s before its finish
+    assert all(started[i] is None for i in started if i % 2)  # a start said to be written already: not touched
 
 
 def test_a_batch_stores_what_its_worker_holds_and_caches_a_key_finished_first(engine, team_token):
