@@ -237,24 +237,27 @@ def test_a_result_waiting_in_a_batch_is_written_while_the_next_run_is_long(db):
     assert first_stored and summary["stored"] == 2
 
 
-def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
-    engine, url, team, token = db
-    reply = submit(db, make_sweep(models=("m/a",), bits=(4,), dtypes=("int", "nf", "fp")))
-    with session_scope(engine) as s:
-        claimed = queue.claim_runs(s, worker="w1", limit=10, lease_seconds=30)
-    runs = [{"run_id": c.run_id, "model": c.model, "revision": c.revision, "config": c.config, "eval": c.eval}
-            for c in claimed]
-    started = []
+def cancelling_evaluate(started: list, at: int, cancel):
+    """kbit's no-op evaluator that appends each config it starts to `started` (after asking
+    should_stop) and calls `cancel` as it starts the `at`-th."""
 
     def evaluate(model, revision, configs, eval_spec, should_stop):
         for config in configs:
             if should_stop():
                 return
             started.append(config)
-            if len(started) == 2:
-                Operations(engine).cancel(reply["sweep_id"], team, token)
+            if len(started) == at:
+                cancel()
             yield next(iter(noop_evaluate(model, revision, [config], eval_spec, lambda: False)))
 
+    return evaluate
+
+
+def test_a_cancelled_sweep_stops_its_group_and_nothing_more_is_written(db):
+    engine, url, team, token = db
+    reply, runs = claimed_group(db, models=("m/a",), bits=(4,), dtypes=("int", "nf", "fp"))
+    started = []
+    evaluate = cancelling_evaluate(started, 2, lambda: Operations(engine).cancel(reply["sweep_id"], team, token))
     summary = run_group(url, "w1", runs, evaluate, lease_seconds=30, heartbeat_seconds=0.05, check_s=0,
                         flush_s=0)  # a result not yet written when the cancel comes is cancelled with its run
     assert len(started) == 2  # stopped before the third config
@@ -275,16 +278,7 @@ def test_asking_between_configs_whether_runs_are_still_held_writes_no_lease(db):
     event.listen(worker_engine, "before_cursor_execute",
                  lambda *args: renewals.append(args[2]) if "SET lease_expires_at" in args[2] else None)
     asked = []
-
-    def evaluate(model, revision, configs, eval_spec, should_stop):
-        for config in configs:
-            if should_stop():
-                return
-            asked.append(config)
-            if len(asked) == 4:
-                Operations(engine).cancel(reply["sweep_id"], team, token)
-            yield next(iter(noop_evaluate(model, revision, [config], eval_spec, lambda: False)))
-
+    evaluate = cancelling_evaluate(asked, 4, lambda: Operations(engine).cancel(reply["sweep_id"], team, token))
     try:
         summary = run_group(url, "w1", runs, evaluate, lease_seconds=300, heartbeat_seconds=100, check_s=0,
                             flush_s=0, engine=worker_engine)
