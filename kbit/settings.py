@@ -47,6 +47,8 @@ VARIABLES = (
     ("KBIT_WORKER_IDLE_S", "60", "a worker with nothing to do for this long gives its GPU share back"),
     ("KBIT_DASHBOARD_TTL", "30", "seconds the dashboard caches a query"),
     ("KBIT_DASHBOARD_REFRESH_S", "5", "the queue page's refresh interval"),
+    ("KBIT_DASHBOARD_WARM_SWEEPS", "10", "the dashboard computes the Frontier page of this many newest finished "
+     "sweeps before anyone asks (its default metric); 0: only when asked"),
     ("KBIT_DASHBOARD_MAX_RUNS", "250000", "most finished runs one dashboard view analyses (its memory stays under 1 GB); "
      "a view over more asks for a sweep, family or team"),
     ("KBIT_FAMILY_WEIGHTS", "shipped", "bundled models: `shipped` (16-bit weights in the package, the same on every "
@@ -194,6 +196,10 @@ def worker_idle_seconds() -> float:
 
 def dashboard_ttl_seconds() -> float:
     return _number("KBIT_DASHBOARD_TTL", 30.0)
+
+
+def dashboard_warm_sweeps() -> int:
+    return int(_number("KBIT_DASHBOARD_WARM_SWEEPS", 10, kind=int, allow_zero=True))
 
 
 def dashboard_max_runs() -> int:

@@ -25,6 +25,7 @@ def main() -> None:
         st.warning(f"Link: {problem}")
     url = common.database_url()
     try:
+        common.warming(url)
         opts = common.cached_options(url)
         current = PAGES[page][1].render(url, opts)
     except DatabaseError as exc:

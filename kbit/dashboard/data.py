@@ -90,6 +90,13 @@ def frontier(
     return frame
 
 
+def view_filters(teams=(), sweeps=(), families=(), dtypes=(), blocksizes=(), bits=(), methods=()) -> tuple:
+    """The hashable filter tuple of a page's view (None: all), the argument `points` takes."""
+    chosen = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
+              "bits": bits, "methods": methods}
+    return tuple((name, tuple(values) or None) for name, values in chosen.items())
+
+
 def baseline_in_every_method(frame: pd.DataFrame) -> pd.DataFrame:
     """Faceted by rounding method, the 16-bit runs (stored as rtn: nothing is rounded) are the
     reference of every method's panel, as they are of every data type's."""

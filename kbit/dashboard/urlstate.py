@@ -14,6 +14,12 @@ FACETS = ("family", "dtype", "block", "method")
 # signal); sweeps of real models on the paper's tasks have no kbit_heldout and open on accuracy.
 DEFAULT_METRICS = ("kbit_heldout/bits_per_byte", "mean_zero_shot/acc")
 
+
+def default_metric(metrics: list[str]) -> str | None:
+    """The metric a page shows unless asked for another: the first of DEFAULT_METRICS the database
+    has, else its first metric."""
+    return next((m for m in DEFAULT_METRICS if m in metrics), metrics[0] if metrics else None)
+
 # key -> kind: "str" | "int" | "strs" | "ints"
 KEYS = {
     "page": "str", "metric": "str", "team": "strs", "sweep": "ints", "family": "strs", "dtype": "strs",

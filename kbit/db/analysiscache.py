@@ -25,6 +25,14 @@ def read(session: Session, key: str) -> bytes | None:
     return session.scalar(select(AnalysisCache.payload).where(AnalysisCache.key == key))
 
 
+def latest(session: Session, view: str) -> bytes | None:
+    """The newest payload stored for `view` (under whichever key), or None: what a page shows while
+    the view's current answer is computed."""
+    query = (select(AnalysisCache.payload).where(AnalysisCache.view == view)
+             .order_by(AnalysisCache.created_at.desc()).limit(1))
+    return session.scalar(query)
+
+
 def write(session: Session, key: str, view: str, kind: str, payload: bytes) -> None:
     """Store `payload` under `key` (another reader may have stored the same answer first: kept),
     drop the other rows of `view` and rows older than MAX_AGE."""

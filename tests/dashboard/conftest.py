@@ -20,3 +20,10 @@ def empty_db_url(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('empty')}/kbit.db"
     connect(url).dispose()
     return url
+
+
+@pytest.fixture(autouse=True)
+def no_warming_thread(monkeypatch):
+    """Pages in these tests compute only what they are asked (a background thread warming sweeps'
+    pages would race the tests that count analyses); kbit.dashboard.warm is tested on its own."""
+    monkeypatch.setenv("KBIT_DASHBOARD_WARM_SWEEPS", "0")

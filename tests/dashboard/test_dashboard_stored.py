@@ -4,6 +4,8 @@ finished, and the page served from a stored row names the winners `kbit report` 
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import pytest
 import streamlit as st
@@ -86,16 +88,92 @@ def test_an_analysis_is_reused_until_a_run_of_the_view_finishes(fresh_db, analys
 
     finished = finish_five_bit_sweep(url)
     assert finished == 6
-    changed = data.analysis(url, "mean_zero_shot", "acc", **view)
+    # The first look after the change gets the view's previous answer at once, marked as such,
+    # while the new one is computed in the background.
+    previous = data.analysis(url, "mean_zero_shot", "acc", **view)
+    runs_before = first["runs_counted"]
+    assert previous["updating"] == {"runs": runs_before, "now": runs_before + finished, "failed": None}
+    assert "5-bit" not in previous["equal_bits"]
+    stored.wait_for_updates(timeout=120)
     assert len(analyses) == 2 and stored_rows(url, "analysis") == 1  # the view's new answer replaced its old one
+    changed = data.analysis(url, "mean_zero_shot", "acc", **view)
+    assert changed["updating"] is None and changed["runs_counted"] == runs_before + finished
     assert "5-bit" in changed["equal_bits"] and "5-bit" not in first["equal_bits"]
+    assert len(analyses) == 2
+    data.points(url, "mean_zero_shot", "acc", tuple(view.items()), "bits", (), False)
+    stored.wait_for_updates(timeout=120)
     more = data.points(url, "mean_zero_shot", "acc", tuple(view.items()), "bits", (), False)
-    assert more["n_runs"] == points["n_runs"] + finished
+    assert more["n_runs"] == points["n_runs"] + finished and more["updating"] is None
 
     # Another team's view did not change: its stored answer is still the one read.
     data.analysis(url, "mean_zero_shot", "acc", teams=("vision",))
     data.analysis(url, "mean_zero_shot", "acc", teams=("vision",))
     assert len(analyses) == 3 and stored_rows(url, "analysis") == 2
+
+
+def test_an_answer_of_other_analysis_code_is_never_shown_while_updating(fresh_db, analyses, monkeypatch):
+    url = fresh_db
+    data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
+    finish_five_bit_sweep(url)
+    monkeypatch.setattr(stored, "version", lambda: "another-analysis")
+    answer = data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))  # waits for the new answer
+    assert answer["updating"] is None and "5-bit" in answer["equal_bits"] and len(analyses) == 2
+
+
+def test_a_failed_update_is_named_and_tried_again_on_the_next_visit(fresh_db, monkeypatch):
+    url = fresh_db
+    data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
+    finish_five_bit_sweep(url)
+    real = data.findings
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the analysis broke")
+
+    monkeypatch.setattr(data, "findings", broken)
+    data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
+    stored.wait_for_updates(timeout=120)
+    failed = data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))  # shown again, and tried again
+    assert failed["updating"]["failed"] == "RuntimeError: the analysis broke" and "5-bit" not in failed["equal_bits"]
+    stored.wait_for_updates(timeout=120)
+    monkeypatch.setattr(data, "findings", real)
+    data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
+    stored.wait_for_updates(timeout=120)
+    fixed = data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
+    assert fixed["updating"] is None and "5-bit" in fixed["equal_bits"]
+
+
+def test_one_job_per_answer_however_many_pages_ask(fresh_db, analyses, monkeypatch):
+    url = fresh_db
+    data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
+    finish_five_bit_sweep(url)
+    release = threading.Event()
+    counted = data.findings
+    monkeypatch.setattr(data, "findings", lambda *a, **k: release.wait(60) and counted(*a, **k))
+    asked = [data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",)) for _ in range(3)]
+    release.set()
+    stored.wait_for_updates(timeout=120)
+    assert [a["updating"] is not None for a in asked] == [True, True, True]
+    assert len(analyses) == 2 and stored_rows(url, "analysis") == 1
+
+
+def test_the_page_says_it_shows_a_previous_answer_until_the_new_one_is_stored(fresh_db, monkeypatch):
+    monkeypatch.setenv("KBIT_DATABASE_URL", fresh_db)
+
+    def visit():
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params.update({"page": "frontier", "metric": "mean_zero_shot/acc", "team": "nlp"})
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.get("vega_lite_chart")
+        return [i.value for i in at.info]
+
+    assert not any("Updating" in i for i in visit())
+    finish_five_bit_sweep(fresh_db)
+    st.cache_data.clear()  # as after the page's TTL
+    notes = [i for i in visit() if "Updating" in i]
+    assert len(notes) == 1 and "pass these filters now" in notes[0]
+    stored.wait_for_updates(timeout=120)
+    assert not any("Updating" in i for i in visit())  # not kept by Streamlit: the stored new answer is read
 
 
 def test_a_new_analysis_code_is_another_key(fresh_db, monkeypatch):

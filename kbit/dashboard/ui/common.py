@@ -3,13 +3,15 @@ widgets and the export buttons. Thin: the work is in kbit.dashboard.data / front
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from kbit import settings
 from kbit.analysis import frontier
-from kbit.dashboard import data, export, urlstate
+from kbit.dashboard import data, export, urlstate, warm
 
 # Seconds a cached query stays fresh: short, so new results appear without a restart.
 TTL = settings.dashboard_ttl_seconds()
@@ -32,8 +34,52 @@ cached_frontier = st.cache_data(ttl=TTL, show_spinner="Loading runs ...")(data.f
 cached_run = st.cache_data(ttl=TTL, show_spinner=False)(data.run)
 # The two views of many runs: computed once per set of runs and kept in the database (data.points,
 # data.analysis); Streamlit keeps only their small answers, for the warm page.
-cached_analysis = st.cache_data(ttl=TTL, show_spinner="Comparing precisions at equal bits ...")(data.analysis)
-cached_points = st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")(data.points)
+_analysis = st.cache_data(ttl=TTL, show_spinner="Comparing precisions at equal bits ...")(data.analysis)
+_points = st.cache_data(ttl=TTL, show_spinner="Computing the frontier ...")(data.points)
+
+
+def cached_analysis(*args, **kwargs) -> dict:
+    """data.analysis, cached by Streamlit while it is the current runs' answer."""
+    return _current_kept(_analysis, *args, **kwargs)
+
+
+def cached_points(*args, **kwargs) -> dict:
+    """data.points, cached by Streamlit while it is the current runs' answer."""
+    return _current_kept(_points, *args, **kwargs)
+
+
+def _current_kept(cached, *args, **kwargs) -> dict:
+    # A view's previous answer, shown while its current one is computed, is not kept: the next
+    # visit reads the database again and finds the new answer once it is stored.
+    answer = cached(*args, **kwargs)
+    if answer["updating"] is not None:
+        cached.clear(*args, **kwargs)
+    return answer
+
+
+@st.cache_resource(show_spinner=False)
+def warming(url: str | None) -> threading.Thread | None:
+    """The thread that computes the newest finished sweeps' pages before they are asked for
+    (kbit.dashboard.warm): one per dashboard process and database; None when turned off."""
+    if not settings.dashboard_warm_sweeps():
+        return None
+    thread = threading.Thread(target=warm.keep_warm, args=(url, TTL), name="kbit-warm", daemon=True)
+    thread.start()
+    return thread
+
+
+def updating_note(*answers: dict) -> bool:
+    """Say so when an answer shown is its view's previous one (stored.stored's `updating`), with a
+    button that reloads the page; whether one is."""
+    updating = next((a["updating"] for a in answers if a["updating"] is not None), None)
+    if updating is None:
+        return False
+    st.info(f"Updating: this page shows the answer computed from {updating['runs']:,} finished runs; "
+            f"{updating['now']:,} pass these filters now. The new answer is being computed and stored; "
+            "reload the page in a few seconds to see it."
+            + (f" The last try failed ({updating['failed']}); reloading tries again." if updating["failed"] else ""))
+    st.button("Reload", key="reload_updated")
+    return True
 
 
 def view() -> dict:
@@ -93,7 +139,7 @@ def metric_picker(metrics: list[str], where=None) -> str | None:
     """Which task/metric the page plots: by default the first of urlstate.DEFAULT_METRICS the
     database has (held-out bits per byte, as in README's picture, else mean zero-shot accuracy)."""
     return pick_one(
-        "metric", "metric", metrics, fallback=urlstate.DEFAULT_METRICS, where=where,
+        "metric", "metric", metrics, fallback=urlstate.default_metric(metrics), where=where,
         help="task/metric; perplexity and bits-per-byte are lower-is-better",
     )
 
@@ -119,12 +165,8 @@ def run_filters(opts: dict, *, with_bits: bool = True) -> tuple[dict, tuple]:
     if with_bits:
         url_view["k"] = bits
     blocksizes = [None if b == frontier.PER_TENSOR else int(b[1:]) for b in blocks]
-    filters = (
-        ("teams", tuple(teams) or None), ("sweeps", tuple(chosen_sweeps) or None),
-        ("families", tuple(families) or None), ("dtypes", tuple(dtypes) or None),
-        ("blocksizes", tuple(blocksizes) or None), ("bits", tuple(bits) or None),
-        ("methods", tuple(methods) or None),
-    )
+    filters = data.view_filters(teams=teams, sweeps=chosen_sweeps, families=families, dtypes=dtypes,
+                                blocksizes=blocksizes, bits=bits, methods=methods)
     return url_view, filters
 
 

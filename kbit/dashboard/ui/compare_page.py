@@ -64,6 +64,7 @@ def render(url: str | None, opts: dict) -> dict:
                    f"averaged). Each {group}'s own Pareto frontier is a line; its dominated points are faded in its colour."
                    + (f" {result['n_unplottable']} run(s) without a bit report are left out." if result["n_unplottable"] else ""))
         st.altair_chart(charts.compare_chart(points, group=group, y_title=charts.metric_title(task, name, lower), order=order))
+        common.updating_note(result)
         common.downloads(points, f"compare_{group}s")
     runs = common.cached_frontier(url, task, name, **dict(filters))
     with st.expander(f"All {len(runs):,} runs (every run reachable; reused runs name their source)"):

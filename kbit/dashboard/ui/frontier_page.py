@@ -61,6 +61,8 @@ def render(url: str | None, opts: dict) -> dict:
     found = common.cached_analysis(url, task, name, **dict(filters))
     fits = None if facets else found["fits"]
     st.vega_lite_chart(chart_spec(url, task, name, filters, tuple(facets), lower))
+    if common.updating_note(result, found):
+        chart_spec.clear(url, task, name, filters, tuple(facets), lower)  # drawn from a previous answer
     if fits is not None and not fits.empty:
         st.caption("Dotted: each k's fitted curve from the parallel-curves model (one shared curve plus the k's "
                    "offset), over the bits that k was measured on.")

@@ -39,6 +39,7 @@ def render(url: str | None, opts: dict) -> dict:
         lower=lower, frontier=False,
     )
     st.altair_chart(chart)
+    common.updating_note(result)
     summary = (
         points.groupby(by)["value"].agg(["mean", "min", "max", "count"])
         .rename(columns={"count": "models"}).sort_values("mean", ascending=lower).reset_index()
