@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from kbit import settings
@@ -160,10 +160,25 @@ def document_scores(session: Session, run_ids, task: str, metric: str) -> dict[i
     return out
 
 
+# Each next (task, metric) pair found by one lookup in ix_results_task_metric (a loose index scan):
+# a DISTINCT would read every result, 0.5 s at 3M results, for the dozen pairs there are.
+_METRIC_PAIRS = text("""
+WITH RECURSIVE pairs(task, metric) AS (
+  SELECT * FROM (SELECT task, metric FROM results ORDER BY task, metric LIMIT 1) AS first_pair
+  UNION ALL
+  SELECT (SELECT r.task FROM results r WHERE (r.task, r.metric) > (p.task, p.metric)
+          ORDER BY r.task, r.metric LIMIT 1),
+         (SELECT r.metric FROM results r WHERE (r.task, r.metric) > (p.task, p.metric)
+          ORDER BY r.task, r.metric LIMIT 1)
+  FROM pairs p WHERE p.task IS NOT NULL
+)
+SELECT task, metric FROM pairs WHERE task IS NOT NULL ORDER BY task, metric
+""")
+
+
 def list_metrics(session: Session) -> list[tuple[str, str]]:
     """Every (task, metric) pair that has at least one result, sorted."""
-    rows = session.execute(select(Result.task, Result.metric).distinct().order_by(Result.task, Result.metric))
-    return [(task, metric) for task, metric in rows]
+    return [(task, metric) for task, metric in session.execute(_METRIC_PAIRS)]
 
 
 def filter_options(session: Session) -> dict[str, list]:

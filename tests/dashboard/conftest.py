@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import streamlit as st
 from dashtest_seed import seed
 
+from kbit.dashboard import data
 from kbit.db import connect
 
 
@@ -27,3 +29,23 @@ def no_warming_thread(monkeypatch):
     """Pages in these tests compute only what they are asked (a background thread warming sweeps'
     pages would race the tests that count analyses); kbit.dashboard.warm is tested on its own."""
     monkeypatch.setenv("KBIT_DASHBOARD_WARM_SWEEPS", "0")
+
+
+@pytest.fixture
+def fresh_db(tmp_path):
+    """The URL of a newly seeded SQLite database (dashtest_seed.py), Streamlit's caches emptied."""
+    url = f"sqlite:///{tmp_path}/kbit.db"
+    seed(url)
+    st.cache_data.clear()
+    data.engine_for.cache_clear()
+    yield url
+    data.engine_for.cache_clear()
+
+
+@pytest.fixture
+def analyses(monkeypatch):
+    """How many times the page's analysis ran (kbit.analysis.findings through kbit.dashboard.data)."""
+    calls = []
+    real = data.findings
+    monkeypatch.setattr(data, "findings", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls

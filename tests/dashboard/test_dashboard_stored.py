@@ -9,7 +9,7 @@ import threading
 import pandas as pd
 import pytest
 import streamlit as st
-from dashtest_seed import MODELS, config, result, run, seed
+from dashtest_seed import MODELS, config, result, run
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 from test_dashboard_same_winners import APP, dashboard_winners, report_winners
@@ -17,25 +17,6 @@ from test_dashboard_same_winners import APP, dashboard_winners, report_winners
 from kbit.dashboard import data, stored
 from kbit.db import connect, queue, session_scope
 from kbit.db.models import AnalysisCache
-
-
-@pytest.fixture
-def fresh_db(tmp_path):
-    url = f"sqlite:///{tmp_path}/kbit.db"
-    seed(url)
-    st.cache_data.clear()
-    data.engine_for.cache_clear()
-    yield url
-    data.engine_for.cache_clear()
-
-
-@pytest.fixture
-def analyses(monkeypatch):
-    """How many times the page's analysis ran (kbit.analysis.findings through kbit.dashboard.data)."""
-    calls = []
-    real = data.findings
-    monkeypatch.setattr(data, "findings", lambda *a, **k: calls.append(1) or real(*a, **k))
-    return calls
 
 
 def stored_rows(url, kind):

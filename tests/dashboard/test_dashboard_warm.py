@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 from test_dashboard_same_winners import APP
-from test_dashboard_stored import analyses, fresh_db, stored_rows  # noqa: F401 - fixtures
+from test_dashboard_stored import stored_rows
 
 from kbit.dashboard import stored, warm
 

@@ -65,3 +65,26 @@ def test_processes_starting_together_upgrade_once(db_url):
     check = create_engine(db_url)
     assert diff(check, Base.metadata) == []
     check.dispose()
+
+
+def included_columns(engine) -> dict[str, bool]:
+    """Whether each of the dashboard's filter indexes carries the runs' ids (Postgres: INCLUDE)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'runs'"))
+        return {name: "INCLUDE (id)" in definition for name, definition in rows
+                if name in ("ix_runs_frontier", "ix_runs_sweep_status", "ix_runs_team_status")}
+
+
+def test_the_filter_indexes_hold_the_ids_on_postgres_and_lose_them_on_downgrade(postgres_engine):
+    from kbit.db.migrate import run_migration
+
+    every = ["ix_runs_frontier", "ix_runs_sweep_status", "ix_runs_team_status"]
+    assert included_columns(postgres_engine) == dict.fromkeys(every, True)
+    run_migration(postgres_engine, "downgrade", "0007")
+    try:
+        assert included_columns(postgres_engine) == dict.fromkeys(every, False)
+    finally:
+        upgrade_to_head(postgres_engine)
+    assert included_columns(postgres_engine) == dict.fromkeys(every, True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from dbtest_helpers import CONFIGS, done_result, make_run
+from sqlalchemy import select
 
 from kbit.db import queries, queue, session_scope
 from kbit.errors import NotFound
@@ -77,6 +78,23 @@ def test_run_detail_and_missing_run(engine, filled):
     assert detail["config"] == CONFIGS[1] and detail["label"] == "fp3e2-b128"
     assert [m["task"] for m in detail["metrics"]] == ["kbit_choice", "kbit_lastword", "mean_zero_shot"]
     assert detail["provenance"]["seed"] == 1234 and detail["attempts"] == 1
+
+
+def test_the_metrics_are_every_distinct_pair_in_order(engine, team_token):
+    # list_metrics walks the index from pair to pair: names sharing a prefix, one task with several
+    # metrics, and a pair of one run only are each listed once.
+    from kbit.db.models import Result
+
+    pairs = [("a", "acc"), ("a", "acc_norm"), ("ab", "acc"), ("b", "perplexity"), ("b", "z"), ("c", "acc")]
+    with session_scope(engine) as s:
+        queue.enqueue_sweep(s, team="nlp", name="m", spec={}, runs=[make_run(i) for i in range(3)])
+    with session_scope(engine) as s:
+        s.add_all(Result(run_id=run_id, task=t, metric=m, value=0.5)
+                  for run_id in (1, 2, 3) for t, m in pairs if t != "c" or run_id == 2)
+    with session_scope(engine) as s:
+        assert queries.list_metrics(s) == pairs
+        assert queries.list_metrics(s) == [tuple(r) for r in s.execute(
+            select(Result.task, Result.metric).distinct().order_by(Result.task, Result.metric))]
 
 
 def test_list_sweeps_and_metrics(engine, filled):
