@@ -1,6 +1,6 @@
 """Benchmark of the Frontier page on a large database (100,000 finished runs by default; --runs 1000000).
 
-    python -m benchmarks.dashboard [--runs N] [--database-url URL [--fill]] [--repeat 3]
+    python -m benchmarks.dashboard [--runs N] [--database-url URL [--fill]] [--repeat 3] [--warm 10]
 
 Without --database-url it fills a fresh SQLite file: 2 teams, 100 sweeps, 5 families x 20 model
 sizes x 121 configs (k 3..8 x 5 data types x 4 block sizes, plus 16-bit), each config re-run in
@@ -14,7 +14,8 @@ family: the first visit (nothing stored: the analysis runs and its answer is wri
 analysis_cache), cold (Streamlit's caches cleared, the stored answer read), warm (cached), and
 after the view's runs changed (its newest finished run taken out for the measurement: the page
 shows the previous answer while the new one is computed in the background, timed until stored),
-plus the fingerprint query each view starts with, and prints the peak RSS after each view.
+plus the fingerprint query each view starts with, and prints the peak RSS after each view. Then
+the dashboard's warming of the newest finished sweeps' pages (--warm), from nothing stored.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 import kbit.dashboard
 from benchmarks.timing import timed
-from kbit.dashboard import data, stored
+from kbit.dashboard import data, stored, warm
 from kbit.db import connect, queue, session_scope, teams
 from kbit.db.models import AnalysisCache, Result, Run, RunBits
 from kbit.kernels.config import QuantConfig
@@ -203,6 +204,18 @@ def time_view(url: str, name: str, view: dict, filters: dict, repeat: int) -> tu
     return figures, peak_rss_mb()
 
 
+def time_warming(url: str, newest: int) -> tuple[dict, float]:
+    """The dashboard's warming (kbit.dashboard.warm) of the `newest` finished sweeps from nothing
+    stored: seconds until every answer is stored, in the background thread; peak RSS in MB."""
+    forget_stored(url)
+    start = time.perf_counter()
+    warmed = warm.warm_finished_sweeps(url, newest, {})
+    stored.wait_for_updates()
+    seconds = time.perf_counter() - start
+    print(f"warmed sweeps {warmed} in {seconds:.1f} s; peak RSS {peak_rss_mb():,.0f} MB", flush=True)
+    return {f"warming the {len(warmed)} newest finished sweeps (background, one at a time)": (seconds, None)}, peak_rss_mb()
+
+
 def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
@@ -213,6 +226,8 @@ def main(argv=None) -> None:
     parser.add_argument("--database-url", help="time an existing database instead of filling a new SQLite file")
     parser.add_argument("--fill", action="store_true", help="fill the (empty) --database-url with --runs runs first")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per figure (median shown)")
+    parser.add_argument("--warm", type=int, default=10, metavar="N",
+                        help="also time warming the N newest finished sweeps' pages (default 10; 0: not)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,11 +245,16 @@ def main(argv=None) -> None:
             n_runs = s.scalar(select(func.count()).select_from(Run))
         engine.dispose()
         figures, peaks = {}, {}
+        # The pages' figures are their own: no warming thread computes beside them (it is timed apart).
+        os.environ["KBIT_DASHBOARD_WARM_SWEEPS"] = "0"
         # Each view in a process of its own, as a freshly started dashboard serves it: its peak RSS is its own.
         with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
             for name, view, filters in (("one sweep", {"sweep": "1"}, {"sweeps": (1,)}),
                                         ("one family", {"family": FAMILIES[0]}, {"families": (FAMILIES[0],)})):
                 found, peaks[name] = pool.apply(time_view, (url, name, view, filters, args.repeat))
+                figures.update(found)
+            if args.warm:
+                found, peaks["warming"] = pool.apply(time_warming, (url, args.warm))
                 figures.update(found)
 
     print(f"\nkbit dashboard benchmark: {n_runs:,} runs in the store; {os.cpu_count()} CPU cores; "

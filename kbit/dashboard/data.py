@@ -107,9 +107,10 @@ def baseline_in_every_method(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def points(url: str | None, task: str, metric: str, filters: tuple, line: str, panels: tuple, lower: bool,
-           group: str | None = None) -> dict:
-    """A chart's points and counts for one view (`filters`: common.run_filters' tuple): the runs
-    averaged per config, the best per line and panel, thinned for drawing. Kept in the database."""
+           group: str | None = None, wait: bool = True) -> dict | None:
+    """A chart's points and counts for one view (`filters`: view_filters' tuple): the runs averaged
+    per config, the best per line and panel, thinned for drawing. Kept in the database; wait=False:
+    only computed in the background when not stored yet (stored.stored), None returned."""
     found = fingerprint(url, **dict(filters))
     params = {"task": task, "metric": metric, "filters": filters, "line": line, "panels": panels, "lower": lower,
               "group": group}
@@ -125,20 +126,20 @@ def points(url: str | None, task: str, metric: str, filters: tuple, line: str, p
         return {"points": thin(every, line, lower), "n_runs": len(frame), "n_unplottable": len(frame) - len(usable),
                 "n_points": len(every)}
 
-    return stored.stored(engine_for(url), "points", found, params, compute)
+    return stored.stored(engine_for(url), "points", found, params, compute, wait=wait)
 
 
 def analysis(
     url: str | None, task: str, metric: str, teams: tuple | None = None, sweeps: tuple | None = None,
     families: tuple | None = None, dtypes: tuple | None = None, blocksizes: tuple | None = None, bits: tuple | None = None,
-    methods: tuple | None = None,
-) -> dict:
+    methods: tuple | None = None, wait: bool = True,
+) -> dict | None:
     """What the Frontier page shows of kbit.analysis.findings of the filtered runs (with their
     per-document scores), kept in the database: the analysis' x axis (`x_axis`), the equal-bits
     table (`equal_bits`), the paper's findings (`findings`), the parallel-curves fit (`parallel`,
     `parallel_caption`, and `fits`, its curves on the total-bits axis; None without a fit), the
     16-bit share and seeds caption (`share_caption`), and per budget the `kbit export` command of
-    the winner's run nearest it (`exports`)."""
+    the winner's run nearest it (`exports`). Kept in the database, like `points` (and `wait` as there)."""
     filters = {"teams": teams, "sweeps": sweeps, "families": families, "dtypes": dtypes, "blocksizes": blocksizes,
                "bits": bits, "methods": methods}
     found = fingerprint(url, **filters)
@@ -161,7 +162,7 @@ def analysis(
         }
 
     return stored.stored(engine_for(url), "analysis", found, {"task": task, "metric": metric, "filters": filters},
-                         compute)
+                         compute, wait=wait)
 
 
 def sweeps(url: str | None, team: str | None = None) -> pd.DataFrame:

@@ -42,9 +42,10 @@ def warm_finished_sweeps(url: str | None, newest: int, warmed: dict[int, dict]) 
             continue
         if warmed.get(sweep_id) == found:
             continue
-        # The page's own two calls (frontier_page.render), so their answers are stored under its keys.
-        data.points(url, task, name, filters, "bits", (), lower_is_better(name))
-        data.analysis(url, task, name, **dict(filters))
+        # The page's own two calls (frontier_page.render), so their answers are stored under its keys;
+        # computed in the background, one at a time, never ahead of a page that waits for its own.
+        data.points(url, task, name, filters, "bits", (), lower_is_better(name), wait=False)
+        data.analysis(url, task, name, **dict(filters), wait=False)
         warmed[sweep_id] = found
         done.append(sweep_id)
     return done

@@ -123,6 +123,26 @@ def test_a_failed_update_is_named_and_tried_again_on_the_next_visit(fresh_db, mo
     assert fixed["updating"] is None and "5-bit" in fixed["equal_bits"]
 
 
+def test_a_page_never_queues_behind_background_work(fresh_db, analyses, monkeypatch):
+    url = fresh_db
+    release, background_done = threading.Event(), []
+    counted = data.findings
+
+    def stuck_in_background(*args, **kwargs):
+        if threading.current_thread().name.startswith("kbit-answer"):
+            release.wait(30)
+            background_done.append(1)
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(data, "findings", stuck_in_background)
+    assert data.analysis(url, "mean_zero_shot", "acc", teams=("vision",), wait=False) is None  # warming
+    answer = data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))  # nothing stored: computed here
+    assert answer["updating"] is None and not background_done
+    release.set()
+    stored.wait_for_updates(timeout=120)
+    assert len(analyses) == 2 and stored_rows(url, "analysis") == 2
+
+
 def test_one_job_per_answer_however_many_pages_ask(fresh_db, analyses, monkeypatch):
     url = fresh_db
     data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))
