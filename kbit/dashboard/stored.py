@@ -25,8 +25,9 @@ import hashlib
 import io
 import json
 import logging
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import pandas as pd
@@ -119,8 +120,11 @@ def stored(engine, kind: str, fingerprint: dict, params: dict, compute, *, wait:
 
 # Answers nobody waits for (updates, warming) are computed one at a time, in one background
 # thread: a family's analysis peaks near 600 MB. A page whose answer nothing has stored computes
-# it in its own thread rather than queue behind them.
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kbit-answer")
+# it in its own thread rather than queue behind them. The thread is a daemon, not a
+# ThreadPoolExecutor's: at exit an executor runs every job still queued (minutes of warming after
+# a Ctrl-C); a job cut short stores nothing (its transaction is never committed).
+_QUEUE: queue.SimpleQueue = queue.SimpleQueue()
+_WORKER: list[threading.Thread] = []
 _JOBS: dict[str, Future] = {}
 _JOBS_LOCK = threading.Lock()
 _FAILED: dict[str, str] = {}  # digest -> why its last computation failed (until one succeeds)
@@ -132,9 +136,23 @@ def _computing(engine, digest: str, kind: str, fingerprint: dict, params: dict, 
         job = _JOBS.get(digest)
         if job is not None:
             return job
-        job = _JOBS[digest] = _EXECUTOR.submit(_compute_and_store, engine, digest, kind, fingerprint, params, compute)
+        job = _JOBS[digest] = Future()
+        _QUEUE.put((job, lambda: _compute_and_store(engine, digest, kind, fingerprint, params, compute)))
+        if not _WORKER:
+            _WORKER.append(threading.Thread(target=_work, name="kbit-answer", daemon=True))
+            _WORKER[0].start()
     job.add_done_callback(lambda done: _finished(digest, done))  # outside the lock: it may run at once, here
     return job
+
+
+def _work() -> None:
+    while True:
+        job, compute = _QUEUE.get()
+        job.set_running_or_notify_cancel()
+        try:
+            job.set_result(compute())
+        except BaseException as exc:  # the job's caller sees it (`job.result()`, the page's note)
+            job.set_exception(exc)
 
 
 def _finished(digest: str, job: Future) -> None:

@@ -4,6 +4,8 @@ finished, and the page served from a stored row names the winners `kbit report` 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pandas as pd
@@ -230,3 +232,21 @@ def test_runs_read_in_chunks_are_the_frame_read_at_once(seeded_db, monkeypatch, 
             pd.testing.assert_frame_equal(data.frontier(url, task, metric), at_once)
     finally:
         engine.dispose()
+
+
+def test_a_dashboard_that_stops_does_not_finish_its_background_work_first(tmp_path):
+    # Two warming jobs of two minutes each are queued; the process ends at once (Ctrl-C on a
+    # served dashboard must not wait for minutes of warming), and nothing half-done is stored.
+    url = f"sqlite:///{tmp_path}/kbit.db"
+    connect(url).dispose()
+    code = f"""
+import time
+from kbit.dashboard import stored
+from kbit.db import connect
+engine = connect({url!r})
+for view in (1, 2):
+    stored.stored(engine, "points", {{"runs": 1}}, {{"view": view}}, lambda: time.sleep(120) or {{}}, wait=False)
+time.sleep(0.5)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=90)
+    assert stored_rows(url, "points") == 0
