@@ -159,6 +159,7 @@ def test_one_job_per_answer_however_many_pages_ask(fresh_db, analyses, monkeypat
     assert len(analyses) == 2 and stored_rows(url, "analysis") == 1
 
 
+@pytest.mark.slow
 def test_the_page_says_it_shows_a_previous_answer_until_the_new_one_is_stored(fresh_db, monkeypatch):
     monkeypatch.setenv("KBIT_DATABASE_URL", fresh_db)
 
@@ -234,6 +235,7 @@ def test_runs_read_in_chunks_are_the_frame_read_at_once(seeded_db, monkeypatch, 
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_dashboard_that_stops_does_not_finish_its_background_work_first(tmp_path):
     # Two warming jobs of two minutes each are queued; the process ends at once (Ctrl-C on a
     # served dashboard must not wait for minutes of warming), and nothing half-done is stored.
