@@ -15,7 +15,8 @@ analysis_cache), cold (Streamlit's caches cleared, the stored answer read), warm
 after the view's runs changed (its newest finished run taken out for the measurement: the page
 shows the previous answer while the new one is computed in the background, timed until stored),
 plus the fingerprint query each view starts with, and prints the peak RSS after each view. Then
-the dashboard's warming of the newest finished sweeps' pages (--warm), from nothing stored.
+the dashboard's warming of the newest finished sweeps' and their families' pages (--warm), from
+nothing stored.
 """
 
 from __future__ import annotations
@@ -205,15 +206,18 @@ def time_view(url: str, name: str, view: dict, filters: dict, repeat: int) -> tu
 
 
 def time_warming(url: str, newest: int) -> tuple[dict, float]:
-    """The dashboard's warming (kbit.dashboard.warm) of the `newest` finished sweeps from nothing
-    stored: seconds until every answer is stored, in the background thread; peak RSS in MB."""
+    """The dashboard's warming (kbit.dashboard.warm) of the `newest` finished sweeps and their
+    families from nothing stored: seconds until every answer is stored, in the background thread;
+    peak RSS in MB."""
     forget_stored(url)
     start = time.perf_counter()
-    warmed = warm.warm_finished_sweeps(url, newest, {})
+    queued = warm.warm_newest(url, newest, {})
     stored.wait_for_updates()
     seconds = time.perf_counter() - start
-    print(f"warmed sweeps {warmed} in {seconds:.1f} s; peak RSS {peak_rss_mb():,.0f} MB", flush=True)
-    return {f"warming the {len(warmed)} newest finished sweeps (background, one at a time)": (seconds, None)}, peak_rss_mb()
+    print(f"warmed {queued} in {seconds:.1f} s; peak RSS {peak_rss_mb():,.0f} MB", flush=True)
+    sweeps, families = (sum(kind == k for kind, _ in queued) for k in ("sweep", "family"))
+    name = f"warming the {sweeps} newest finished sweeps and their families ({families}), in the background"
+    return {name: (seconds, None)}, peak_rss_mb()
 
 
 def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -227,7 +231,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fill", action="store_true", help="fill the (empty) --database-url with --runs runs first")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per figure (median shown)")
     parser.add_argument("--warm", type=int, default=10, metavar="N",
-                        help="also time warming the N newest finished sweeps' pages (default 10; 0: not)")
+                        help="also time warming the N newest finished sweeps' and their families' pages (default 10; 0: not)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:

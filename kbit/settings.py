@@ -48,7 +48,7 @@ VARIABLES = (
     ("KBIT_DASHBOARD_TTL", "30", "seconds the dashboard caches a query"),
     ("KBIT_DASHBOARD_REFRESH_S", "5", "the queue page's refresh interval"),
     ("KBIT_DASHBOARD_WARM_SWEEPS", "10", "the dashboard computes the Frontier page of this many newest finished "
-     "sweeps before anyone asks (its default metric); 0: only when asked"),
+     "sweeps, and of their model families, before anyone asks (its default metric); 0: only when asked"),
     ("KBIT_DASHBOARD_MAX_RUNS", "250000", "most finished runs one dashboard view analyses (its memory stays under 1 GB); "
      "a view over more asks for a sweep, family or team"),
     ("KBIT_FAMILY_WEIGHTS", "shipped", "bundled models: `shipped` (16-bit weights in the package, the same on every "

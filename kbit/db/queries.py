@@ -181,6 +181,12 @@ def list_metrics(session: Session) -> list[tuple[str, str]]:
     return [(task, metric) for task, metric in session.execute(_METRIC_PAIRS)]
 
 
+def sweep_families(session: Session, sweep_id: int) -> list[str]:
+    """The model families of a sweep's finished runs, sorted."""
+    query = select(Run.family).where(Run.sweep_id == sweep_id, Run.status.in_(FINISHED), Run.family.is_not(None))
+    return sorted(session.scalars(query.distinct()))
+
+
 def filter_options(session: Session) -> dict[str, list]:
     """The distinct values of the frontier's filters among finished runs (for the dashboard's widgets):
     families, dtypes, blocksizes, bits, methods, and every team. One pass over ix_runs_frontier,
