@@ -38,6 +38,8 @@ VARIABLES = (
      "KBIT_MAX_RUNS_PER_GROUP each gets groups lasting about KBIT_GROUP_SECONDS, of up to 16 x KBIT_MAX_RUNS_PER_GROUP runs "
      "(fewer claims and scheduler rounds per run), not split below half that at the tail of the queue; 0: off"),
     ("KBIT_POLL_SECONDS", "0.5", "the scheduler's round interval"),
+    ("KBIT_VACUUM_S", "10", "on a Postgres with autovacuum off, the scheduler vacuums the runs table this often; "
+     "0: never"),
     ("KBIT_MAX_RUNS_PER_SWEEP", "20000", "most runs one sweep may expand to (an operator's limit, checked at submit)"),
     ("KBIT_TEAM_MAX_RUNNING", "no quota", "most runs one team may have running at once (an operator's quota); "
      "within a priority the team with the fewest running runs is served first"),
@@ -177,6 +179,10 @@ def team_max_running() -> int | None:
 
 def poll_seconds() -> float:
     return _number("KBIT_POLL_SECONDS", 0.5)
+
+
+def vacuum_seconds() -> float:
+    return _number("KBIT_VACUUM_S", 10.0, allow_zero=True)
 
 
 def gpu_memory_bytes() -> int:

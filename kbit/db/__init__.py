@@ -7,7 +7,9 @@ and the read queries. Imports no torch, no ray and no kbit part but spec's setti
         queue.claim_runs(s, worker="node-1:123", limit=16)
 """
 
-from kbit.db import queries, queue, teams
-from kbit.db.engine import connect, connect_reader, mask_url, resolve_url, session_scope, upkeep_warning
+from kbit.db import queries, queue, teams, upkeep
+from kbit.db.engine import connect, connect_reader, mask_url, resolve_url, session_scope
+from kbit.db.upkeep import upkeep_warning
 
-__all__ = ["connect", "connect_reader", "session_scope", "queue", "teams", "queries", "mask_url", "resolve_url", "upkeep_warning"]
+__all__ = ["connect", "connect_reader", "session_scope", "queue", "teams", "queries", "upkeep", "mask_url",
+           "resolve_url", "upkeep_warning"]

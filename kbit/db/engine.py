@@ -166,23 +166,6 @@ def connect_reader(url: str | None = None) -> Engine:
     return engine
 
 
-def upkeep_warning(engine: Engine) -> str | None:
-    """What the database lacks to keep the queue fast, or None: Postgres with autovacuum off. Every
-    claim, start, renewal and result leaves a dead version of a run's row that only vacuum clears,
-    and a claim's index walks step over them."""
-    if engine.dialect.name != "postgresql":
-        return None
-    with engine.connect() as conn:
-        if conn.exec_driver_sql("SHOW autovacuum").scalar() == "on":
-            return None
-    return (
-        f"the database {mask_url(engine.url.render_as_string(hide_password=False))} has autovacuum off: the runs "
-        "table keeps every dead row version its queue leaves, and claims slow down as they pile up (100,000 "
-        "no-op runs on 64 workers: 5.8-6.4 ms per run with it off, 0.7-1.3 ms with it on; benchmarks/scale.md). "
-        "Turn it on (ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();) or VACUUM runs regularly."
-    )
-
-
 @contextlib.contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits when the block ends normally and rolls back on any error.

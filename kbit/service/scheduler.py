@@ -19,8 +19,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy.exc import DBAPIError
+
 from kbit import settings
-from kbit.db import queries, queue, session_scope, upkeep_warning
+from kbit.db import queries, queue, session_scope, upkeep
 from kbit.service.memoryneed import estimate_need_bytes
 from kbit.sweeps.runspec import RunEval
 from kbit.sweeps.sweep import RUN_TIMEOUT_S
@@ -92,6 +94,7 @@ class Scheduler:
         max_runs_per_group: int = settings.MAX_RUNS_PER_GROUP,
         team_quota: int | None = None,
         group_seconds: float = 0.0,
+        vacuum_every_s: float | None = None,
     ):
         self.engine = engine
         self.launcher = launcher
@@ -103,7 +106,7 @@ class Scheduler:
         self.inflight: dict[object, GroupInfo] = {}
         self.stats = {"groups_launched": 0, "runs_claimed": 0, "groups_failed": 0, "groups_cancelled": 0,
                       "runs_requeued": 0, "runs_timed_out": 0, "ticks": 0, "groups_adopted": 0,
-                      "runs_released_on_restart": 0, "runs_lost_with_node": 0}
+                      "runs_released_on_restart": 0, "runs_lost_with_node": 0, "vacuums": 0}
         self.name = name
         self._limits_checked_at = 0.0
         self._adopted = False
@@ -115,9 +118,13 @@ class Scheduler:
         self._serial = 0
         self._wake = threading.Event()
         self._renewed_at = time.monotonic()
-        self.database_warning = upkeep_warning(engine)
+        self.database_warning = upkeep.upkeep_warning(engine)
         if self.database_warning:
             log.warning(self.database_warning)
+        # Postgres with autovacuum off: the runs table vacuumed from here (None: KBIT_VACUUM_S; 0: never).
+        every = settings.vacuum_seconds() if vacuum_every_s is None else vacuum_every_s
+        self._vacuum_every_s = every if self.database_warning else 0.0
+        self._vacuumed_at = time.monotonic()
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -133,7 +140,23 @@ class Scheduler:
         if expired:
             log.warning("requeued %d runs whose lease expired: %s", len(expired), expired[:10])
             self.stats["runs_requeued"] += len(expired)
+        self.vacuum_if_due()
         self.fill()
+
+    def vacuum_if_due(self) -> None:
+        """VACUUM the runs table every `vacuum_every_s` while the server's autovacuum is off (its
+        claims would otherwise walk every dead row version the queue leaves). A failed one (the
+        database away for a moment) is logged and tried again at the next interval."""
+        if not self._vacuum_every_s or time.monotonic() - self._vacuumed_at < self._vacuum_every_s:
+            return
+        try:
+            upkeep.vacuum_runs(self.engine)
+            self.stats["vacuums"] += 1
+        except DBAPIError as exc:
+            log.warning("vacuuming the runs table failed (%s); trying again in %.0f s",
+                        str(exc.orig or exc).strip().splitlines()[0], self._vacuum_every_s)
+        finally:
+            self._vacuumed_at = time.monotonic()
 
     def adopt(self) -> None:
         """Take over the groups an earlier instance of this scheduler left running on its workers;

@@ -156,39 +156,3 @@ def test_postgres_connections_have_keepalives_and_a_statement_timeout(postgres_u
             assert (params["keepalives"], params["keepalives_idle"]) == ("1", "30")
     finally:
         engine.dispose()
-
-
-@pytest.mark.parametrize("server_says", ["on", "off"])
-def test_the_scheduler_is_warned_when_postgres_will_not_vacuum_the_queue(postgres_url, server_says):
-    """upkeep_warning asks the server (`SHOW autovacuum`); the answer is rewritten on the wire so
-    both cases run against the real server, whatever it is set to."""
-    from sqlalchemy import event
-
-    from kbit.db import upkeep_warning
-
-    engine = connect(postgres_url, upgrade=False)
-
-    def answer(conn, cursor, statement, parameters, context, executemany):
-        return (f"SELECT '{server_says}'", parameters) if statement == "SHOW autovacuum" else (statement, parameters)
-
-    event.listen(engine, "before_cursor_execute", answer, retval=True)
-    try:
-        warning = upkeep_warning(engine)
-    finally:
-        engine.dispose()
-    if server_says == "on":
-        assert warning is None
-    else:
-        assert "autovacuum off" in warning and "ALTER SYSTEM SET autovacuum = on" in warning
-        assert mask_url(postgres_url) in warning
-
-
-def test_the_vacuum_warning_follows_the_server_and_sqlite_needs_none(engine, backend):
-    from kbit.db import upkeep_warning
-
-    if backend == "sqlite":
-        assert upkeep_warning(engine) is None
-    else:
-        with engine.connect() as conn:
-            on = conn.exec_driver_sql("SHOW autovacuum").scalar() == "on"
-        assert (upkeep_warning(engine) is None) == on

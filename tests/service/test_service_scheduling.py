@@ -425,3 +425,25 @@ def test_a_priority_above_the_teams_limit_needs_an_operator(db):
     with session_scope(engine) as s:
         teams.set_max_priority(s, team, 5)  # the operator's decision, on the database
     assert Operations(engine).submit(urgent.spec(), team, token)["total"] == 10
+
+
+@pytest.mark.parametrize("server_says", ["on", "off"])
+def test_the_scheduler_vacuums_the_runs_table_only_while_autovacuum_is_off(fresh_postgres_database, server_says):
+    from sqlalchemy import event
+
+    def answer(conn, cursor, statement, parameters, context, executemany):
+        return (f"SELECT '{server_says}'", parameters) if statement == "SHOW autovacuum" else (statement, parameters)
+
+    with fresh_postgres_database() as url:
+        engine = connect(url)
+        event.listen(engine, "before_cursor_execute", answer, retval=True)
+        try:
+            scheduler = Scheduler(engine, ThreadLauncher(url), vacuum_every_s=1.0)
+            scheduler.tick()
+            assert scheduler.stats["vacuums"] == 0  # not due yet
+            time.sleep(1.1)
+            scheduler.tick()
+            scheduler.tick()  # due again only a second after the last one ended
+            assert scheduler.stats["vacuums"] == (1 if server_says == "off" else 0)
+        finally:
+            engine.dispose()
