@@ -113,9 +113,11 @@ def stored(engine, kind: str, fingerprint: dict, params: dict, compute, *, wait:
             updating = {"runs": answer["runs_counted"], "now": fingerprint["runs"], "failed": _FAILED.get(digest)}
             return {**answer, "updating": updating}
     with _JOBS_LOCK:
-        job = _JOBS.get(digest)  # the same answer already under way in the background: wait for it
-    answer = job.result() if job is not None else _compute_and_store(engine, digest, kind, fingerprint, params, compute)
-    return {**answer, "updating": None}
+        job = _JOBS.get(digest)
+    if job is not None and job.running():  # the same answer being computed in the background: wait for it
+        return {**job.result(), "updating": None}
+    # Computed here, not after the background's queue (a queued job for it then finds it stored).
+    return {**_compute_and_store(engine, digest, kind, fingerprint, params, compute), "updating": None}
 
 
 # Answers nobody waits for (updates, warming) are computed one at a time, in one background
@@ -137,7 +139,7 @@ def _computing(engine, digest: str, kind: str, fingerprint: dict, params: dict, 
         if job is not None:
             return job
         job = _JOBS[digest] = Future()
-        _QUEUE.put((job, lambda: _compute_and_store(engine, digest, kind, fingerprint, params, compute)))
+        _QUEUE.put((job, lambda: _stored_or_computed(engine, digest, kind, fingerprint, params, compute)))
         if not _WORKER:
             _WORKER.append(threading.Thread(target=_work, name="kbit-answer", daemon=True))
             _WORKER[0].start()
@@ -166,6 +168,14 @@ def _finished(digest: str, job: Future) -> None:
             _FAILED[digest] = f"{type(failure).__name__}: {failure}"
     if failure is not None:
         log.warning("computing a dashboard answer failed: %r", failure)
+
+
+def _stored_or_computed(engine, digest: str, kind: str, fingerprint: dict, params: dict, compute) -> dict:
+    with session_scope(engine) as session:
+        payload = analysiscache.read(session, digest)
+    if payload is not None:  # a page computed it while this job waited its turn
+        return decode(payload)
+    return _compute_and_store(engine, digest, kind, fingerprint, params, compute)
 
 
 def _compute_and_store(engine, digest: str, kind: str, fingerprint: dict, params: dict, compute) -> dict:

@@ -20,6 +20,7 @@ def default_metric(metrics: list[str]) -> str | None:
     has, else its first metric."""
     return next((m for m in DEFAULT_METRICS if m in metrics), metrics[0] if metrics else None)
 
+
 # key -> kind: "str" | "int" | "strs" | "ints"
 KEYS = {
     "page": "str", "metric": "str", "team": "strs", "sweep": "ints", "family": "strs", "dtype": "strs",

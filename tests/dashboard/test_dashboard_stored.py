@@ -138,11 +138,15 @@ def test_a_page_never_queues_behind_background_work(fresh_db, analyses, monkeypa
 
     monkeypatch.setattr(data, "findings", stuck_in_background)
     assert data.analysis(url, "mean_zero_shot", "acc", teams=("vision",), wait=False) is None  # warming
-    answer = data.analysis(url, "mean_zero_shot", "acc", teams=("nlp",))  # nothing stored: computed here
-    assert answer["updating"] is None and not background_done
+    # Warming queued behind it: the page asking for the same answer computes it itself.
+    assert data.analysis(url, "mean_zero_shot", "acc", sweeps=(1,), wait=False) is None
+    for view in ({"teams": ("nlp",)}, {"sweeps": (1,)}):
+        answer = data.analysis(url, "mean_zero_shot", "acc", **view)  # nothing stored: computed here
+        assert answer["updating"] is None and not background_done
     release.set()
     stored.wait_for_updates(timeout=120)
-    assert len(analyses) == 2 and stored_rows(url, "analysis") == 2
+    # The queued job found its answer stored: three computed in all, not four.
+    assert len(analyses) == 3 and stored_rows(url, "analysis") == 3
 
 
 def test_one_job_per_answer_however_many_pages_ask(fresh_db, analyses, monkeypatch):

@@ -59,8 +59,9 @@ def _current_kept(cached, *args, **kwargs) -> dict:
 
 @st.cache_resource(show_spinner=False)
 def warming(url: str | None) -> threading.Thread | None:
-    """The thread that computes the newest finished sweeps' pages before they are asked for
-    (kbit.dashboard.warm): one per dashboard process and database; None when turned off."""
+    """The thread that computes the pages of the newest finished sweeps and their families before
+    they are asked for (kbit.dashboard.warm): one per dashboard process and database; None when
+    turned off."""
     if not settings.dashboard_warm_sweeps():
         return None
     thread = threading.Thread(target=warm.keep_warm, args=(url, TTL), name="kbit-warm", daemon=True)
