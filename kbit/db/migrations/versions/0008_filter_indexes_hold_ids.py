@@ -1,7 +1,7 @@
 """On Postgres the dashboard's filter indexes carry the runs' ids (INCLUDE), so a view's
 fingerprint (count and sums of its finished runs' ids, kbit.db.queries.frontier_fingerprint) is
 read from the index alone instead of every run's row: a 200,000-run family among 1M runs went from
-265-336 ms to 62 ms. SQLite's indexes already hold the row id: nothing changes there.
+265-336 ms to 48-62 ms. SQLite's indexes already hold the row id: nothing changes there.
 
 The three indexes are rebuilt in the migration's transaction: about 3 s each per million runs, while
 the runs table takes no writes (upgrade with the scheduler stopped, or accept the pause).
