@@ -211,7 +211,7 @@ def time_warming(url: str, newest: int) -> tuple[dict, float]:
     peak RSS in MB."""
     forget_stored(url)
     start = time.perf_counter()
-    queued = warm.warm_newest(url, newest, {})
+    queued = warm.warm_newest(url, newest, warm.Warmed())
     stored.wait_for_updates()
     seconds = time.perf_counter() - start
     print(f"warmed {queued} in {seconds:.1f} s; peak RSS {peak_rss_mb():,.0f} MB", flush=True)

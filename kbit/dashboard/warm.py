@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from kbit import settings
 from kbit.analysis.frontier import lower_is_better
@@ -27,17 +28,29 @@ log = logging.getLogger(__name__)
 REWARM_S = 600.0
 
 
-def warm_newest(url: str | None, newest: int, warmed: dict, now: float | None = None) -> list[tuple[str, object]]:
+@dataclass
+class Warmed:
+    """What one process has warmed: (kind, name) -> (the view's fingerprint, when), and each
+    finished sweep's families (they no longer change, so each is looked up once)."""
+
+    views: dict = field(default_factory=dict)
+    families: dict = field(default_factory=dict)
+
+
+def warm_newest(url: str | None, newest: int, warmed: Warmed, now: float | None = None) -> list[tuple[str, object]]:
     """Queue for the background thread the default Frontier view of each of the `newest` finished
-    sweeps and of their families, unless `warmed` ((kind, name) -> (fingerprint, when); updated
-    here) says it is done: a sweep once, a family again once its runs changed and REWARM_S passed.
-    Returns the views queued now, as (kind, name) pairs."""
+    sweeps and of their families, unless `warmed` (updated here) says it is done: a sweep once, a
+    family again once its runs changed and REWARM_S passed. Returns the views queued now, as
+    (kind, name) pairs."""
     now = time.monotonic() if now is None else now
     with session_scope(data.engine_for(url)) as s:
         sweeps = [row["sweep_id"] for row in queries.list_sweeps(s)
                   if row["status"] == "done" and row["done"] + row["cached"]][:newest]
         metric = urlstate.default_metric([f"{task}/{name}" for task, name in queries.list_metrics(s)])
-        families = _families_of(s, sweeps, warmed) if sweeps else []
+        for sweep_id in sweeps:
+            if sweep_id not in warmed.families:
+                warmed.families[sweep_id] = queries.sweep_families(s, sweep_id)
+    families = list(dict.fromkeys(f for sweep_id in sweeps for f in warmed.families[sweep_id]))
     if metric is None:
         return []
     task, name = metric.split("/", 1)
@@ -49,31 +62,22 @@ def warm_newest(url: str | None, newest: int, warmed: dict, now: float | None = 
             found = data.fingerprint(url, **dict(filters))
         except TooManyRuns:
             continue
-        done = warmed.get((kind, key))
+        done = warmed.views.get((kind, key))
         if done is not None and (done[0] == found or (kind == "family" and now - done[1] < REWARM_S)):
             continue
         # The page's own two calls (frontier_page.render), so their answers are stored under its keys;
         # computed in the background, one at a time, never ahead of a page that waits for its own.
         data.points(url, task, name, filters, "bits", (), lower_is_better(name), wait=False)
         data.analysis(url, task, name, **dict(filters), wait=False)
-        warmed[(kind, key)] = (found, now)
+        warmed.views[(kind, key)] = (found, now)
         queued.append((kind, key))
     return queued
-
-
-def _families_of(session, sweeps: list[int], warmed: dict) -> list[str]:
-    """The model families the finished runs of `sweeps` belong to, in order of first appearance;
-    looked up once per sweep (kept in `warmed` under ("families of", sweep id))."""
-    for sweep_id in sweeps:
-        if ("families of", sweep_id) not in warmed:
-            warmed[("families of", sweep_id)] = queries.sweep_families(session, sweep_id)
-    return list(dict.fromkeys(f for sweep_id in sweeps for f in warmed[("families of", sweep_id)]))
 
 
 def keep_warm(url: str | None, every_s: float) -> None:
     """Warm the newest finished sweeps and their families every `every_s` seconds, for the life of the process."""
     newest = settings.dashboard_warm_sweeps()
-    warmed: dict = {}
+    warmed = Warmed()
     while newest:
         try:
             queued = warm_newest(url, newest, warmed)

@@ -24,7 +24,7 @@ def visit(url, monkeypatch, **view) -> list[str]:
 def test_the_newest_finished_sweeps_and_their_family_are_computed_once_and_their_pages_read_them(
         fresh_db, analyses, monkeypatch):
     url = fresh_db  # sweeps 1 (grid) and 2 (repeat) are finished, 3 (live) still runs; one family
-    warmed = {}
+    warmed = warm.Warmed()
     assert warm.warm_newest(url, 1, warmed, now=0) == [("sweep", 2), ("family", "kbit-toy")]  # newest first
     assert warm.warm_newest(url, 10, warmed, now=1) == [("sweep", 1)]
     assert warm.warm_newest(url, 10, warmed, now=2) == []  # a finished sweep's runs do not change
@@ -39,7 +39,7 @@ def test_the_newest_finished_sweeps_and_their_family_are_computed_once_and_their
 
 def test_a_family_whose_runs_changed_is_warmed_again_but_not_more_often_than_rewarm_s(fresh_db, analyses):
     url = fresh_db
-    warmed = {}
+    warmed = warm.Warmed()
     warm.warm_newest(url, 10, warmed, now=0)
     finish_five_bit_sweep(url)  # the family's runs change; sweep 4 ("five") is the newest finished now
     assert warm.warm_newest(url, 10, warmed, now=1) == [("sweep", 4)]  # the family: warmed 1 s ago
